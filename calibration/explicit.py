@@ -1,0 +1,60 @@
+"""A profile whose coefficients the user writes into the scenario.
+
+It lets a user ask "what if a decode step cost half as much" without any catalog, and lets
+tests pin service times exactly (``fixed_s`` alone gives a constant step time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
+
+__all__ = ["ExplicitProfile"]
+
+
+@dataclass(frozen=True)
+class ExplicitProfile:
+    """T = fixed_s + per_token_s·tokens + prefill_attention_s·Σ c(p + c/2) + decode_attention_s·Σ l.
+
+    ``tokens`` counts prefill chunk tokens plus one per decode sequence; ``c`` and ``p`` are a
+    prefill chunk's length and start position, ``l`` a decode sequence's context length.
+    """
+
+    fixed_s: float
+    per_token_s: float
+    prefill_attention_s: float
+    decode_attention_s: float
+    kv_tokens: int
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(
+            kind="explicit",
+            source="coefficients given in the scenario",
+            assumptions={
+                "fixed_s": self.fixed_s,
+                "per_token_s": self.per_token_s,
+                "prefill_attention_s": self.prefill_attention_s,
+                "decode_attention_s": self.decode_attention_s,
+                "kv_capacity_tokens": self.kv_tokens,
+            },
+        )
+
+    def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
+        """The capacity given in the scenario, whatever the replica's memory settings."""
+        return self.kv_tokens
+
+    def step(self, batch: BatchShape) -> StepCost:
+        seconds = self.fixed_s
+        if self.per_token_s:
+            seconds += self.per_token_s * batch.num_tokens
+        if self.prefill_attention_s and batch.prefill_chunk.size:
+            c = batch.prefill_chunk
+            pairs = float(np.dot(c, batch.prefill_start + c / 2.0))
+            seconds += self.prefill_attention_s * pairs
+        if self.decode_attention_s and batch.decode_context.size:
+            seconds += self.decode_attention_s * float(batch.decode_context.sum())
+        return StepCost(seconds=seconds)

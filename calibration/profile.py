@@ -1,0 +1,89 @@
+"""The seam between the engine and the step-time model.
+
+The engine asks one question per iteration -- "how long does this batch take?" -- and never
+knows whether the answer was measured, fitted or derived from a datasheet. Everything a
+profile knows about its own origin travels in its :class:`Provenance`, so that every result
+can say which numbers it rests on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost"]
+
+ProvenanceKind = Literal["measured", "derived-from-measured", "derived", "explicit"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a profile's numbers come from.
+
+    ``kind`` is ``measured`` (fitted to timings on real hardware), ``derived-from-measured``,
+    ``derived`` (roofline from datasheet figures and assumed efficiencies) or ``explicit``
+    (coefficients the user wrote into the scenario).
+    """
+
+    kind: ProvenanceKind
+    source: str
+    assumptions: dict[str, float | str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain-JSON form, as written into ``summary.json``."""
+        return {"kind": self.kind, "source": self.source, "assumptions": dict(self.assumptions)}
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What the memory model needs to know about one replica (a group of ``tp`` GPUs)."""
+
+    tp: int
+    gpu_memory_fraction: float
+    max_num_batched_tokens: int
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """The composition of one engine iteration.
+
+    ``prefill_chunk[i]`` tokens of a prompt are computed starting at position
+    ``prefill_start[i]`` (the tokens already in the KV cache); each decode sequence computes one
+    token with ``decode_context[j]`` tokens in its KV cache after the step.
+    """
+
+    prefill_chunk: np.ndarray
+    prefill_start: np.ndarray
+    decode_context: np.ndarray
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens computed in this iteration (prefill chunk tokens plus one per decode)."""
+        return int(self.prefill_chunk.sum()) + int(self.decode_context.size)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Price of one iteration: wall seconds, and the FLOPs and HBM bytes behind them (NaN when
+    the profile does not model them)."""
+
+    seconds: float
+    flops: float = float("nan")
+    bytes: float = float("nan")
+
+
+@runtime_checkable
+class Profile(Protocol):
+    """A step-time model plus a memory model for one (model, quantization, hardware) triple."""
+
+    provenance: Provenance
+
+    def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
+        """How many tokens of KV cache fit on one replica."""
+        ...
+
+    def step(self, batch: BatchShape) -> StepCost:
+        """Price one iteration."""
+        ...

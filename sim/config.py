@@ -1,0 +1,217 @@
+"""The scenario: one frozen, typed, validated tree that says everything a run needs.
+
+It composes the workload spec (``workloads``) and the profile spec (``calibration``) with the
+serving configuration owned here (engine, router, measurement). Validation happens once, when
+the scenario is built; everything downstream trusts it. Building a scenario has no side effects.
+"""
+
+from __future__ import annotations
+
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, RooflineProfileSpec, build_profile
+from calibration.profile import Profile
+from calibration.roofline import RooflineProfile
+from sim.errors import ScenarioError, format_validation_error
+from workloads import WorkloadSpec
+
+__all__ = ["EngineSpec", "MeasurementSpec", "RouterSpec", "Scenario", "default_scenario", "load_scenario"]
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineSpec(BaseModel):
+    """How each replica batches: vLLM's settings under vLLM's names."""
+
+    model_config = _Strict
+    scheduler: Literal["continuous", "prefill_first", "static"] = Field(
+        "continuous", description="continuous: iteration-level batching (vLLM V1); prefill_first: new prompts "
+        "run alone before decodes resume (vLLM V0, Orca-like); static: a batch runs to completion before the next")
+    chunked_prefill: bool | None = Field(
+        None, description="split long prompts across iterations (continuous only; default on)")
+    max_num_seqs: int = Field(256, ge=1, description="most sequences in one iteration")
+    max_num_batched_tokens: int = Field(8192, ge=1, description="most tokens computed in one iteration")
+    block_size: int = Field(16, ge=1, description="tokens per KV-cache block")
+    gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
+    preemption: Literal["recompute"] = Field("recompute", description="what happens to a preempted sequence")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EngineSpec:
+        if self.chunked_prefill and self.scheduler != "continuous":
+            raise ValueError(f"engine.chunked_prefill = True with scheduler {self.scheduler!r}: chunked prefill "
+                             "needs scheduler 'continuous'")
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(f"engine.max_num_batched_tokens = {self.max_num_batched_tokens} is below "
+                             f"max_num_seqs = {self.max_num_seqs}: it must be >= max_num_seqs")
+        return self
+
+    @property
+    def chunked(self) -> bool:
+        """Whether prompts are split across iterations (the default under ``continuous``)."""
+        return self.scheduler == "continuous" and self.chunked_prefill is not False
+
+
+class RouterSpec(BaseModel):
+    """How arriving requests are spread over replicas."""
+
+    model_config = _Strict
+    policy: Literal["round_robin", "least_outstanding"] = Field("least_outstanding")
+    max_outstanding_per_replica: int | None = Field(
+        None, ge=1, description="hold requests in a central queue while every replica has this many "
+        "(like Ray Serve's max_ongoing_requests); unset: dispatch on arrival")
+
+
+class MeasurementSpec(BaseModel):
+    """Which part of the run the statistics describe."""
+
+    model_config = _Strict
+    warmup_s: float = Field(0.0, ge=0, description="arrivals before this are simulated but not measured")
+    horizon_s: float | None = Field(None, gt=0, description="stop simulating here; unfinished requests "
+                                    "are reported in flight (unset: run until every request is done)")
+
+
+class Scenario(BaseModel):
+    """Everything one simulation needs. Build it in Python or load it with :func:`load_scenario`."""
+
+    model_config = _Strict
+    name: str = "scenario"
+    seed: int = Field(0, ge=0)
+    model: str = "llama-3.1-8b"
+    quantization: str = "bf16"
+    hardware: str = "h100-sxm"
+    tp: int = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica")
+    replicas: int = Field(1, ge=1)
+    profile: ProfileSpec = RooflineProfileSpec()
+    engine: EngineSpec = EngineSpec()
+    router: RouterSpec = RouterSpec()
+    workload: WorkloadSpec
+    measurement: MeasurementSpec = MeasurementSpec()
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        return _known(v, MODELS, "model")
+
+    @field_validator("hardware")
+    @classmethod
+    def _known_hardware(cls, v: str) -> str:
+        return _known(v, GPUS, "hardware")
+
+    @field_validator("quantization")
+    @classmethod
+    def _known_quantization(cls, v: str) -> str:
+        return _known(v, QUANTIZATIONS, "quantization")
+
+    @model_validator(mode="after")
+    def _feasible(self) -> Scenario:
+        arch = MODELS[self.model]
+        if arch.heads % self.tp or arch.kv_heads % self.tp:
+            raise ValueError(f"tp = {self.tp}: must divide {arch.name}'s {arch.heads} attention heads and "
+                             f"{arch.kv_heads} KV heads")
+        profile = self.build_profile()
+        spec = self.replica_spec
+        if isinstance(profile, RooflineProfile):
+            short = profile.memory_shortfall_bytes(spec)
+            if short > 0:
+                raise ValueError(
+                    f"model = {self.model!r} ({self.quantization}) does not fit: at tp = {self.tp} each GPU needs "
+                    f"{(short + profile.gpu.memory_bytes * spec.gpu_memory_fraction) / 2**30:.1f} GiB for weights "
+                    f"and activations but engine.gpu_memory_fraction = {spec.gpu_memory_fraction} of "
+                    f"{profile.gpu.memory_bytes / 2**30:.1f} GiB leaves {profile.gpu.memory_bytes * spec.gpu_memory_fraction / 2**30:.1f} "
+                    f"GiB (short by {short / 2**30:.1f} GiB); raise tp or gpu_memory_fraction")
+        kv = self.kv_capacity_tokens
+        if kv < self.engine.block_size:
+            raise ValueError(f"the KV cache holds {kv} tokens per replica, less than one block of "
+                             f"engine.block_size = {self.engine.block_size}: give the engine more memory")
+        for i, c in enumerate(self.workload.classes):
+            bound = c.prompt_tokens.upper_bound
+            longest = arch.max_context - 1 if bound is None else min(bound, arch.max_context - 1)
+            if longest > kv:
+                what = "can reach" if bound is not None else "is unbounded and truncated only at the model's context,"
+                raise ValueError(
+                    f"workload.classes[{i}].prompt_tokens {what} {longest} tokens but the KV cache holds at most "
+                    f"{kv} tokens per replica: set prompt_tokens.max <= {kv} or give the engine more memory")
+        return self
+
+    # -- derived, never stored -----------------------------------------------------------------
+    @property
+    def replica_spec(self) -> ReplicaSpec:
+        return ReplicaSpec(tp=self.tp, gpu_memory_fraction=self.engine.gpu_memory_fraction,
+                           max_num_batched_tokens=self.engine.max_num_batched_tokens)
+
+    def build_profile(self) -> Profile:
+        """The step-time and memory model this scenario's iterations are priced with."""
+        return build_profile(self.profile, model=self.model, hardware=self.hardware,
+                             quantization=self.quantization, tp=self.tp)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        """KV tokens per replica, rounded down to whole blocks."""
+        tokens = self.build_profile().kv_capacity_tokens(self.replica_spec)
+        return tokens // self.engine.block_size * self.engine.block_size
+
+    @property
+    def max_context(self) -> int:
+        return MODELS[self.model].max_context
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as written next to results so a run can be repeated."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _known(value: str, table: dict[str, Any], key: str) -> str:
+    if value not in table:
+        raise ValueError(f"unknown {key}; known: {', '.join(sorted(table))}")
+    return value
+
+
+def _read_file(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read ({e.strerror})") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    raise ScenarioError(f"{path}: scenario files must end in .yaml, .yml or .toml, not {suffix or '(none)'!r}")
+
+
+def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
+    """Load and validate a scenario from a YAML/TOML file or a dict.
+
+    Raises :class:`ScenarioError` with one line naming every bad key, its value and the rule.
+    """
+    data = source if isinstance(source, dict) else _read_file(Path(source))
+    label = "" if isinstance(source, dict) else f"{source}: "
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{label}a scenario must be a mapping of keys, not {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(label + format_validation_error(e, Scenario)) from None
+
+
+def default_scenario() -> Scenario:
+    """The embedded default: Llama-3.1-8B on one H100, chat-like Poisson traffic."""
+    text = resources.files("sim").joinpath("scenarios/default.yaml").read_text()
+    return load_scenario(yaml.safe_load(text))
+
+

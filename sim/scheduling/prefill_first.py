@@ -1,0 +1,46 @@
+"""Prefill-first batching (vLLM V0 without chunked prefill; Orca-like).
+
+When whole prompts can be admitted, the iteration runs only those prefills and the running
+decodes wait; otherwise it runs one decode step for every running sequence, preempting by
+recompute when KV blocks run out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.scheduling.blocks import blocks_for, grow_or_preempt
+from sim.state import ReplicaState
+
+__all__ = ["PrefillFirstScheduler"]
+
+
+def _one_each(rep: ReplicaState) -> np.ndarray:
+    return np.ones(rep.run.size, np.int64)
+
+
+class PrefillFirstScheduler:
+    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int):
+        self.max_num_seqs = max_num_seqs
+        self.budget = max_num_batched_tokens
+        self.block_size = block_size
+
+    def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
+        r = rep.reqs
+        start = rep.run.size
+        left, new_n = self.budget, []
+        while rep.waiting and rep.run.size < self.max_num_seqs:
+            i = rep.waiting[0][1]
+            rem = int(r.num_tokens[i] - r.computed[i])
+            nb = int(blocks_for(rem, self.block_size))
+            if rem > left or nb > rep.free_blocks:
+                break
+            rep.admit(i, nb, now)
+            new_n.append(rem)
+            left -= rem
+        if new_n:
+            return rep.run[start:], np.asarray(new_n, np.int64)
+        if not rep.run.size:
+            return rep.run, np.empty(0, np.int64)
+        n, _ = grow_or_preempt(rep, _one_each, self.block_size)
+        return rep.run, n

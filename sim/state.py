@@ -1,0 +1,109 @@
+"""Mutable state of a run, held as numpy columns so per-iteration work is vectorised.
+
+Requests are indexed by their row in the arrival-ordered request table, so a request's index
+also orders it by arrival (used as the FCFS tie-break everywhere). A request's progress is
+counted in tokens the way vLLM's V1 scheduler counts them:
+
+- ``num_tokens``: tokens known so far, prompt plus generated;
+- ``computed``: tokens whose KV is in the cache;
+- each iteration a request is given ``n <= num_tokens - computed`` tokens to compute, and when
+  ``computed`` reaches ``num_tokens`` it emits one new token (so a decode step is ``n = 1``);
+- ``prefill_target`` marks where the current prefill ends: the prompt, or after a recompute
+  preemption the prompt plus everything generated so far.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+__all__ = ["COMPLETED", "IN_FLIGHT", "REJECTED", "ReplicaState", "RequestState"]
+
+# Status codes held in RequestState.status.
+PENDING, WAITING, RUNNING, COMPLETED, REJECTED = 0, 1, 2, 3, 4
+IN_FLIGHT = -1  # reported for requests still pending, waiting or running when the run stops
+
+
+class RequestState:
+    """Per-request columns for every request of the run."""
+
+    def __init__(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, priority: np.ndarray):
+        n = arrival.size
+        self.arrival = arrival
+        self.prompt = prompt
+        self.output = output
+        self.priority = priority
+        self.num_tokens = prompt.copy()
+        self.computed = np.zeros(n, np.int64)
+        self.generated = np.zeros(n, np.int64)
+        self.blocks = np.zeros(n, np.int64)
+        self.prefill_target = prompt.copy()
+        self.preemptions = np.zeros(n, np.int64)
+        self.replica = np.full(n, -1, np.int64)
+        self.status = np.zeros(n, np.int8)
+        self.first_scheduled = np.full(n, np.nan)
+        self.first_token = np.full(n, np.nan)
+        self.last_token = np.full(n, np.nan)
+        self.finish = np.full(n, np.nan)
+
+
+class ReplicaState:
+    """One replica's queue, running batch and KV blocks.
+
+    ``run`` lists running requests in admission order (the order vLLM keeps ``running`` in);
+    ``waiting`` is a heap of ``(priority, index)`` tuples, compared in C (STYLE rule 3): lower
+    priority values first, then earlier arrivals, so a preempted request goes back ahead of
+    everything that arrived after it.
+    """
+
+    def __init__(self, index: int, total_blocks: int, reqs: RequestState):
+        self.index = index
+        self.total_blocks = total_blocks
+        self.free_blocks = total_blocks
+        self.reqs = reqs
+        self.waiting: list[tuple[int, int]] = []
+        self.run = np.empty(0, np.int64)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests routed here and not finished: waiting plus running."""
+        return len(self.waiting) + self.run.size
+
+    def enqueue(self, i: int) -> None:
+        r = self.reqs
+        r.status[i] = WAITING
+        heapq.heappush(self.waiting, (int(r.priority[i]), i))
+
+    def admit(self, i: int, blocks: int, now: float) -> None:
+        """Move the head of ``waiting`` (which must be ``i``) into the running batch."""
+        heapq.heappop(self.waiting)
+        r = self.reqs
+        r.status[i] = RUNNING
+        r.blocks[i] += blocks
+        self.free_blocks -= blocks
+        if np.isnan(r.first_scheduled[i]):
+            r.first_scheduled[i] = now
+        self.run = np.append(self.run, i)
+
+    def preempt(self, pos: int) -> None:
+        """Preempt ``run[pos]`` by recompute: free its blocks and queue it again; its prompt and
+        the tokens it generated are prefilled anew when it is readmitted."""
+        r = self.reqs
+        i = int(self.run[pos])
+        self.free_blocks += int(r.blocks[i])
+        r.blocks[i] = 0
+        r.computed[i] = 0
+        r.prefill_target[i] = r.num_tokens[i]
+        r.preemptions[i] += 1
+        self.run = np.delete(self.run, pos)
+        self.enqueue(i)
+
+    def victim(self) -> int:
+        """Position in ``run`` of the request to preempt: the lowest priority (highest value),
+        and among those the most recently admitted."""
+        pr = self.reqs.priority[self.run]
+        top = pr.max()
+        if pr[-1] == top:
+            return self.run.size - 1
+        return int(self.run.size - 1 - np.argmax(pr[::-1] == top))
