@@ -113,19 +113,37 @@ class _Run:
             self._send(i, self.router.choose(self.states, eligible))
 
     def run(self, progress: ProgressFn | None) -> float:
-        """Run to the horizon or until nothing is left to happen; return the end time."""
+        """Run to the horizon or until every request has ended; return the end time."""
         env, n = self.env, self.reqs.arrival.size
         horizon = self.s.measurement.horizon_s
         if progress is None:
             env.run(until=horizon)
-        else:
-            span = horizon or (float(self.reqs.arrival[-1]) if n else 1.0)
-            step = max(span / 200.0, 1e-9)
-            while env.peek() != float("inf") and (horizon is None or env.now < horizon):
-                env.run(until=env.now + step if horizon is None else min(env.now + step, horizon))
-                progress(self.finished, n)
+            return self._end_time()
+        # In slices, to report progress. (SimPy leaves a stale event behind each run(until=t),
+        # so "no events left" is no test of the end: every request ending is.)
+        span = horizon or (float(self.reqs.arrival[-1]) if n else 1.0)
+        step = max(span / 200.0, 1e-6)
+        stalled, last = 0, -1
+        while self.finished < n and (horizon is None or env.now < horizon):
+            env.run(until=env.now + step if horizon is None else min(env.now + step, horizon))
             progress(self.finished, n)
-        return float(horizon if horizon is not None else env.now)
+            moved = self.finished + sum(len(e.log.start) for e in self.engines)
+            stalled = stalled + 1 if moved == last else 0
+            last = moved
+            if stalled > 10_000:
+                raise RuntimeError(f"simulation stalled at t={env.now:.3f} s with {n - self.finished} requests unfinished")
+        progress(self.finished, n)
+        return self._end_time()
+
+    def _end_time(self) -> float:
+        """The horizon, or else the last thing that happened: an iteration's end or an arrival
+        (never a progress slice's boundary, so results do not depend on progress reporting)."""
+        horizon = self.s.measurement.horizon_s
+        if horizon is not None:
+            return float(horizon)
+        ends = [e.log.start[-1] + e.log.duration[-1] for e in self.engines if e.log.start]
+        last_arrival = float(self.reqs.arrival[-1]) if self.reqs.arrival.size else 0.0
+        return float(max(ends + [last_arrival]))
 
 
 def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
