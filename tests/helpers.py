@@ -1,0 +1,51 @@
+"""Small builders shared by the tests: scenarios from a few keys, and hand-made request tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sim import Scenario, load_scenario
+from workloads import REQUEST_SCHEMA
+
+
+def scenario(**overrides: Any) -> Scenario:
+    """A scenario with a constant 1 s step (explicit profile) and one class of 1-token requests,
+    with nested keys in ``overrides`` merged over it (dicts merge, everything else replaces)."""
+    base: dict[str, Any] = {
+        "profile": {"kind": "explicit", "fixed_s": 1.0, "kv_capacity_tokens": 1 << 20},
+        "workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": 10,
+                     "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 1},
+                                  "output_tokens": {"dist": "fixed", "value": 1}}]},
+    }
+    return load_scenario(_merge(base, overrides))
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return out
+
+
+def requests(arrival, prompt, output, cls="x", priority=0) -> pa.Table:
+    """A RequestTable from parallel lists (scalars broadcast)."""
+    n = len(arrival)
+    def col(v, dtype):
+        return np.broadcast_to(np.asarray(v, dtype), (n,)).copy()
+    return pa.table({
+        "request_id": np.arange(n, dtype=np.int64),
+        "arrival_s": col(arrival, np.float64),
+        "prompt_tokens": col(prompt, np.int64),
+        "output_tokens": col(output, np.int64),
+        "class": pa.array(list(np.broadcast_to(np.asarray(cls, object), (n,))), pa.string()),
+        "priority": col(priority, np.int64),
+    }, schema=REQUEST_SCHEMA)
+
+
+def iteration_log(result, *cols: str) -> list[tuple]:
+    """The iteration table as a list of row tuples (for exact comparison)."""
+    t = result.iterations
+    return list(zip(*(t.column(c).to_pylist() for c in cols)))
