@@ -21,7 +21,7 @@ from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
 from sim.state import REJECTED, ReplicaState, RequestState
-from workloads import generate
+from workloads import REQUEST_SCHEMA, generate
 
 __all__ = ["REJECT_REASONS", "simulate"]
 
@@ -146,6 +146,25 @@ class _Run:
         return float(max(ends + [last_arrival]))
 
 
+def _checked(table: pa.Table) -> pa.Table:
+    """A user-supplied RequestTable, cast to the schema and checked, or a one-line ValueError."""
+    missing = [f.name for f in REQUEST_SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise ValueError(f"request table lacks column(s) {', '.join(missing)}; needs {', '.join(REQUEST_SCHEMA.names)}")
+    table = table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)
+    for name in REQUEST_SCHEMA.names:
+        if table.column(name).null_count:
+            raise ValueError(f"request table column {name!r} has {table.column(name).null_count} null value(s)")
+    arrival = table.column("arrival_s").to_numpy()
+    if arrival.size and (not np.isfinite(arrival).all() or arrival.min() < 0 or (np.diff(arrival) < 0).any()):
+        raise ValueError("request table column 'arrival_s' must be finite, >= 0 and sorted ascending")
+    for name in ("prompt_tokens", "output_tokens"):
+        low = table.column(name).to_numpy().min() if table.num_rows else 1
+        if low < 1:
+            raise ValueError(f"request table column {name!r} has value {low}: token counts must be >= 1")
+    return table
+
+
 def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
              progress: ProgressFn | None = None) -> SimResult:
     """Simulate ``scenario`` and return its records and summary.
@@ -155,7 +174,10 @@ def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
     called now and then with (requests finished, requests in all).
     """
     wall = time.perf_counter()
-    table = requests if requests is not None else generate(scenario.workload, scenario.seed, scenario.max_context)
+    if requests is None:
+        table = generate(scenario.workload, scenario.seed, scenario.max_context)
+    else:
+        table = _checked(requests)
     run = _Run(scenario, table)
     end = run.run(progress)
     return build_result(scenario, table, run.reqs, run.reject, run.engines, run.profile, end,

@@ -161,15 +161,21 @@ def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarr
     return SimResult(s, requests, iters, timeline, summary, wall_s)
 
 
+def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str]:
+    """The measurement window [lo, hi): from the warm-up to the last arrival (or the horizon)."""
+    last_arrival = float(r.arrival[-1]) if r.arrival.size else 0.0
+    lo, hi = s.measurement.warmup_s, min(last_arrival, end)
+    if hi > lo:
+        return lo, hi, (f"latencies over completed requests that arrived in [{lo:g}, {hi:g}) s; throughput over "
+                        f"what finished in it; warm-up before {lo:g} s and the drain after {hi:g} s are excluded")
+    return 0.0, max(end, 1e-12), (f"warm-up ({lo:g} s) reaches past the last arrival ({last_arrival:g} s): the whole "
+                                  f"run [0, {end:g}) s is measured, warm-up and drain included")
+
+
 def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engines: Sequence[ReplicaEngine],
              profile: Profile, end: float) -> dict[str, Any]:
     n = r.arrival.size
-    last_arrival = float(r.arrival[-1]) if n else 0.0
-    lo = s.measurement.warmup_s
-    hi = min(last_arrival, end)
-    if hi <= lo:
-        hi = end  # too short a run to exclude anything: measure it all, and say so below
-        lo = min(lo, 0.0) if hi <= lo else lo
+    lo, hi, note = _window(s, r, end)
     dur = max(hi - lo, 1e-12)
     status = req.column("status").to_numpy(zero_copy_only=False)
     done = r.status == COMPLETED
@@ -216,8 +222,7 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
         "kv_capacity_tokens_per_replica": s.kv_capacity_tokens,
         "window": {
             "start_s": lo, "end_s": hi, "duration_s": dur,
-            "note": f"latencies over completed requests that arrived in [{lo:g}, {hi:g}) s; throughput over "
-                    f"what finished in it; warm-up before {lo:g} s and the drain after {hi:g} s are excluded",
+            "note": note,
         },
         "requests": {
             "arrived": int(n),

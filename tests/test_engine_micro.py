@@ -141,3 +141,23 @@ def test_request_that_can_never_fit_is_rejected_and_counted():
     assert _col(res, "status") == ["completed", "rejected"]
     assert _col(res, "reject_reason")[1] == "needs more KV blocks than a replica has"
     assert res.summary["requests"]["rejected"] == 1
+
+
+@pytest.mark.parametrize("table, match", [
+    (requests([1.0, 0.5], 1, 1), "sorted ascending"),
+    (requests([0.0, 0.5], [1, 0], 1), "'prompt_tokens' has value 0"),
+    (requests([0.0], 1, 1).drop_columns(["priority"]), "lacks column.*priority"),
+])
+def test_bad_request_table_is_refused_with_one_line(table, match):
+    with pytest.raises(ValueError, match=match):
+        simulate(scenario(), requests=table)
+
+
+def test_warmup_past_the_end_of_traffic_is_refused():
+    from sim import ScenarioError, load_scenario
+    from tests.helpers import _merge
+    bad = _merge(scenario().to_dict(), {"measurement": {"warmup_s": 60.0}})
+    bad["workload"] = {**bad["workload"], "duration_s": 30.0}
+    del bad["workload"]["num_requests"]
+    with pytest.raises(ScenarioError, match=r"measurement.warmup_s = 60: must be below workload.duration_s = 30"):
+        load_scenario(bad)
