@@ -11,6 +11,7 @@ turn peak figures into achievable ones; they are assumptions until calibration f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -86,45 +87,55 @@ class RooflineProfile:
         return need - usable
 
     # -- step time ----------------------------------------------------------------------------
-    def step(self, batch: BatchShape) -> StepCost:
+    @cached_property
+    def _constants(self) -> tuple[float, ...]:
+        """Per-iteration constants, computed once (step() is on the engine's hot path)."""
         m, tp = self.model, self.tp
-        flop_rate = self.gpu.bf16_tflops * 1e12 * self.compute_efficiency
-        byte_rate = self.gpu.hbm_tb_s * 1e12 * self.memory_efficiency
-        a = self.activation_bytes_per_element
+        lin_params = m.layers * m.layer_linear_params / tp
+        head_params = m.vocab * m.hidden / tp
+        io_per_token = m.layers * (2 * m.hidden + 2 * m.heads * m.head_dim + 2 * m.hidden + 3 * m.intermediate) / tp
+        return (
+            self.gpu.bf16_tflops * 1e12 * self.compute_efficiency,   # achievable FLOP/s
+            self.gpu.hbm_tb_s * 1e12 * self.memory_efficiency,      # achievable bytes/s
+            lin_params, lin_params * self.weight_bytes_per_element, io_per_token * self.activation_bytes_per_element,
+            head_params, head_params * self.weight_bytes_per_element, m.vocab / tp * self.activation_bytes_per_element,
+            4.0 * m.layers * m.heads * m.head_dim / tp,             # attention FLOPs per (query, key) pair
+            self.kv_bytes_per_token_per_gpu,
+        )
+
+    def step(self, batch: BatchShape) -> StepCost:
+        flop_rate, byte_rate, lin_params, lin_wbytes, io_bytes, head_params, head_wbytes, logit_bytes, \
+            attn_flops, kv_tok = self._constants
         n_dec = batch.decode_context.size
-        n_tok = int(batch.prefill_chunk.sum()) + n_dec
+        n_pre = batch.prefill_chunk.size
+        n_tok = (int(batch.prefill_chunk.sum()) if n_pre else 0) + n_dec
         # Sequences that sample a token: every decode, and (at most) every prefill chunk.
-        n_logits = n_dec + batch.prefill_chunk.size
+        n_logits = n_dec + n_pre
 
         # Linear layers: 2 FLOPs per weight per token; weights read once; activations in and out.
-        lin_params = m.layers * m.layer_linear_params / tp
         lin_flops = 2.0 * n_tok * lin_params
-        io_per_token = m.layers * (2 * m.hidden + 2 * m.heads * m.head_dim + 2 * m.hidden + 3 * m.intermediate) / tp
-        lin_bytes = lin_params * self.weight_bytes_per_element + n_tok * io_per_token * a
-        head_params = m.vocab * m.hidden / tp
+        lin_bytes = lin_wbytes + n_tok * io_bytes
         head_flops = 2.0 * n_logits * head_params
-        head_bytes = head_params * self.weight_bytes_per_element + n_logits * m.vocab / tp * a
+        head_bytes = head_wbytes + n_logits * logit_bytes
         t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / flop_rate, head_bytes / byte_rate)
         flops, nbytes = lin_flops + head_flops, lin_bytes + head_bytes
 
-        kv_tok = self.kv_bytes_per_token_per_gpu
-        qdim = m.heads * m.head_dim / tp
-        if batch.prefill_chunk.size:
+        if n_pre:
             c = batch.prefill_chunk.astype(np.float64)
             pairs = float(np.dot(c, batch.prefill_start + c / 2.0))
-            pf_flops = 4.0 * m.layers * qdim * pairs
+            pf_flops = attn_flops * pairs
             pf_bytes = kv_tok * float((batch.prefill_start + c).sum())
             t += max(pf_flops / flop_rate, pf_bytes / byte_rate)
             flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
             ctx = float(batch.decode_context.sum())
-            dc_flops = 4.0 * m.layers * qdim * ctx
+            dc_flops = attn_flops * ctx
             dc_bytes = kv_tok * ctx
             t += max(dc_flops / flop_rate, dc_bytes / byte_rate)
             flops, nbytes = flops + dc_flops, nbytes + dc_bytes
-        if tp > 1 and n_tok:
+        if self.tp > 1 and n_tok:
             # Ring all-reduce after attention and after the MLP of every layer.
-            msg = n_tok * m.hidden * a
+            msg = n_tok * self.model.hidden * self.activation_bytes_per_element
             link = self.gpu.interconnect_gb_s * 1e9
-            t += 2 * m.layers * (self.allreduce_latency_s + 2 * (tp - 1) / tp * msg / link)
+            t += 2 * self.model.layers * (self.allreduce_latency_s + 2 * (self.tp - 1) / self.tp * msg / link)
         return StepCost(seconds=t + self.overhead_s, flops=flops, bytes=nbytes)
