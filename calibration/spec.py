@@ -13,7 +13,7 @@ from calibration.roofline import RooflineProfile
 
 __all__ = ["ExplicitProfileSpec", "ProfileSpec", "RooflineProfileSpec", "build_profile"]
 
-_Strict = ConfigDict(extra="forbid", frozen=True)
+_Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ExplicitProfileSpec(BaseModel):

@@ -24,7 +24,7 @@ from workloads import WorkloadSpec
 
 __all__ = ["EngineSpec", "MeasurementSpec", "RouterSpec", "Scenario", "default_scenario", "load_scenario"]
 
-_Strict = ConfigDict(extra="forbid", frozen=True)
+_Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EngineSpec(BaseModel):
@@ -45,10 +45,10 @@ class EngineSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> EngineSpec:
         if self.chunked_prefill and self.scheduler != "continuous":
-            raise ValueError(f"engine.chunked_prefill = True with scheduler {self.scheduler!r}: chunked prefill "
+            raise ValueError(f"chunked_prefill = True with scheduler {self.scheduler!r}: chunked prefill "
                              "needs scheduler 'continuous'")
         if self.max_num_batched_tokens < self.max_num_seqs:
-            raise ValueError(f"engine.max_num_batched_tokens = {self.max_num_batched_tokens} is below "
+            raise ValueError(f"max_num_batched_tokens = {self.max_num_batched_tokens} is below "
                              f"max_num_seqs = {self.max_num_seqs}: it must be >= max_num_seqs")
         return self
 
@@ -131,8 +131,12 @@ class Scenario(BaseModel):
                              f"workload.duration_s = {self.workload.duration_s:g}, or nothing is measured")
         kv = self.kv_capacity_tokens
         if kv < self.engine.block_size:
-            raise ValueError(f"the KV cache holds {kv} tokens per replica, less than one block of "
-                             f"engine.block_size = {self.engine.block_size}: give the engine more memory")
+            if self.profile.kind == "explicit":
+                raise ValueError(f"profile.kv_capacity_tokens = {self.profile.kv_capacity_tokens}: must hold at least "
+                                 f"one block of engine.block_size = {self.engine.block_size} tokens")
+            raise ValueError(f"the KV cache holds {self.build_profile().kv_capacity_tokens(self.replica_spec)} tokens "
+                             f"per replica, less than one block of engine.block_size = {self.engine.block_size}: "
+                             "raise engine.gpu_memory_fraction or tp")
         for i, c in enumerate(self.workload.classes):
             bound = c.prompt_tokens.upper_bound
             longest = arch.max_context - 1 if bound is None else min(bound, arch.max_context - 1)

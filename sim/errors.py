@@ -42,12 +42,11 @@ def _union_member(tp: Any, tag: str) -> Any | None:
     return None
 
 
-def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None]:
-    """Turn pydantic's ``loc`` into a dotted key path, dropping union tags, and return the model
-    that owns the last key (for listing the allowed keys)."""
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """Turn pydantic's ``loc`` into a dotted key path, dropping union tags, and return the type
+    that ``loc`` leads to (a model, for listing the keys allowed inside it)."""
     path = ""
     tp: Any = root
-    owner: type[BaseModel] | None = root
     for part in loc:
         tp = _unwrap(tp)
         if isinstance(part, int):
@@ -61,13 +60,12 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, type[BaseMo
                 tp = member
                 continue
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            owner = tp
             field = tp.model_fields.get(str(part))
             tp = field.annotation if field is not None else Any
         else:
-            owner = None
+            tp = Any
         path += f".{part}" if path else str(part)
-    return path, owner
+    return path, _unwrap(tp)
 
 
 def _show(value: Any) -> str:
@@ -97,10 +95,12 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
             continue
         if kind == "extra_forbidden":
             parent_path, parent = _walk(root, tuple(e["loc"][:-1]))
-            allowed = sorted(parent.model_fields) if parent else []
+            is_model = isinstance(parent, type) and issubclass(parent, BaseModel)
+            allowed = sorted(parent.model_fields) if is_model else []
             key = str(e["loc"][-1])
             hint = difflib.get_close_matches(key, allowed, n=1)
-            msg = f"{path}: unknown key"
+            shown = path if key.isprintable() else (parent_path + "." if parent_path else "") + repr(key)
+            msg = f"{shown}: unknown key"
             msg += f" (did you mean {hint[0]!r}?)" if hint else ""
             msg += f"; allowed keys{' in ' + parent_path if parent_path else ''}: {', '.join(allowed)}"
             parts.append(msg)
@@ -111,7 +111,13 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
         elif path and not isinstance(e.get("input"), dict):
             parts.append(f"{path} = {_show(e['input'])}: {text}")
         elif path:
-            parts.append(f"{path}: {text}")
+            # A model's own validator names its field ("max_num_seqs = 4: ..."): give it the full path.
+            _, model = _walk(root, loc)
+            first = text.split(" ", 1)[0]
+            if isinstance(model, type) and issubclass(model, BaseModel) and first in model.model_fields:
+                parts.append(f"{path}.{text}")
+            else:
+                parts.append(f"{path}: {text}")
         else:
             parts.append(text)
     return "; ".join(parts)

@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ExponentialLength", "FixedLength", "LengthSpec", "LognormalLength", "UniformLength"]
 
-_Strict = ConfigDict(extra="forbid", frozen=True)
+_Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # z-score of the 99th percentile of a standard normal.
 _Z99 = 2.3263478740408408
+# mean = exp(mu + s²/2) and p99 = exp(mu + z s) give p99/mean = exp(z s - s²/2), at most exp(z²/2).
+_MAX_P99_RATIO = math.exp(_Z99**2 / 2)
 
 
 class _Clipped(BaseModel):
@@ -84,18 +86,18 @@ class LognormalLength(_Clipped):
     @model_validator(mode="after")
     def _p99_above_mean(self) -> LognormalLength:
         if self.p99 <= self.mean:
-            raise ValueError(f"p99 = {self.p99} is not above mean = {self.mean}: a lognormal's p99 must exceed its mean")
+            raise ValueError(f"p99 = {self.p99:g} is not above mean = {self.mean:g}: a lognormal's p99 must exceed its mean")
+        if math.log(self.p99 / self.mean) > _Z99**2 / 2:
+            raise ValueError(f"p99 = {self.p99:g} is {self.p99 / self.mean:.1f}x mean = {self.mean:g}: no lognormal has "
+                             f"p99/mean above {_MAX_P99_RATIO:.2f}; lower p99 or give mu and sigma via another dist")
         return self
 
     @property
     def sigma(self) -> float:
         # mean = exp(mu + s²/2), p99 = exp(mu + z s)  =>  s²/2 - z s + ln(p99/mean) = 0.
         # The smaller root is the one with a sensible (< z) sigma; p99 > mean guarantees it is real.
-        r = math.log(self.p99 / self.mean)
-        disc = _Z99**2 - 2 * r
-        if disc < 0:
-            raise ValueError("p99/mean too large for a lognormal")
-        return _Z99 - math.sqrt(disc)
+        # The validator guarantees the discriminant is >= 0.
+        return _Z99 - math.sqrt(_Z99**2 - 2 * math.log(self.p99 / self.mean))
 
     @property
     def upper_bound(self) -> int | None:

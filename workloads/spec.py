@@ -10,7 +10,7 @@ from workloads.lengths import LengthSpec
 
 __all__ = ["ArrivalSpec", "ClassSpec", "SLOSpec", "WorkloadSpec"]
 
-_Strict = ConfigDict(extra="forbid", frozen=True)
+_Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SLOSpec(BaseModel):
