@@ -20,7 +20,7 @@ from sim.records import SimResult, build_result
 from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
-from sim.state import REJECTED, ReplicaState, RequestState
+from sim.state import REJECTED, WAITING, ReplicaState, RequestState
 from workloads import REQUEST_SCHEMA, generate
 
 __all__ = ["REJECT_REASONS", "simulate"]
@@ -101,6 +101,7 @@ class _Run:
             if eligible:
                 self._send(i, self.router.choose(self.states, eligible))
             else:
+                r.status[i] = WAITING  # arrived, held in the router's central queue
                 heapq.heappush(self.central, (int(r.priority[i]), i))
 
     def _on_finish(self, replica: int, count: int) -> None:
@@ -136,10 +137,10 @@ class _Run:
         return self._end_time()
 
     def _end_time(self) -> float:
-        """The horizon, or else the last thing that happened: an iteration's end or an arrival
+        """The horizon while work was left, or else the last thing that happened: an iteration's end or an arrival
         (never a progress slice's boundary, so results do not depend on progress reporting)."""
         horizon = self.s.measurement.horizon_s
-        if horizon is not None:
+        if horizon is not None and self.finished < self.reqs.arrival.size:
             return float(horizon)
         ends = [e.log.start[-1] + e.log.duration[-1] for e in self.engines if e.log.start]
         last_arrival = float(self.reqs.arrival[-1]) if self.reqs.arrival.size else 0.0

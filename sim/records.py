@@ -21,14 +21,15 @@ import yaml
 from calibration.profile import Profile
 from sim.config import Scenario
 from sim.metrics import busy_seconds, itl_stats, latency_stats
-from sim.state import COMPLETED, REJECTED, RequestState
+from sim.state import COMPLETED, PENDING, REJECTED, RUNNING, WAITING, RequestState
 
 if TYPE_CHECKING:
     from sim.replica import ReplicaEngine
 
 __all__ = ["SimResult", "build_result"]
 
-_STATUS = {COMPLETED: "completed", REJECTED: "rejected"}
+_STATUS = {PENDING: "not_arrived", WAITING: "in_flight", RUNNING: "in_flight", COMPLETED: "completed",
+           REJECTED: "rejected"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class SimResult:
 def _request_table(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray, end: float) -> pa.Table:
     from sim.engine import REJECT_REASONS
 
-    status = np.array([_STATUS.get(int(c), "in_flight") for c in range(5)], dtype=object)[r.status]
-    reasons = np.array([None] + [REJECT_REASONS[k] for k in sorted(REJECT_REASONS)], dtype=object)[reject]
+    status = np.array([_STATUS[c] for c in range(5)], dtype=object)[r.status]
+    reasons = np.array([None] + [REJECT_REASONS[k] for k in sorted(REJECT_REASONS)], dtype=object)[
+        np.where(r.status == REJECTED, reject, 0)]
     done = r.status == COMPLETED
     ttft = r.first_token - r.arrival
     e2e = np.where(done, r.finish - r.arrival, np.nan)
@@ -104,14 +106,17 @@ def _iteration_table(engines: Sequence[ReplicaEngine]) -> pa.Table:
         "kv_blocks_used", "flops", "bytes")}
     for k, e in enumerate(engines):
         log = e.log
-        m = len(log.tokens_out)  # iterations still running at the horizon have no tokens yet
+        m = len(log.start)
+        # An iteration still running at the horizon has emitted nothing yet.
+        tokens_out = log.tokens_out + [0] * (m - len(log.tokens_out))
         cols["replica"].append(np.full(m, k, np.int64))
-        cols["start_s"].append(np.asarray(log.start[:m], np.float64))
-        cols["duration_s"].append(np.asarray(log.duration[:m], np.float64))
-        for name in ("prefill_tokens", "prefill_seqs", "decode_seqs", "tokens_out", "kv_blocks_used"):
-            cols[name].append(np.asarray(getattr(log, name)[:m], np.int64))
-        cols["flops"].append(np.asarray(log.flops[:m], np.float64))
-        cols["bytes"].append(np.asarray(log.bytes[:m], np.float64))
+        cols["start_s"].append(np.asarray(log.start, np.float64))
+        cols["duration_s"].append(np.asarray(log.duration, np.float64))
+        for name in ("prefill_tokens", "prefill_seqs", "decode_seqs", "kv_blocks_used"):
+            cols[name].append(np.asarray(getattr(log, name), np.int64))
+        cols["tokens_out"].append(np.asarray(tokens_out, np.int64))
+        cols["flops"].append(np.asarray(log.flops, np.float64))
+        cols["bytes"].append(np.asarray(log.bytes, np.float64))
     merged = {k: np.concatenate(v) if v else np.empty(0) for k, v in cols.items()}
     order = np.lexsort((merged["replica"], merged["start_s"]))
     return pa.table({k: v[order] for k, v in merged.items()})
@@ -121,7 +126,7 @@ def _timeline(iters: pa.Table, replicas: int, end: float) -> pa.Table:
     """Busy and idle intervals per replica: consecutive iterations merge into one busy interval."""
     rep = iters.column("replica").to_numpy()
     start = iters.column("start_s").to_numpy()
-    stop = start + iters.column("duration_s").to_numpy()
+    stop = np.minimum(start + iters.column("duration_s").to_numpy(), end)  # cut at the horizon
     out: dict[str, list] = {"replica": [], "state": [], "start_s": [], "end_s": []}
     for k in range(replicas):
         m = rep == k
@@ -140,14 +145,18 @@ def _timeline(iters: pa.Table, replicas: int, end: float) -> pa.Table:
                      "start_s": pa.array(out["start_s"], pa.float64()), "end_s": pa.array(out["end_s"], pa.float64())})
 
 
-def _itl_samples(engines: Sequence[ReplicaEngine]) -> tuple[np.ndarray, np.ndarray]:
+def _itl_samples(engines: Sequence[ReplicaEngine], lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inter-token gaps (values, multiplicities) of the tokens emitted in [lo, hi)."""
     vals, wts = [], []
     for e in engines:
-        vals.append(np.asarray(e.log.itl_value, np.float64))
-        wts.append(np.asarray(e.log.itl_count, np.int64))
-        for x in e.log.itl_extra:
-            vals.append(x)
-            wts.append(np.ones(x.size, np.int64))
+        t = np.asarray(e.log.itl_time, np.float64)
+        keep = (t >= lo) & (t < hi)
+        vals.append(np.asarray(e.log.itl_value, np.float64)[keep])
+        wts.append(np.asarray(e.log.itl_count, np.int64)[keep])
+        for x, tx in zip(e.log.itl_extra, e.log.itl_extra_time):
+            if lo <= tx < hi:
+                vals.append(x)
+                wts.append(np.ones(x.size, np.int64))
     return (np.concatenate(vals), np.concatenate(wts)) if vals else (np.empty(0), np.empty(0, np.int64))
 
 
@@ -166,9 +175,10 @@ def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str
     last_arrival = float(r.arrival[-1]) if r.arrival.size else 0.0
     lo, hi = s.measurement.warmup_s, min(last_arrival, end)
     if hi > lo:
-        return lo, hi, (f"latencies over completed requests that arrived in [{lo:g}, {hi:g}) s; throughput over "
-                        f"what finished in it; warm-up before {lo:g} s and the drain after {hi:g} s are excluded")
-    return 0.0, max(end, 1e-12), (f"warm-up ({lo:g} s) reaches past the last arrival ({last_arrival:g} s): the whole "
+        return lo, hi, (f"latencies over completed requests that arrived in [{lo:g}, {hi:g}] s; throughput and "
+                        f"inter-token gaps over what was produced in [{lo:g}, {hi:g}) s; warm-up before {lo:g} s and the drain after {hi:g} s are excluded")
+    # Half-open windows elsewhere; here the run's last instant belongs in it too.
+    return 0.0, float(np.nextafter(max(end, 0.0), np.inf)), (f"warm-up ({lo:g} s) reaches past the last arrival ({last_arrival:g} s): the whole "
                                   f"run [0, {end:g}) s is measured, warm-up and drain included")
 
 
@@ -179,7 +189,7 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
     dur = max(hi - lo, 1e-12)
     status = req.column("status").to_numpy(zero_copy_only=False)
     done = r.status == COMPLETED
-    in_win = (r.arrival >= lo) & (r.arrival < hi)
+    in_win = (r.arrival >= lo) & (r.arrival <= hi)
     measured = done & in_win
     col = {c: req.column(c).to_numpy() for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
 
@@ -188,9 +198,9 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
     w_it = (it_end >= lo) & (it_end < hi)
     out_tokens = int(iters.column("tokens_out").to_numpy()[w_it].sum())
     fin_in = done & (r.finish >= lo) & (r.finish < hi)
-    itl_v, itl_w = _itl_samples(engines)
+    itl_v, itl_w = _itl_samples(engines, lo, hi)
     # Time-average number of requests in the system over the window (for Little's law).
-    admitted = r.status != REJECTED
+    admitted = (r.status != REJECTED) & (r.status != PENDING)
     leave = np.where(done, r.finish, end)
     overlap = np.clip(np.minimum(leave, hi) - np.maximum(r.arrival, lo), 0, None)
     met = req.column("slo_met").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
@@ -206,9 +216,9 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
         m = measured & (cls == c.name)
         per_class[c.name] = {
             "completed": int(m.sum()),
-            "ttft_s": latency_stats(col["ttft_s"][m]),
-            "tpot_s": latency_stats(col["tpot_s"][m]),
-            "e2e_s": latency_stats(col["e2e_s"][m]),
+            "ttft": latency_stats(col["ttft_s"][m]),
+            "tpot": latency_stats(col["tpot_s"][m]),
+            "e2e": latency_stats(col["e2e_s"][m]),
             "slo_attainment": float(met[m].mean()) if m.any() else None,
             "goodput_requests_per_s": float((met & fin_in & (cls == c.name)).sum() / dur),
         }
@@ -225,7 +235,8 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
             "note": note,
         },
         "requests": {
-            "arrived": int(n),
+            "arrived": int(n - (status == "not_arrived").sum()),
+            "not_arrived": int((status == "not_arrived").sum()),
             "completed": int(done.sum()),
             "rejected": int((status == "rejected").sum()),
             "in_flight": int((status == "in_flight").sum()),

@@ -20,10 +20,14 @@ __all__ = ["IterationLog", "ReplicaEngine"]
 
 class IterationLog:
     """Columns of the per-iteration table for one replica, appended as plain Python scalars
-    (cheaper than growing numpy arrays one element at a time)."""
+    (cheaper than growing numpy arrays one element at a time).
+
+    Inter-token gaps are kept compactly: an iteration whose emitting sequences all waited the same
+    time adds one (gap, count, time) entry; any other adds its array of gaps (with its time)."""
 
     __slots__ = ("start", "duration", "prefill_tokens", "prefill_seqs", "decode_seqs", "tokens_out",
-                 "kv_blocks_used", "flops", "bytes", "itl_value", "itl_count", "itl_extra")
+                 "kv_blocks_used", "flops", "bytes", "itl_value", "itl_count", "itl_time", "itl_extra",
+                 "itl_extra_time")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -104,8 +108,10 @@ class ReplicaEngine:
             if lo == gaps.max():
                 log.itl_value.append(float(lo))
                 log.itl_count.append(gaps.size)
+                log.itl_time.append(t)
             else:
                 log.itl_extra.append(gaps)
+                log.itl_extra_time.append(t)
         r.last_token[emit] = t
         done = emit[g == r.output[emit]]
         if done.size:

@@ -18,11 +18,11 @@ import heapq
 
 import numpy as np
 
-__all__ = ["COMPLETED", "IN_FLIGHT", "REJECTED", "ReplicaState", "RequestState"]
+__all__ = ["COMPLETED", "PENDING", "REJECTED", "RUNNING", "WAITING", "ReplicaState", "RequestState"]
 
-# Status codes held in RequestState.status.
+# Status codes held in RequestState.status. PENDING: not yet released by the source (at the end
+# of a run with a horizon: never arrived); WAITING: in a queue; RUNNING: in a replica's batch.
 PENDING, WAITING, RUNNING, COMPLETED, REJECTED = 0, 1, 2, 3, 4
-IN_FLIGHT = -1  # reported for requests still pending, waiting or running when the run stops
 
 
 class RequestState:

@@ -161,3 +161,23 @@ def test_warmup_past_the_end_of_traffic_is_refused():
     del bad["workload"]["num_requests"]
     with pytest.raises(ScenarioError, match=r"measurement.warmup_s = 60: must be below workload.duration_s = 30"):
         load_scenario(bad)
+
+
+def test_itl_counts_only_tokens_emitted_in_the_measurement_window():
+    # Two requests of 4 tokens at t=0 and t=10: r0 emits at 1..4, r1 at 11..14. The window is
+    # [5, 10]: r1's arrival is in it (the last arrival is measured), but none of its gaps are.
+    s = scenario(measurement={"warmup_s": 5.0}, engine={"block_size": 1})
+    res = simulate(s, requests=requests([0.0, 10.0], 1, 4))
+    summ = res.summary
+    assert summ["requests"]["measured"] == 1
+    assert summ["latency_s"]["itl"]["count"] == 0
+    whole = simulate(scenario(engine={"block_size": 1}), requests=requests([0.0, 10.0], 1, 4)).summary
+    assert whole["requests"]["measured"] == 2
+    assert whole["latency_s"]["itl"]["count"] == 3  # r0's gaps, emitted in [0, 10)
+
+
+def test_horizon_after_the_last_event_does_not_stretch_the_run():
+    s = scenario(measurement={"horizon_s": 100.0})
+    res = simulate(s, requests=requests([0.0, 1.0], 1, 2))
+    assert res.summary["simulated_s"] == 3.0
+    assert res.timeline.column("end_s").to_pylist()[-1] == 3.0
