@@ -1,0 +1,50 @@
+"""The user-facing surfaces run as documented: the CLI on the default scenario, the resolved
+scenario round trip, and the example script in notebooks/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from sim import default_scenario, load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _capsim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_capsim_run_default_writes_results_with_provenance(tmp_path):
+    out = tmp_path / "out"
+    proc = _capsim("run", "--set", "workload.duration_s=40", "--set", "measurement.warmup_s=5", "-o", str(out),
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ttft_s" in proc.stdout and "goodput" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "iterations.parquet", "requests.parquet", "scenario.yaml", "summary.json", "timeline.parquet"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["profile"]["kind"] == "derived"
+    assert summary["requests"]["completed"] == summary["requests"]["arrived"] > 300
+    # The written scenario repeats the run.
+    again = _capsim("run", str(out / "scenario.yaml"), "-o", str(tmp_path / "again"), "-q", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "requests.parquet").read_bytes() == (out / "requests.parquet").read_bytes()
+
+
+def test_show_scenario_round_trips(tmp_path):
+    proc = _capsim("run", "--show-scenario", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert load_scenario(yaml.safe_load(proc.stdout)) == default_scenario()
+
+
+def test_notebook_quickstart_script_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "notebooks" / "quickstart.py")], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "p99 TTFT" in proc.stdout and "goodput" in proc.stdout
