@@ -9,6 +9,8 @@ and continue next iteration; without it a prompt is admitted only whole.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sim.scheduling.blocks import blocks_for, grow_or_preempt
@@ -17,12 +19,12 @@ from sim.state import ReplicaState
 __all__ = ["ContinuousScheduler"]
 
 
+@dataclass(frozen=True)
 class ContinuousScheduler:
-    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int, chunked: bool):
-        self.max_num_seqs = max_num_seqs
-        self.budget = max_num_batched_tokens
-        self.block_size = block_size
-        self.chunked = chunked
+    max_num_seqs: int
+    budget: int  # max_num_batched_tokens
+    block_size: int
+    chunked: bool
 
     def _running_tokens(self, rep: ReplicaState) -> np.ndarray:
         r, run = rep.reqs, rep.run

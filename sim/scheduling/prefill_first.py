@@ -7,6 +7,8 @@ recompute when KV blocks run out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sim.scheduling.blocks import blocks_for, grow_or_preempt
@@ -19,11 +21,11 @@ def _one_each(rep: ReplicaState) -> np.ndarray:
     return np.ones(rep.run.size, np.int64)
 
 
+@dataclass(frozen=True)
 class PrefillFirstScheduler:
-    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int):
-        self.max_num_seqs = max_num_seqs
-        self.budget = max_num_batched_tokens
-        self.block_size = block_size
+    max_num_seqs: int
+    budget: int  # max_num_batched_tokens
+    block_size: int
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         r = rep.reqs

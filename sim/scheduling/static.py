@@ -8,6 +8,8 @@ Nothing new joins a batch in flight.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sim.scheduling.blocks import blocks_for
@@ -16,11 +18,11 @@ from sim.state import ReplicaState
 __all__ = ["StaticScheduler"]
 
 
+@dataclass(frozen=True)
 class StaticScheduler:
-    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, block_size: int):
-        self.max_num_seqs = max_num_seqs
-        self.budget = max_num_batched_tokens
-        self.block_size = block_size
+    max_num_seqs: int
+    budget: int  # max_num_batched_tokens
+    block_size: int
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         r = rep.reqs
