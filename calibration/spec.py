@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from calibration.catalog import GPUS, MODELS, QUANTIZATIONS
 from calibration.explicit import ExplicitProfile
@@ -25,7 +25,7 @@ class ExplicitProfileSpec(BaseModel):
     per_token_s: float = Field(0.0, ge=0, description="seconds per token computed (prefill or decode)")
     prefill_attention_s: float = Field(0.0, ge=0, description="seconds per prefill attention pair, Σ c·(p + c/2)")
     decode_attention_s: float = Field(0.0, ge=0, description="seconds per KV token read by a decode")
-    kv_capacity_tokens: int = Field(gt=0, description="KV-cache tokens one replica holds")
+    kv_capacity_tokens: StrictInt = Field(gt=0, description="KV-cache tokens one replica holds")
 
     @model_validator(mode="after")
     def _positive_time(self) -> ExplicitProfileSpec:

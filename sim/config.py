@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator,
+                      model_validator)
 
 from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, RooflineProfileSpec, build_profile
 from calibration.profile import Profile
@@ -34,11 +35,11 @@ class EngineSpec(BaseModel):
     scheduler: Literal["continuous", "prefill_first", "static"] = Field(
         "continuous", description="continuous: iteration-level batching (vLLM V1); prefill_first: new prompts "
         "run alone before decodes resume (vLLM V0, Orca-like); static: a batch runs to completion before the next")
-    chunked_prefill: bool | None = Field(
+    chunked_prefill: StrictBool | None = Field(
         None, description="split long prompts across iterations (continuous only; default on)")
-    max_num_seqs: int = Field(256, ge=1, description="most sequences in one iteration")
-    max_num_batched_tokens: int = Field(8192, ge=1, description="most tokens computed in one iteration")
-    block_size: int = Field(16, ge=1, description="tokens per KV-cache block")
+    max_num_seqs: StrictInt = Field(256, ge=1, description="most sequences in one iteration")
+    max_num_batched_tokens: StrictInt = Field(8192, ge=1, description="most tokens computed in one iteration")
+    block_size: StrictInt = Field(16, ge=1, description="tokens per KV-cache block")
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
     preemption: Literal["recompute"] = Field("recompute", description="what happens to a preempted sequence")
 
@@ -63,7 +64,7 @@ class RouterSpec(BaseModel):
 
     model_config = _Strict
     policy: Literal["round_robin", "least_outstanding"] = Field("least_outstanding")
-    max_outstanding_per_replica: int | None = Field(
+    max_outstanding_per_replica: StrictInt | None = Field(
         None, ge=1, description="hold requests in a central queue while every replica has this many "
         "(like Ray Serve's max_ongoing_requests); unset: dispatch on arrival")
 
@@ -82,12 +83,12 @@ class Scenario(BaseModel):
 
     model_config = _Strict
     name: str = "scenario"
-    seed: int = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0)
     model: str = "llama-3.1-8b"
     quantization: str = "bf16"
     hardware: str = "h100-sxm"
-    tp: int = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica")
-    replicas: int = Field(1, ge=1)
+    tp: StrictInt = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica")
+    replicas: StrictInt = Field(1, ge=1)
     profile: ProfileSpec = RooflineProfileSpec()
     engine: EngineSpec = EngineSpec()
     router: RouterSpec = RouterSpec()

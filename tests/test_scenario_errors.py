@@ -308,3 +308,15 @@ def test_load_scenario_from_file_names_the_file(tmp_path: Path) -> None:
         sim.load_scenario(path)
     with pytest.raises(sim.ScenarioError, match=r"no such scenario file"):
         sim.load_scenario(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"engine": {"max_num_seqs": True}}, r"^engine\.max_num_seqs = True: must be a valid integer$"),
+    ({"engine": {"chunked_prefill": "yes"}}, r"^engine\.chunked_prefill = 'yes': must be a valid boolean$"),
+    ({"seed": 2.5}, r"^seed = 2\.5: must be a valid integer$"),
+])
+def test_no_silent_coercion_of_integers_and_booleans(overrides: dict, match: str) -> None:
+    # Lax validation would have read `true` as 1 sequence and 'yes' as True: silently wrong numbers.
+    from tests.helpers import _merge, scenario
+    with pytest.raises(sim.ScenarioError, match=match):
+        sim.load_scenario(_merge(scenario().to_dict(), overrides))

@@ -11,7 +11,7 @@ import math
 from typing import Annotated, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 __all__ = ["ExponentialLength", "FixedLength", "LengthSpec", "LognormalLength", "UniformLength"]
 
@@ -24,7 +24,7 @@ _MAX_P99_RATIO = math.exp(_Z99**2 / 2)
 
 class _Clipped(BaseModel):
     model_config = _Strict
-    max: int | None = Field(None, ge=1, description="values above are clipped to this")
+    max: StrictInt | None = Field(None, ge=1, description="values above are clipped to this")
 
     def _clip(self, x: np.ndarray) -> np.ndarray:
         x = np.maximum(np.rint(x), 1).astype(np.int64)
@@ -36,7 +36,7 @@ class FixedLength(BaseModel):
 
     model_config = _Strict
     dist: Literal["fixed"]
-    value: int = Field(ge=1)
+    value: StrictInt = Field(ge=1)
 
     @property
     def upper_bound(self) -> int:
@@ -55,8 +55,8 @@ class UniformLength(BaseModel):
 
     model_config = _Strict
     dist: Literal["uniform"]
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    low: StrictInt = Field(ge=1)
+    high: StrictInt = Field(ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformLength:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from workloads.lengths import LengthSpec
 
@@ -28,7 +28,7 @@ class ClassSpec(BaseModel):
     model_config = _Strict
     name: str = Field(min_length=1)
     share: float = Field(1.0, gt=0, description="relative weight in the mixture")
-    priority: int = Field(0, description="lower is served first")
+    priority: StrictInt = Field(0, description="lower is served first")
     prompt_tokens: LengthSpec
     output_tokens: LengthSpec
     slo: SLOSpec = SLOSpec()
@@ -48,7 +48,7 @@ class WorkloadSpec(BaseModel):
     model_config = _Strict
     arrival: ArrivalSpec
     classes: tuple[ClassSpec, ...] = Field(min_length=1)
-    num_requests: int | None = Field(None, gt=0, description="stop generating after this many requests")
+    num_requests: StrictInt | None = Field(None, gt=0, description="stop generating after this many requests")
     duration_s: float | None = Field(None, gt=0, description="stop generating after this many seconds")
 
     @field_validator("classes")
