@@ -65,19 +65,11 @@ def _apply_set(data: dict[str, Any], assignment: str) -> None:
 
 
 def _load(scenario: Optional[Path], sets: list[str], seed: Optional[int]):
-    from sim.config import _read_file, load_scenario
+    from sim.config import load_scenario, scenario_data
     from sim.errors import ScenarioError
 
     try:
-        if scenario is None:
-            from importlib import resources
-            data = yaml.safe_load(resources.files("sim").joinpath("scenarios/default.yaml").read_text())
-            label = "default scenario"
-        else:
-            data = _read_file(scenario)
-            label = str(scenario)
-        if not isinstance(data, dict):
-            raise ScenarioError(f"{label}: a scenario must be a mapping of keys, not {type(data).__name__}")
+        data = scenario_data(scenario)
         for s in sets:
             _apply_set(data, s)
         if seed is not None:
@@ -85,7 +77,7 @@ def _load(scenario: Optional[Path], sets: list[str], seed: Optional[int]):
         try:
             return load_scenario(data)
         except ScenarioError as e:
-            raise ScenarioError(f"{label}: {e}") from None
+            raise ScenarioError(f"{scenario or 'default scenario'}: {e}") from None
     except (ScenarioError, UsageError) as e:
         _fail(str(e))
 
@@ -172,11 +164,12 @@ def run(
     if quiet:
         result = simulate(sc)
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
         with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("requests"),
                       TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-                      console=__import__("rich.console").console.Console(stderr=True)) as bar:
+                      console=Console(stderr=True)) as bar:
             task = bar.add_task("sim", total=None)
 
             def progress(done: int, total: int) -> None:

@@ -23,7 +23,8 @@ from calibration.roofline import RooflineProfile
 from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
-__all__ = ["EngineSpec", "MeasurementSpec", "RouterSpec", "Scenario", "default_scenario", "load_scenario"]
+__all__ = ["EngineSpec", "MeasurementSpec", "RouterSpec", "Scenario", "default_scenario", "load_scenario",
+           "scenario_data"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -202,15 +203,28 @@ def _read_file(path: Path) -> Any:
     raise ScenarioError(f"{path}: scenario files must end in .yaml, .yml or .toml, not {suffix or '(none)'!r}")
 
 
+def scenario_data(path: str | Path | None = None) -> dict[str, Any]:
+    """The raw mapping of a scenario file, or of the embedded default when ``path`` is None,
+    before validation: for callers that edit keys first (the CLI's ``--set``)."""
+    if path is None:
+        data = yaml.safe_load(resources.files("sim").joinpath("scenarios/default.yaml").read_text())
+        label = "default scenario"
+    else:
+        data, label = _read_file(Path(path)), str(path)
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{label}: a scenario must be a mapping of keys, not {type(data).__name__}")
+    return data
+
+
 def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     """Load and validate a scenario from a YAML/TOML file or a dict.
 
     Raises :class:`ScenarioError` with one line naming every bad key, its value and the rule.
     """
-    data = source if isinstance(source, dict) else _read_file(Path(source))
-    label = "" if isinstance(source, dict) else f"{source}: "
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{label}a scenario must be a mapping of keys, not {type(data).__name__}")
+    if isinstance(source, dict):
+        data, label = source, ""
+    else:
+        data, label = scenario_data(source), f"{source}: "
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
@@ -219,7 +233,4 @@ def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
 
 def default_scenario() -> Scenario:
     """The embedded default: Llama-3.1-8B on one H100, chat-like Poisson traffic."""
-    text = resources.files("sim").joinpath("scenarios/default.yaml").read_text()
-    return load_scenario(yaml.safe_load(text))
-
-
+    return load_scenario(scenario_data())

@@ -61,7 +61,7 @@ class SimResult:
         return out
 
 
-def _request_table(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray, end: float) -> pa.Table:
+def _request_table(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray) -> pa.Table:
     from sim.engine import REJECT_REASONS
 
     status = np.array([_STATUS[c] for c in range(5)], dtype=object)[r.status]
@@ -163,7 +163,7 @@ def _itl_samples(engines: Sequence[ReplicaEngine], lo: float, hi: float) -> tupl
 def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray,
                  engines: Sequence[ReplicaEngine], profile: Profile, end: float, wall_s: float) -> SimResult:
     """Assemble tables and summary from the final state of a run."""
-    requests = _request_table(s, table, r, reject, end)
+    requests = _request_table(s, table, r, reject)
     iters = _iteration_table(engines)
     timeline = _timeline(iters, s.replicas, end)
     summary = _summary(s, requests, iters, r, engines, profile, end)
