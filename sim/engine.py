@@ -21,7 +21,7 @@ from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
 from sim.state import REJECTED, WAITING, ReplicaState, RequestState
-from workloads import REQUEST_SCHEMA, generate
+from workloads import OPTIONAL_COLUMNS, REQUEST_SCHEMA, generate
 
 __all__ = ["REJECT_REASONS", "simulate"]
 
@@ -49,7 +49,8 @@ def _reject_codes(s: Scenario, prompt: np.ndarray, output: np.ndarray, total_blo
 
 
 class _Run:
-    """Wiring of one simulation: the source process and the router's central queue."""
+    """Wiring of one simulation: the source process, releases of follow-up requests, and the
+    router's central queue."""
 
     def __init__(self, s: Scenario, table: pa.Table):
         self.s = s
@@ -58,6 +59,9 @@ class _Run:
         prompt = table.column("prompt_tokens").to_numpy()
         output = table.column("output_tokens").to_numpy()
         self.reqs = RequestState(arrival, prompt, output, table.column("priority").to_numpy())
+        self.think = table.column("think_s").to_numpy()
+        self.followers = _followers(table)
+        self.next_seq = 0
         self.profile = s.build_profile()
         self.total_blocks = s.kv_capacity_tokens // s.engine.block_size
         self.reject = _reject_codes(s, prompt, output, self.total_blocks)
@@ -72,7 +76,7 @@ class _Run:
         ]
         self.router = make_router(s.router.policy)
         self.max_out = s.router.max_outstanding_per_replica
-        self.central: list[tuple[int, int]] = []
+        self.central: list[tuple[int, int, int]] = []
         self.all_replicas = list(range(s.replicas))
         self.finished = 0
         self.env.process(self._source())
@@ -88,29 +92,53 @@ class _Run:
         self.engines[k].wake()
 
     def _source(self) -> Generator[simpy.Event, None, None]:
-        env, arrival, reject, r = self.env, self.reqs.arrival, self.reject, self.reqs
-        for i in range(arrival.size):
+        """Release every request that has an arrival time, at that time."""
+        env, arrival = self.env, self.reqs.arrival
+        timed = np.flatnonzero(~np.isnan(arrival))
+        timed = timed[np.argsort(arrival[timed], kind="stable")]
+        for i in timed.tolist():
             dt = arrival[i] - env.now
             if dt > 0:
                 yield env.timeout(dt)
-            if reject[i]:
-                r.status[i] = REJECTED
-                self.finished += 1
-                continue
-            eligible = self._eligible()
-            if eligible:
-                self._send(i, self.router.choose(self.states, eligible))
-            else:
-                r.status[i] = WAITING  # arrived, held in the router's central queue
-                heapq.heappush(self.central, (int(r.priority[i]), i))
+            self._arrive(i)
 
-    def _on_finish(self, replica: int, count: int) -> None:
-        self.finished += count
+    def _arrive(self, i: int) -> None:
+        """Request ``i`` arrives now: refused if it can never be served, else routed or held centrally."""
+        r = self.reqs
+        r.arrival[i] = self.env.now
+        r.seq[i] = self.next_seq
+        self.next_seq += 1
+        if self.reject[i]:
+            r.status[i] = REJECTED
+            self.finished += 1
+            self._release_followers(np.array([i]))
+            return
+        eligible = self._eligible()
+        if eligible:
+            self._send(i, self.router.choose(self.states, eligible))
+        else:
+            r.status[i] = WAITING  # arrived, held in the router's central queue
+            heapq.heappush(self.central, (int(r.priority[i]), int(r.seq[i]), i))
+
+    def _release_followers(self, done: np.ndarray) -> None:
+        """Schedule the requests that follow ``done`` (next turns, a closed-loop user's next
+        request): each arrives its think time after its predecessor ended (or was refused)."""
+        if self.followers is None:
+            return
+        starts, order = self.followers
+        for i in done.tolist():
+            for j in order[starts[i]:starts[i + 1]].tolist():
+                ev = self.env.timeout(float(self.think[j]))
+                ev.callbacks.append(lambda _ev, j=j: self._arrive(j))
+
+    def _on_finish(self, replica: int, done: np.ndarray) -> None:
+        self.finished += done.size
+        self._release_followers(done)
         while self.central:
             eligible = self._eligible()
             if not eligible:
                 break
-            _, i = heapq.heappop(self.central)
+            _, _, i = heapq.heappop(self.central)
             self._send(i, self.router.choose(self.states, eligible))
 
     def run(self, progress: ProgressFn | None) -> float:
@@ -143,22 +171,81 @@ class _Run:
         if horizon is not None and self.finished < self.reqs.arrival.size:
             return float(horizon)
         ends = [e.log.start[-1] + e.log.duration[-1] for e in self.engines if e.log.start]
-        last_arrival = float(self.reqs.arrival[-1]) if self.reqs.arrival.size else 0.0
+        arrived = self.reqs.arrival[~np.isnan(self.reqs.arrival)]
+        last_arrival = float(arrived.max()) if arrived.size else 0.0
         return float(max(ends + [last_arrival]))
 
 
+def _pred_rows(table: pa.Table) -> np.ndarray:
+    """Row of each request's predecessor (``after_id`` mapped from request ids to rows); -1 for none."""
+    after = table.column("after_id").to_numpy()
+    ids = table.column("request_id").to_numpy()
+    if not (after >= 0).any():
+        return np.full(after.size, -1, np.int64)
+    if np.array_equal(ids, np.arange(ids.size)):
+        return np.where(after >= 0, after, -1)
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids, after, sorter=order), 0, ids.size - 1)
+    return np.where(after >= 0, order[pos], -1)
+
+
+def _followers(table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each row i, the rows released when i ends: ``order[starts[i]:starts[i+1]]`` (CSR)."""
+    pred = _pred_rows(table)
+    fol = np.flatnonzero(pred >= 0)
+    if not fol.size:
+        return None
+    order = fol[np.argsort(pred[fol], kind="stable")]
+    starts = np.searchsorted(pred[order], np.arange(pred.size + 1))
+    return starts, order
+
+
 def _checked(table: pa.Table) -> pa.Table:
-    """A user-supplied RequestTable, cast to the schema and checked, or a one-line ValueError."""
-    missing = [f.name for f in REQUEST_SCHEMA if f.name not in table.column_names]
+    """A user-supplied RequestTable, completed with default optional columns, cast to the schema
+    and checked, or a one-line ValueError."""
+    required = [f.name for f in REQUEST_SCHEMA if f.name not in OPTIONAL_COLUMNS]
+    missing = [name for name in required if name not in table.column_names]
     if missing:
-        raise ValueError(f"request table lacks column(s) {', '.join(missing)}; needs {', '.join(REQUEST_SCHEMA.names)}")
+        raise ValueError(f"request table lacks column(s) {', '.join(missing)}; needs {', '.join(required)} "
+                         f"(optional: {', '.join(OPTIONAL_COLUMNS)})")
+    for name, default in OPTIONAL_COLUMNS.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array(np.full(table.num_rows, default)))
     table = table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)
     for name in REQUEST_SCHEMA.names:
-        if table.column(name).null_count:
+        if name != "arrival_s" and table.column(name).null_count:
             raise ValueError(f"request table column {name!r} has {table.column(name).null_count} null value(s)")
-    arrival = table.column("arrival_s").to_numpy()
-    if arrival.size and (not np.isfinite(arrival).all() or arrival.min() < 0 or (np.diff(arrival) < 0).any()):
-        raise ValueError("request table column 'arrival_s' must be finite, >= 0 and sorted ascending")
+    ids = table.column("request_id").to_numpy()
+    if np.unique(ids).size != ids.size:
+        raise ValueError("request table column 'request_id' has duplicate ids: ids must be unique")
+    after = table.column("after_id").to_numpy()
+    arrival = table.column("arrival_s").to_numpy(zero_copy_only=False)
+    follows = after >= 0
+    unknown = follows & ~np.isin(after, ids)
+    if unknown.any():
+        k = int(np.argmax(unknown))
+        raise ValueError(f"request table row {k}: after_id = {after[k]} names no request_id in the table")
+    if follows.any() and not np.isnan(arrival[follows]).all():
+        k = int(np.argmax(follows & ~np.isnan(arrival)))
+        raise ValueError(f"request table row {k}: arrival_s = {arrival[k]:g} with after_id = {after[k]}: a request that "
+                         "follows another is released by the engine, so its arrival_s must be empty (NaN)")
+    timed = arrival[~follows]
+    if timed.size and (not np.isfinite(timed).all() or timed.min() < 0):
+        raise ValueError("request table column 'arrival_s' must be finite and >= 0 (empty only where after_id is set)")
+    think = table.column("think_s").to_numpy()
+    if think.size and (not np.isfinite(think).all() or think.min() < 0):
+        raise ValueError("request table column 'think_s' must be finite and >= 0")
+    if follows.any():
+        # Every chain of after_ids must end at a request with an arrival time, or part of the
+        # table would never arrive: follow pointers by doubling (log n vectorised steps).
+        pred = _pred_rows(table)
+        nxt = np.where(pred >= 0, pred, np.arange(pred.size))
+        for _ in range(int(np.ceil(np.log2(max(pred.size, 2)))) + 1):
+            nxt = nxt[nxt]
+        stuck = pred[nxt] >= 0
+        if stuck.any():
+            raise ValueError(f"request table row {int(np.argmax(stuck))}: its chain of after_id never reaches a request "
+                             "with an arrival time (a cycle): it would never arrive")
     for name in ("prompt_tokens", "output_tokens"):
         low = table.column(name).to_numpy().min() if table.num_rows else 1
         if low < 1:
@@ -171,7 +258,7 @@ def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
     """Simulate ``scenario`` and return its records and summary.
 
     ``requests`` replaces the scenario's generated workload with a RequestTable of your own
-    (columns as in :data:`workloads.REQUEST_SCHEMA`, sorted by ``arrival_s``). ``progress`` is
+    (columns as in :data:`workloads.REQUEST_SCHEMA`; the optional ones may be left out). ``progress`` is
     called now and then with (requests finished, requests in all).
     """
     wall = time.perf_counter()

@@ -35,6 +35,8 @@ def _unwrap(tp: Any) -> Any:
 def _union_member(tp: Any, tag: str) -> Any | None:
     """The member of a discriminated union whose Literal tag is ``tag``."""
     for member in typing.get_args(tp):
+        if typing.get_origin(member) is typing.Annotated:  # a Tag()-ed member of a callable discriminator
+            member = typing.get_args(member)[0]
         if isinstance(member, type) and issubclass(member, BaseModel):
             for f in member.model_fields.values():
                 if typing.get_origin(f.annotation) is typing.Literal and tag in typing.get_args(f.annotation):
@@ -87,8 +89,12 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
         kind = e["type"]
         if kind == "union_tag_invalid":
             ctx = e["ctx"]
-            parts.append(f"{path + '.' if path else ''}{ctx['discriminator'].strip(chr(39))} = {ctx['tag']!r}: "
-                         f"must be one of {ctx['expected_tags']}")
+            key = ctx["discriminator"].strip(chr(39))
+            key = "process" if key.endswith("()") else key  # the arrival union's callable discriminator
+            tags = [t.strip(" '") for t in ctx["expected_tags"].split(",")]
+            hint = difflib.get_close_matches(str(ctx["tag"]), tags, n=1)
+            parts.append(f"{path + '.' if path else ''}{key} = {ctx['tag']!r}: must be one of {ctx['expected_tags']}"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             continue
         if kind == "union_tag_not_found":
             parts.append(f"{path}: needs the key {e['ctx']['discriminator'].strip(chr(39))}")

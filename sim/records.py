@@ -172,7 +172,8 @@ def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarr
 
 def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str]:
     """The measurement window [lo, hi): from the warm-up to the last arrival (or the horizon)."""
-    last_arrival = float(r.arrival[-1]) if r.arrival.size else 0.0
+    arrived = r.arrival[~np.isnan(r.arrival)]
+    last_arrival = float(arrived.max()) if arrived.size else 0.0
     lo, hi = s.measurement.warmup_s, min(last_arrival, end)
     if hi > lo:
         return lo, hi, (f"latencies over completed requests that arrived in [{lo:g}, {hi:g}] s; throughput and "

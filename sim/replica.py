@@ -38,7 +38,7 @@ class ReplicaEngine:
     """Drives one :class:`ReplicaState` through iterations on the shared SimPy environment."""
 
     def __init__(self, env: simpy.Environment, state: ReplicaState, scheduler: BatchScheduler,
-                 profile: Profile, on_finish: Callable[[int, int], None]):
+                 profile: Profile, on_finish: Callable[[int, np.ndarray], None]):
         self.env = env
         self.state = state
         self.scheduler = scheduler
@@ -120,5 +120,5 @@ class ReplicaEngine:
             st.free_blocks += int(r.blocks[done].sum())
             r.blocks[done] = 0
             st.run = st.run[r.status[st.run] == RUNNING]
-            self.on_finish(st.index, done.size)
+            self.on_finish(st.index, done)
         return emit.size

@@ -30,7 +30,9 @@ class RequestState:
 
     def __init__(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, priority: np.ndarray):
         n = arrival.size
-        self.arrival = arrival
+        self.arrival = arrival.copy()  # NaN until released, for requests that follow another
+        # Release order: the FCFS tie-break in every queue (arrival order, whatever the row order).
+        self.seq = np.full(n, -1, np.int64)
         self.prompt = prompt
         self.output = output
         self.priority = priority
@@ -52,9 +54,9 @@ class ReplicaState:
     """One replica's queue, running batch and KV blocks.
 
     ``run`` lists running requests in admission order (the order vLLM keeps ``running`` in);
-    ``waiting`` is a heap of ``(priority, index)`` tuples, compared in C (STYLE rule 3): lower
-    priority values first, then earlier arrivals, so a preempted request goes back ahead of
-    everything that arrived after it.
+    ``waiting`` is a heap of ``(priority, seq, index)`` tuples, compared in C (STYLE rule 3): lower
+    priority values first, then earlier arrivals (``seq`` is the release order), so a preempted
+    request goes back ahead of everything that arrived after it.
     """
 
     def __init__(self, index: int, total_blocks: int, reqs: RequestState):
@@ -62,7 +64,7 @@ class ReplicaState:
         self.total_blocks = total_blocks
         self.free_blocks = total_blocks
         self.reqs = reqs
-        self.waiting: list[tuple[int, int]] = []
+        self.waiting: list[tuple[int, int, int]] = []
         self.run = np.empty(0, np.int64)
 
     @property
@@ -73,7 +75,7 @@ class ReplicaState:
     def enqueue(self, i: int) -> None:
         r = self.reqs
         r.status[i] = WAITING
-        heapq.heappush(self.waiting, (int(r.priority[i]), i))
+        heapq.heappush(self.waiting, (int(r.priority[i]), int(r.seq[i]), i))
 
     def admit(self, i: int, blocks: int, now: float) -> None:
         """Move the head of ``waiting`` (which must be ``i``) into the running batch."""

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim import Scenario, load_scenario
-from workloads import REQUEST_SCHEMA
+
 
 
 def scenario(**overrides: Any) -> Scenario:
@@ -31,7 +31,7 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def requests(arrival, prompt, output, cls="x", priority=0) -> pa.Table:
-    """A RequestTable from parallel lists (scalars broadcast)."""
+    """A RequestTable from parallel lists (scalars broadcast); the optional columns left out."""
     n = len(arrival)
     def col(v, dtype):
         return np.broadcast_to(np.asarray(v, dtype), (n,)).copy()
@@ -42,7 +42,7 @@ def requests(arrival, prompt, output, cls="x", priority=0) -> pa.Table:
         "output_tokens": col(output, np.int64),
         "class": pa.array(list(np.broadcast_to(np.asarray(cls, object), (n,))), pa.string()),
         "priority": col(priority, np.int64),
-    }, schema=REQUEST_SCHEMA)
+    })
 
 
 def iteration_log(result, *cols: str) -> list[tuple]:

@@ -144,9 +144,9 @@ def test_request_that_can_never_fit_is_rejected_and_counted():
 
 
 @pytest.mark.parametrize("table, match", [
-    (requests([1.0, 0.5], 1, 1), "sorted ascending"),
+    (requests([1.0, -0.5], 1, 1), "finite and >= 0"),
     (requests([0.0, 0.5], [1, 0], 1), "'prompt_tokens' has value 0"),
-    (requests([0.0], 1, 1).drop_columns(["priority"]), "lacks column.*priority"),
+    (requests([0.0], 1, 1).drop_columns(["prompt_tokens"]), "lacks column.*prompt_tokens"),
 ])
 def test_bad_request_table_is_refused_with_one_line(table, match):
     with pytest.raises(ValueError, match=match):

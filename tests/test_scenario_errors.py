@@ -149,7 +149,7 @@ CASES = [
     case("unknown_length_dist", Case(
         "toml", bad(workload__classes__0__prompt_tokens={"dist": "zipf", "value": 3}),
         key=r"\bworkload\.classes\[0\]\.prompt_tokens\.dist\b", value=r"'zipf'",
-        allowed=r"'fixed', 'uniform', 'lognormal', 'exponential'")),
+        allowed=r"'fixed', 'uniform', 'normal', 'lognormal', 'exponential', 'empirical', 'histogram', 'quantiles', 'trace'")),
     case("lognormal_p99_below_mean", Case(
         "yaml", bad(workload__classes__0__output_tokens={"dist": "lognormal", "mean": 200, "p99": 150}),
         key=r"\bworkload\.classes\[0\]\.output_tokens\b", value=r"p99 = 150(\.0)?\b.*mean = 200(\.0)?\b",

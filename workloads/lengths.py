@@ -1,19 +1,27 @@
 """Token-length distributions for prompts and outputs.
 
-Each is a small frozen spec with ``sample(rng, n)`` returning integers >= 1 and ``upper_bound``
-(the largest value it can produce, or None when unbounded), which the scenario uses to refuse
-prompts that could never fit.
+Every distribution is a small frozen spec with one method that matters, ``quantile(u)``: the
+integer length (>= 1) at each probability in ``u``. Sampling is ``quantile`` of uniforms, which
+makes three things simple and exact: determinism (one uniform per request), correlation between
+prompt and output length (a Gaussian copula feeds correlated uniforms, see
+:func:`workloads.table.generate`), and fitting (a fitted distribution is checked by its quantiles).
+
+``upper_bound`` is the largest value a distribution can produce (None when unbounded); the
+scenario uses it to refuse prompts that could never fit in the KV cache.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Annotated, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from scipy.special import ndtri
 
-__all__ = ["ExponentialLength", "FixedLength", "LengthSpec", "LognormalLength", "UniformLength"]
+__all__ = ["EmpiricalLength", "ExponentialLength", "FixedLength", "HistogramLength", "LengthSpec",
+           "LognormalLength", "NormalLength", "QuantileLength", "TraceLength", "UniformLength"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 # z-score of the 99th percentile of a standard normal.
@@ -22,19 +30,38 @@ _Z99 = 2.3263478740408408
 _MAX_P99_RATIO = math.exp(_Z99**2 / 2)
 
 
-class _Clipped(BaseModel):
+class _Length(BaseModel):
+    """Shared behaviour: ``sample`` draws one uniform per request and maps it through ``quantile``."""
+
     model_config = _Strict
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    @property
+    def upper_bound(self) -> int | None:
+        return None
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` lengths drawn with ``rng``."""
+        return self.quantile(rng.random(n))
+
+
+class _Clipped(_Length):
     max: StrictInt | None = Field(None, ge=1, description="values above are clipped to this")
 
     def _clip(self, x: np.ndarray) -> np.ndarray:
         x = np.maximum(np.rint(x), 1).astype(np.int64)
         return x if self.max is None else np.minimum(x, self.max)
 
+    @property
+    def upper_bound(self) -> int | None:
+        return self.max
 
-class FixedLength(BaseModel):
+
+class FixedLength(_Length):
     """Every request has the same length."""
 
-    model_config = _Strict
     dist: Literal["fixed"]
     value: StrictInt = Field(ge=1)
 
@@ -42,18 +69,13 @@ class FixedLength(BaseModel):
     def upper_bound(self) -> int:
         return self.value
 
-    @property
-    def mean(self) -> float:
-        return float(self.value)
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return np.full(n, self.value, dtype=np.int64)
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(u), self.value, dtype=np.int64)
 
 
-class UniformLength(BaseModel):
+class UniformLength(_Length):
     """Integers uniform on [low, high]."""
 
-    model_config = _Strict
     dist: Literal["uniform"]
     low: StrictInt = Field(ge=1)
     high: StrictInt = Field(ge=1)
@@ -68,45 +90,64 @@ class UniformLength(BaseModel):
     def upper_bound(self) -> int:
         return self.high
 
-    @property
-    def mean(self) -> float:
-        return (self.low + self.high) / 2
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        x = self.low + np.floor(np.asarray(u) * (self.high - self.low + 1)).astype(np.int64)
+        return np.minimum(x, self.high)
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.integers(self.low, self.high + 1, size=n, dtype=np.int64)
+
+class NormalLength(_Clipped):
+    """Normal with the given mean and standard deviation, rounded, clipped below at ``min``."""
+
+    dist: Literal["normal"]
+    mean: float = Field(gt=0)
+    std: float = Field(ge=0)
+    min: StrictInt = Field(1, ge=1, description="values below are raised to this")
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        return np.maximum(self._clip(self.mean + self.std * ndtri(u)), self.min)
 
 
 class LognormalLength(_Clipped):
-    """Lognormal set by its mean and 99th percentile (before rounding and clipping)."""
+    """Lognormal set either by its mean and 99th percentile, or by its parameters ``mu`` and
+    ``sigma`` (of the underlying normal, as in ``scipy.stats.lognorm(s=sigma, scale=exp(mu))``)."""
 
     dist: Literal["lognormal"]
-    mean: float = Field(gt=0)
-    p99: float = Field(gt=0)
+    mean: float | None = Field(None, gt=0)
+    p99: float | None = Field(None, gt=0)
+    mu: float | None = None
+    sigma: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _p99_above_mean(self) -> LognormalLength:
-        if self.p99 <= self.mean:
-            raise ValueError(f"p99 = {self.p99:g} is not above mean = {self.mean:g}: a lognormal's p99 must exceed its mean")
-        if math.log(self.p99 / self.mean) > _Z99**2 / 2:
-            raise ValueError(f"p99 = {self.p99:g} is {self.p99 / self.mean:.1f}x mean = {self.mean:g}: no lognormal has "
-                             f"p99/mean above {_MAX_P99_RATIO:.2f}; lower p99 or give mu and sigma via another dist")
+    def _one_parametrisation(self) -> LognormalLength:
+        by_moments = self.mean is not None or self.p99 is not None
+        by_params = self.mu is not None or self.sigma is not None
+        if by_moments == by_params or (by_moments and (self.mean is None or self.p99 is None)) or (
+                by_params and (self.mu is None or self.sigma is None)):
+            raise ValueError("give either mean and p99, or mu and sigma")
+        if by_moments:
+            assert self.mean is not None and self.p99 is not None
+            if self.p99 <= self.mean:
+                raise ValueError(f"p99 = {self.p99:g} is not above mean = {self.mean:g}: a lognormal's p99 must "
+                                 "exceed its mean")
+            if math.log(self.p99 / self.mean) > _Z99**2 / 2:
+                raise ValueError(f"p99 = {self.p99:g} is {self.p99 / self.mean:.1f}x mean = {self.mean:g}: no lognormal "
+                                 f"has p99/mean above {_MAX_P99_RATIO:.2f}; lower p99 or give mu and sigma")
         return self
 
     @property
-    def sigma(self) -> float:
-        # mean = exp(mu + s²/2), p99 = exp(mu + z s)  =>  s²/2 - z s + ln(p99/mean) = 0.
-        # The smaller root is the one with a sensible (< z) sigma; p99 > mean guarantees it is real.
-        # The validator guarantees the discriminant is >= 0.
-        return _Z99 - math.sqrt(_Z99**2 - 2 * math.log(self.p99 / self.mean))
+    def params(self) -> tuple[float, float]:
+        """(mu, sigma) of the underlying normal."""
+        if self.mu is not None and self.sigma is not None:
+            return self.mu, self.sigma
+        assert self.mean is not None and self.p99 is not None
+        # mean = exp(mu + s²/2), p99 = exp(mu + z s)  =>  s²/2 - z s + ln(p99/mean) = 0. The smaller
+        # root is the one with a sensible (< z) sigma; the validator keeps the discriminant >= 0.
+        s = _Z99 - math.sqrt(_Z99**2 - 2 * math.log(self.p99 / self.mean))
+        return math.log(self.mean) - s * s / 2, s
 
-    @property
-    def upper_bound(self) -> int | None:
-        return self.max
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        s = self.sigma
-        mu = math.log(self.mean) - s * s / 2
-        return self._clip(rng.lognormal(mu, s, size=n))
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        mu, s = self.params
+        return self._clip(np.exp(mu + s * ndtri(u)))
 
 
 class ExponentialLength(_Clipped):
@@ -115,16 +156,138 @@ class ExponentialLength(_Clipped):
     dist: Literal["exponential"]
     mean: float = Field(gt=0)
 
-    @property
-    def upper_bound(self) -> int | None:
-        return self.max
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        x = np.ceil(rng.exponential(self.mean, size=n)).astype(np.int64)
-        x = np.maximum(x, 1)
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        x = np.maximum(np.ceil(-self.mean * np.log1p(-np.asarray(u))), 1).astype(np.int64)
         return x if self.max is None else np.minimum(x, self.max)
 
 
+def _check_weights(name: str, w: tuple[float, ...]) -> None:
+    if any(x < 0 for x in w):
+        raise ValueError(f"{name} has a negative entry: {name} must be >= 0")
+    if sum(w) <= 0:
+        raise ValueError(f"{name} sums to 0: at least one must be positive")
+
+
+class EmpiricalLength(_Length):
+    """A discrete distribution: each of ``values`` with probability proportional to ``weights``
+    (equal when omitted), e.g. lengths resampled from a measured sample."""
+
+    dist: Literal["empirical"]
+    values: tuple[StrictInt, ...] = Field(min_length=1)
+    weights: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> EmpiricalLength:
+        if min(self.values) < 1:
+            raise ValueError(f"values has {min(self.values)}: lengths must be >= 1")
+        if self.weights is not None:
+            if len(self.weights) != len(self.values):
+                raise ValueError(f"weights has {len(self.weights)} entries but values has {len(self.values)}: "
+                                 "give one weight per value")
+            _check_weights("weights", self.weights)
+        return self
+
+    @property
+    def upper_bound(self) -> int:
+        return max(self.values)
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        v = np.asarray(self.values, np.int64)
+        w = np.ones(v.size) if self.weights is None else np.asarray(self.weights, np.float64)
+        cum = np.cumsum(w)
+        idx = np.searchsorted(cum, np.asarray(u) * cum[-1], side="right")
+        return v[np.minimum(idx, v.size - 1)]
+
+
+class HistogramLength(_Length):
+    """A histogram: bin ``i`` covers lengths in [edges[i], edges[i+1]) and holds ``counts[i]``;
+    lengths are uniform within a bin."""
+
+    dist: Literal["histogram"]
+    edges: tuple[StrictInt, ...] = Field(min_length=2)
+    counts: tuple[float, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> HistogramLength:
+        if len(self.counts) != len(self.edges) - 1:
+            raise ValueError(f"counts has {len(self.counts)} entries for {len(self.edges) - 1} bins: give one count per "
+                             "bin (one fewer than edges)")
+        if self.edges[0] < 1 or any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError("edges must start at >= 1 and increase strictly")
+        _check_weights("counts", self.counts)
+        return self
+
+    @property
+    def upper_bound(self) -> int:
+        return self.edges[-1] - 1
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        cum = np.concatenate([[0.0], np.cumsum(self.counts)])
+        x = np.interp(np.asarray(u) * cum[-1], cum, np.asarray(self.edges, np.float64))
+        return np.clip(np.floor(x), self.edges[0], self.edges[-1] - 1).astype(np.int64)
+
+
+class QuantileLength(_Length):
+    """A distribution given by its quantile function at knots: ``values[i]`` at probability
+    ``probs[i]``, linear in between (probs from 0 to 1). What :mod:`workloads.fit` writes when no
+    parametric family reproduces a trace's percentiles."""
+
+    dist: Literal["quantiles"]
+    probs: tuple[float, ...] = Field(min_length=2)
+    values: tuple[float, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _valid(self) -> QuantileLength:
+        if len(self.probs) != len(self.values):
+            raise ValueError(f"probs has {len(self.probs)} entries but values has {len(self.values)}: give one value "
+                             "per probability")
+        if self.probs[0] != 0 or self.probs[-1] != 1 or any(b <= a for a, b in zip(self.probs, self.probs[1:])):
+            raise ValueError("probs must increase strictly from 0 to 1")
+        if self.values[0] < 1 or any(b < a for a, b in zip(self.values, self.values[1:])):
+            raise ValueError("values must start at >= 1 and never decrease")
+        return self
+
+    @property
+    def upper_bound(self) -> int:
+        return int(round(self.values[-1]))
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        x = np.interp(np.asarray(u), self.probs, self.values)
+        return np.maximum(np.rint(x), 1).astype(np.int64)
+
+
+@lru_cache(maxsize=16)
+def _trace_column(path: str, fmt: str | None, column: str, mtime: float) -> np.ndarray:
+    from workloads.traces import load_trace  # lazy: only this distribution reads files
+
+    return np.sort(load_trace(path, fmt).table.column(column).to_numpy())
+
+
+class TraceLength(_Length):
+    """Lengths resampled (with replacement) from one column of a real trace file."""
+
+    dist: Literal["trace"]
+    path: str
+    format: str | None = Field(None, description="trace format; detected from the file when omitted")
+    column: Literal["prompt_tokens", "output_tokens"]
+
+    def _values(self) -> np.ndarray:
+        from pathlib import Path
+
+        p = Path(self.path)
+        return _trace_column(str(p), self.format, self.column, p.stat().st_mtime if p.exists() else 0.0)
+
+    @property
+    def upper_bound(self) -> int | None:
+        return None  # known only once the file is read; the engine still refuses what cannot fit
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        v = self._values()
+        return v[np.minimum((np.asarray(u) * v.size).astype(np.int64), v.size - 1)]
+
+
 LengthSpec = Annotated[
-    Union[FixedLength, UniformLength, LognormalLength, ExponentialLength], Field(discriminator="dist")
+    Union[FixedLength, UniformLength, NormalLength, LognormalLength, ExponentialLength, EmpiricalLength,
+          HistogramLength, QuantileLength, TraceLength],
+    Field(discriminator="dist"),
 ]

@@ -1,14 +1,22 @@
-"""Typed spec of the workload part of a scenario: arrivals, request classes and their lengths."""
+"""Typed spec of the workload part of a scenario: arrivals, request classes, sessions and prefixes.
+
+A workload is a mixture of request classes (chat, RAG, code, batch summarisation, ...), each with
+its share of arrivals, its length distributions, priority and SLOs, and optionally multi-turn
+sessions and a shared system prompt; plus an arrival process and a stop rule (a number of
+requests or a duration). ``preset`` starts from a named workload fitted to a real trace
+(:mod:`workloads.presets`) and lets any key be overridden.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from workloads.arrivals import ArrivalSpec, ClosedLoopArrivals, ThinkTime, TraceArrivals
 from workloads.lengths import LengthSpec
 
-__all__ = ["ArrivalSpec", "ClassSpec", "SLOSpec", "WorkloadSpec"]
+__all__ = ["ClassSpec", "SLOSpec", "SessionSpec", "SystemPromptSpec", "WorkloadSpec"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -22,34 +30,77 @@ class SLOSpec(BaseModel):
     e2e_s: float | None = Field(None, gt=0, description="max end-to-end latency")
 
 
+class SessionSpec(BaseModel):
+    """Multi-turn conversations: each arrival of the class starts a conversation of ``turns``
+    requests. Turn k re-sends the whole history (every earlier prompt and response) plus a new
+    user message drawn from the class's ``prompt_tokens``; it is sent ``think_time`` after the
+    response to turn k-1 ends. A conversation ends early rather than outgrow the model's context."""
+
+    model_config = _Strict
+    turns: LengthSpec = Field(description="turns per conversation (a length distribution, >= 1)")
+    think_time: ThinkTime = ThinkTime(mean_s=30.0)
+
+
+class SystemPromptSpec(BaseModel):
+    """A shared system prompt at the start of every request of the class: ``variants`` distinct
+    prompts (each with a length drawn once from ``tokens``), picked per conversation uniformly or
+    by a Zipf law. Requests sharing a variant share its prefix (prefix caching can reuse it)."""
+
+    model_config = _Strict
+    tokens: LengthSpec
+    variants: StrictInt = Field(1, ge=1)
+    popularity: Literal["uniform", "zipf"] = "uniform"
+    zipf_exponent: float = Field(1.0, gt=0, description="variant i is picked with weight 1/(i+1)^exponent")
+
+
 class ClassSpec(BaseModel):
     """One kind of request in the mixture: its share, lengths, priority and SLOs."""
 
     model_config = _Strict
     name: str = Field(min_length=1)
-    share: float = Field(1.0, gt=0, description="relative weight in the mixture")
+    share: float = Field(1.0, gt=0, description="relative weight in the mixture (of arrivals)")
     priority: StrictInt = Field(0, description="lower is served first")
-    prompt_tokens: LengthSpec
-    output_tokens: LengthSpec
+    prompt_tokens: LengthSpec | None = Field(
+        None, description="prompt length; the new user message per turn with sessions; after the system prompt")
+    output_tokens: LengthSpec | None = None
+    length_correlation: float = Field(0.0, ge=-1, le=1, description="correlation of prompt and output length "
+                                      "(Gaussian copula: of their normal scores)")
+    sessions: SessionSpec | None = None
+    system_prompt: SystemPromptSpec | None = None
     slo: SLOSpec = SLOSpec()
 
-
-class ArrivalSpec(BaseModel):
-    """Open-loop arrivals. This issue ships Poisson; the workloads issue widens it."""
-
-    model_config = _Strict
-    process: Literal["poisson"] = "poisson"
-    rate_per_s: float = Field(gt=0, description="mean arrivals per second")
+    @property
+    def prompt_upper_bound(self) -> int | None:
+        """The longest prompt this class can send, or None when only the context limits it."""
+        if self.sessions is not None or self.prompt_tokens is None:
+            return None
+        b = self.prompt_tokens.upper_bound
+        if b is None or self.system_prompt is None:
+            return b
+        s = self.system_prompt.tokens.upper_bound
+        return None if s is None else b + s
 
 
 class WorkloadSpec(BaseModel):
     """How much traffic of which kinds arrives, and when."""
 
     model_config = _Strict
+    preset: str | None = Field(None, description="start from a named workload (see workloads.presets)")
     arrival: ArrivalSpec
-    classes: tuple[ClassSpec, ...] = Field(min_length=1)
+    classes: tuple[ClassSpec, ...] = Field(
+        (ClassSpec(name="trace"),), min_length=1,
+        description="request classes (a trace replayed with its own lengths needs none)")
     num_requests: StrictInt | None = Field(None, gt=0, description="stop generating after this many requests")
     duration_s: float | None = Field(None, gt=0, description="stop generating after this many seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            from workloads.presets import preset_data
+
+            return _merge(preset_data(data["preset"]), data)
+        return data
 
     @field_validator("classes")
     @classmethod
@@ -61,7 +112,36 @@ class WorkloadSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _one_stop_rule(self) -> WorkloadSpec:
+    def _consistent(self) -> WorkloadSpec:
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests or duration_s")
+        if isinstance(self.arrival, ClosedLoopArrivals) and self.num_requests is None:
+            raise ValueError("a closed loop needs num_requests (the engine decides when each request is sent); "
+                             "to stop at a time, also set measurement.horizon_s")
+        from_trace = isinstance(self.arrival, TraceArrivals) and self.arrival.lengths == "trace"
+        for i, c in enumerate(self.classes):
+            if from_trace:
+                if c.sessions is not None or c.system_prompt is not None:
+                    raise ValueError(f"classes[{i}] ({c.name!r}) has sessions or a system prompt, but the trace "
+                                     "replay takes lengths from the trace: set arrival.lengths = 'classes'")
+            elif c.prompt_tokens is None or c.output_tokens is None:
+                raise ValueError(f"classes[{i}] ({c.name!r}) needs prompt_tokens and output_tokens (only a trace "
+                                 "replayed with lengths: trace goes without)")
         return self
+
+    @property
+    def mean_rate_per_s(self) -> float | None:
+        """Mean arrivals (conversation starts, for session classes) per second; None for a closed loop."""
+        return getattr(self.arrival, "mean_rate_per_s", None)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge key by key, anything else replaces. A new
+    ``arrival.process`` replaces the whole arrival (its keys belong to another process)."""
+    out = dict(base)
+    for k, v in over.items():
+        b = base.get(k)
+        same_kind = not (k == "arrival" and isinstance(v, dict) and isinstance(b, dict)
+                         and v.get("process", "poisson") != b.get("process", "poisson"))
+        out[k] = _merge(b, v) if isinstance(v, dict) and isinstance(b, dict) and same_kind else v
+    return out

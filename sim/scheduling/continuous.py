@@ -45,7 +45,7 @@ class ContinuousScheduler:
         if not preempted:
             bs, waiting = self.block_size, rep.waiting
             while waiting and left > 0 and rep.run.size < self.max_num_seqs:
-                i = waiting[0][1]
+                i = waiting[0][2]
                 rem = int(r.num_tokens[i] - r.computed[i])
                 if rem > left and not self.chunked:
                     break

@@ -32,7 +32,7 @@ class PrefillFirstScheduler:
         start = rep.run.size
         left, new_n = self.budget, []
         while rep.waiting and rep.run.size < self.max_num_seqs:
-            i = rep.waiting[0][1]
+            i = rep.waiting[0][2]
             rem = int(r.num_tokens[i] - r.computed[i])
             nb = int(blocks_for(rem, self.block_size))
             if rem > left or nb > rep.free_blocks:

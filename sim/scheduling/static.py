@@ -30,7 +30,7 @@ class StaticScheduler:
             return rep.run, np.ones(rep.run.size, np.int64)
         left, new_n = self.budget, []
         while rep.waiting and rep.run.size < self.max_num_seqs:
-            i = rep.waiting[0][1]
+            i = rep.waiting[0][2]
             rem = int(r.num_tokens[i])
             nb = int(blocks_for(int(r.prompt[i] + r.output[i] - 1), self.block_size))
             if rem > left or nb > rep.free_blocks:

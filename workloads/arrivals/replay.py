@@ -1,0 +1,76 @@
+"""Replaying a real trace: its arrival times (sped up or rescaled to a target rate) and, by
+default, its prompt and output lengths and prefix identities.
+
+``speedup: 2`` plays the trace twice as fast (every gap halved: twice the rate, same burstiness);
+``rate_per_s`` picks the speed-up that gives that mean rate. ``loop: true`` repeats the trace
+end to end (one mean gap apart) when more requests or a longer duration are asked for than it holds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["TraceArrivals"]
+
+_Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class TraceArrivals(BaseModel):
+    """Arrivals (and by default lengths) read from a trace file."""
+
+    model_config = _Strict
+    process: Literal["trace"]
+    path: str = Field(min_length=1)
+    format: str | None = Field(None, description="trace format (see `capsim workload describe --help`); "
+                                                 "detected from the file when omitted")
+    columns: dict[str, str] | None = Field(None, description="generic csv/parquet: RequestTable column -> file column")
+    time_unit: Literal["s", "ms", "us", "ns"] = "s"
+    speedup: float | None = Field(None, gt=0, description="play the trace this many times faster")
+    rate_per_s: float | None = Field(None, gt=0, description="rescale time so the mean rate is this")
+    lengths: Literal["trace", "classes"] = Field(
+        "trace", description="trace: the trace's own prompt/output lengths; classes: drawn from the workload's classes")
+    loop: bool = Field(False, description="repeat the trace when more requests or time are asked for than it holds")
+
+    @model_validator(mode="after")
+    def _one_speed(self) -> TraceArrivals:
+        if self.speedup is not None and self.rate_per_s is not None:
+            raise ValueError("give at most one of speedup or rate_per_s")
+        return self
+
+    def load(self):  # type: ignore[no-untyped-def]
+        """The :class:`workloads.traces.Trace` this replays."""
+        from workloads.traces import load_trace
+
+        kw = {} if self.columns is None else {"columns": self.columns}
+        return load_trace(self.path, self.format, time_unit=self.time_unit, **kw)
+
+    def replay(self, n: int | None, duration: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """(arrival times, row of the trace each came from), sorted by time."""
+        trace = self.load()
+        t = trace.table.column("arrival_s").to_numpy()
+        rows = t.size
+        if rows == 0:
+            raise ValueError(f"{self.path}: the trace holds no requests")
+        scale = 1.0
+        if self.speedup is not None:
+            scale = 1.0 / self.speedup
+        elif self.rate_per_s is not None:
+            if rows < 2 or t[-1] <= 0:
+                raise ValueError(f"{self.path}: rate_per_s needs a trace with at least two distinct arrival times")
+            scale = trace.mean_rate_per_s / self.rate_per_s
+        t = t * scale
+        period = t[-1] + (t[-1] / (rows - 1) if rows > 1 and t[-1] > 0 else 1.0)
+        if n is not None:
+            reps = -(-n // rows) if self.loop else 1
+        else:
+            assert duration is not None
+            reps = int(np.floor(duration / period)) + 1 if self.loop else 1
+        times = (t[None, :] + period * np.arange(reps)[:, None]).ravel()
+        idx = np.tile(np.arange(rows), reps)
+        if n is not None:
+            return times[:n], idx[:n]
+        keep = times < duration
+        return times[keep], idx[keep]
