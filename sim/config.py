@@ -140,7 +140,7 @@ class Scenario(BaseModel):
                              f"per replica, less than one block of engine.block_size = {self.engine.block_size}: "
                              "raise engine.gpu_memory_fraction or tp")
         for i, c in enumerate(self.workload.classes):
-            bound = c.prompt_tokens.upper_bound
+            bound = c.prompt_upper_bound
             longest = arch.max_context - 1 if bound is None else min(bound, arch.max_context - 1)
             if longest > kv:
                 what = "can reach" if bound is not None else "is unbounded and truncated only at the model's context,"

@@ -79,6 +79,8 @@ class _Run:
         self.central: list[tuple[int, int, int]] = []
         self.all_replicas = list(range(s.replicas))
         self.finished = 0
+        self._milestone: simpy.Event | None = None  # progress reporting only
+        self._target = 0
         self.env.process(self._source())
 
     def _eligible(self) -> list[int]:
@@ -110,7 +112,7 @@ class _Run:
         self.next_seq += 1
         if self.reject[i]:
             r.status[i] = REJECTED
-            self.finished += 1
+            self._ended(1)
             self._release_followers(np.array([i]))
             return
         eligible = self._eligible()
@@ -132,7 +134,7 @@ class _Run:
                 ev.callbacks.append(lambda _ev, j=j: self._arrive(j))
 
     def _on_finish(self, replica: int, done: np.ndarray) -> None:
-        self.finished += done.size
+        self._ended(done.size)
         self._release_followers(done)
         while self.central:
             eligible = self._eligible()
@@ -148,21 +150,35 @@ class _Run:
         if progress is None:
             env.run(until=horizon)
             return self._end_time()
-        # In slices, to report progress. (SimPy leaves a stale event behind each run(until=t),
-        # so "no events left" is no test of the end: every request ending is.)
-        span = horizon or (float(self.reqs.arrival[-1]) if n else 1.0)
-        step = max(span / 200.0, 1e-6)
-        stalled, last = 0, -1
-        while self.finished < n and (horizon is None or env.now < horizon):
-            env.run(until=env.now + step if horizon is None else min(env.now + step, horizon))
-            progress(self.finished, n)
-            moved = self.finished + sum(len(e.log.start) for e in self.engines)
-            stalled = stalled + 1 if moved == last else 0
-            last = moved
-            if stalled > 10_000:
-                raise RuntimeError(f"simulation stalled at t={env.now:.3f} s with {n - self.finished} requests unfinished")
+        if horizon is not None:
+            # In 200 time slices up to the horizon (run(until=t) cuts exactly as a single run does).
+            step = horizon / 200.0
+            while self.finished < n and env.now < horizon:
+                env.run(until=min(env.now + step, horizon))
+                progress(self.finished, n)
+        else:
+            # Stop every n/200 requests ended: a milestone event succeeded by the request that
+            # reaches it, so arrival times (unknown ahead for follow-up requests) do not matter.
+            every = max(n // 200, 1)
+            while self.finished < n:
+                self._target = min(n, self.finished + every)
+                self._milestone = env.event()
+                try:
+                    env.run(until=self._milestone)
+                except RuntimeError:  # no events left: whatever has not ended never will
+                    break
+                finally:
+                    self._milestone = None
+                progress(self.finished, n)
         progress(self.finished, n)
         return self._end_time()
+
+    def _ended(self, count: int) -> None:
+        """Count ``count`` requests as ended (completed or refused); reach a progress milestone."""
+        self.finished += count
+        m = self._milestone
+        if m is not None and self.finished >= self._target and not m.triggered:
+            m.succeed()
 
     def _end_time(self) -> float:
         """The horizon while work was left, or else the last thing that happened: an iteration's end or an arrival

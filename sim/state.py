@@ -1,7 +1,8 @@
 """Mutable state of a run, held as numpy columns so per-iteration work is vectorised.
 
-Requests are indexed by their row in the arrival-ordered request table, so a request's index
-also orders it by arrival (used as the FCFS tie-break everywhere). A request's progress is
+Requests are indexed by their row in the request table. Their arrival order (the FCFS tie-break
+in every queue) is ``seq``, the order the source released them in: rows with an arrival time are
+released in time order, follow-up requests when their predecessor ends. A request's progress is
 counted in tokens the way vLLM's V1 scheduler counts them:
 
 - ``num_tokens``: tokens known so far, prompt plus generated;

@@ -24,9 +24,11 @@ def scenario(**overrides: Any) -> Scenario:
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``b`` over ``a``; an ``arrival`` of another ``process`` replaces the base arrival whole."""
     out = dict(a)
     for k, v in b.items():
-        out[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        other_process = k == "arrival" and isinstance(v, dict) and v.get("process", "poisson") != "poisson"
+        out[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) and not other_process else v
     return out
 
 
