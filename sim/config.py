@@ -181,11 +181,11 @@ def _known(value: str, table: dict[str, Any], key: str) -> str:
     return value
 
 
-def _read_file(path: Path) -> Any:
+def _read_file(path: Path, what: str = "scenario") -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such scenario file") from None
+        raise ScenarioError(f"{path}: no such {what} file") from None
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read ({e.strerror})") from None
     suffix = path.suffix.lower()
@@ -200,7 +200,8 @@ def _read_file(path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ScenarioError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    raise ScenarioError(f"{path}: scenario files must end in .yaml, .yml or .toml, not {suffix or '(none)'!r}")
+    raise ScenarioError(f"{path}: scenario and workload files must end in .yaml, .yml or .toml, not "
+                        f"{suffix or '(none)'!r}")
 
 
 def scenario_data(path: str | Path | None = None) -> dict[str, Any]:
@@ -216,15 +217,34 @@ def scenario_data(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+def _inline_workload(data: dict[str, Any], base: Path, label: str) -> dict[str, Any]:
+    """``workload: FILE`` (e.g. what ``capsim workload fit -o`` writes) read in place, relative to
+    the scenario file; the file holds the workload mapping, or a scenario-like mapping with one."""
+    wl = data.get("workload")
+    if not isinstance(wl, str):
+        return data
+    path = Path(wl) if Path(wl).is_absolute() else base / wl
+    try:
+        inner = _read_file(path, "workload")
+    except ScenarioError as e:
+        raise ScenarioError(f"{label}workload = {wl!r}: {e}") from None
+    if isinstance(inner, dict) and isinstance(inner.get("workload"), dict):
+        inner = inner["workload"]
+    if not isinstance(inner, dict):
+        raise ScenarioError(f"{label}workload = {wl!r}: the file must hold a mapping of workload keys")
+    return {**data, "workload": inner}
+
+
 def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     """Load and validate a scenario from a YAML/TOML file or a dict.
 
     Raises :class:`ScenarioError` with one line naming every bad key, its value and the rule.
     """
     if isinstance(source, dict):
-        data, label = source, ""
+        data, label, base = source, "", Path.cwd()
     else:
-        data, label = scenario_data(source), f"{source}: "
+        data, label, base = scenario_data(source), f"{source}: ", Path(source).parent
+    data = _inline_workload(data, base, label)
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:

@@ -18,7 +18,6 @@ from typing import Annotated, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
-from scipy.special import ndtri
 
 __all__ = ["EmpiricalLength", "ExponentialLength", "FixedLength", "HistogramLength", "LengthSpec",
            "LognormalLength", "NormalLength", "QuantileLength", "TraceLength", "UniformLength"]
@@ -104,6 +103,8 @@ class NormalLength(_Clipped):
     min: StrictInt = Field(1, ge=1, description="values below are raised to this")
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtri  # lazy: scipy is heavy to import
+
         return np.maximum(self._clip(self.mean + self.std * ndtri(u)), self.min)
 
 
@@ -146,6 +147,8 @@ class LognormalLength(_Clipped):
         return math.log(self.mean) - s * s / 2, s
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtri  # lazy: scipy is heavy to import
+
         mu, s = self.params
         return self._clip(np.exp(mu + s * ndtri(u)))
 

@@ -15,8 +15,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.optimize import brentq
-from scipy.special import gammaln
 
 from workloads.arrivals.rate_profile import Knots, RateProfile
 
@@ -99,6 +97,9 @@ class GammaArrivals(_Renewal):
 @lru_cache(maxsize=256)
 def weibull_shape_for_cv(cv: float) -> float:
     """The Weibull shape k whose CV is ``cv``: CV² = Γ(1+2/k)/Γ(1+1/k)² − 1, decreasing in k."""
+    from scipy.optimize import brentq  # lazy: scipy is heavy to import
+    from scipy.special import gammaln
+
     def f(log_k: float) -> float:
         k = math.exp(log_k)
         return math.expm1(gammaln(1 + 2 / k) - 2 * gammaln(1 + 1 / k)) - cv * cv
@@ -113,4 +114,4 @@ class WeibullArrivals(_Renewal):
 
     def _unit_gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         k = weibull_shape_for_cv(self.cv)
-        return rng.weibull(k, size=size) / math.exp(gammaln(1 + 1 / k))
+        return rng.weibull(k, size=size) / math.gamma(1 + 1 / k)
