@@ -136,12 +136,13 @@ class WorkloadSpec(BaseModel):
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: mappings merge key by key, anything else replaces. A new
-    ``arrival.process`` replaces the whole arrival (its keys belong to another process)."""
+    """``over`` on top of ``base``: mappings merge key by key, anything else replaces. An arrival
+    naming another ``process`` replaces the whole arrival (its keys belong to another process);
+    one naming none keeps the preset's process and overrides its keys."""
     out = dict(base)
     for k, v in over.items():
         b = base.get(k)
-        same_kind = not (k == "arrival" and isinstance(v, dict) and isinstance(b, dict)
-                         and v.get("process", "poisson") != b.get("process", "poisson"))
+        same_kind = not (k == "arrival" and isinstance(v, dict) and isinstance(b, dict) and "process" in v
+                         and v["process"] != b.get("process", "poisson"))
         out[k] = _merge(b, v) if isinstance(v, dict) and isinstance(b, dict) and same_kind else v
     return out
