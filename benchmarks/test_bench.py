@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bench_sim import measure
+from bench_workload import test_generate_1m_requests_under_target  # noqa: F401  (collected from here)
 
 
 @pytest.mark.benchmark

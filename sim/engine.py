@@ -16,6 +16,7 @@ import pyarrow as pa
 import simpy
 
 from sim.config import Scenario
+from sim.errors import ScenarioError
 from sim.records import SimResult, build_result
 from sim.replica import ReplicaEngine
 from sim.routing import make_router
@@ -279,7 +280,10 @@ def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
     """
     wall = time.perf_counter()
     if requests is None:
-        table = generate(scenario.workload, scenario.seed, scenario.max_context)
+        try:
+            table = generate(scenario.workload, scenario.seed, scenario.max_context)
+        except ValueError as e:  # a trace file that cannot be read, a rate profile that runs dry
+            raise ScenarioError(f"workload: {e}") from None
     else:
         table = _checked(requests)
     run = _Run(scenario, table)

@@ -27,6 +27,8 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _Z99 = 2.3263478740408408
 # mean = exp(mu + s²/2) and p99 = exp(mu + z s) give p99/mean = exp(z s - s²/2), at most exp(z²/2).
 _MAX_P99_RATIO = math.exp(_Z99**2 / 2)
+# Longest length any distribution returns: far above any context, far below int64 overflow.
+_LONGEST = 2**40
 
 
 class _Length(BaseModel):
@@ -50,8 +52,8 @@ class _Clipped(_Length):
     max: StrictInt | None = Field(None, ge=1, description="values above are clipped to this")
 
     def _clip(self, x: np.ndarray) -> np.ndarray:
-        x = np.maximum(np.rint(x), 1).astype(np.int64)
-        return x if self.max is None else np.minimum(x, self.max)
+        # Clip as floats before the cast: a float at or above 2**63 (a heavy tail) would wrap negative.
+        return np.clip(np.rint(x), 1, _LONGEST if self.max is None else self.max).astype(np.int64)
 
     @property
     def upper_bound(self) -> int | None:
@@ -102,10 +104,18 @@ class NormalLength(_Clipped):
     std: float = Field(ge=0)
     min: StrictInt = Field(1, ge=1, description="values below are raised to this")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalLength:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min = {self.min} is above max = {self.max}: min must be <= max")
+        return self
+
     def quantile(self, u: np.ndarray) -> np.ndarray:
         from scipy.special import ndtri  # lazy: scipy is heavy to import
 
-        return np.maximum(self._clip(self.mean + self.std * ndtri(u)), self.min)
+        # With std 0 every draw is the mean (0 * ndtri(0) would be 0 * -inf = NaN).
+        z = ndtri(u) if self.std > 0 else np.zeros(np.shape(u))
+        return np.maximum(self._clip(self.mean + self.std * z), self.min)
 
 
 class LognormalLength(_Clipped):
@@ -160,8 +170,8 @@ class ExponentialLength(_Clipped):
     mean: float = Field(gt=0)
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
-        x = np.maximum(np.ceil(-self.mean * np.log1p(-np.asarray(u))), 1).astype(np.int64)
-        return x if self.max is None else np.minimum(x, self.max)
+        x = np.ceil(-self.mean * np.log1p(-np.asarray(u)))
+        return np.clip(x, 1, _LONGEST if self.max is None else self.max).astype(np.int64)
 
 
 def _check_weights(name: str, w: tuple[float, ...]) -> None:

@@ -91,6 +91,10 @@ def _class_requests(c: ClassSpec, m: int, ss: np.random.SeedSequence, max_contex
         up, uo = ndtr(z1), ndtr(rho * z1 + np.sqrt(1 - rho * rho) * z2)
     user = c.prompt_tokens.quantile(up)
     output = c.output_tokens.quantile(uo)
+    # Drawn for every row before the context cut, so a cut leaves other conversations' draws alone.
+    think = np.zeros(r)
+    if c.sessions is not None:
+        think = c.sessions.think_time.sample(np.random.default_rng(s_think), r)
     sys_len = np.zeros(m, np.int64)
     variant = np.full(m, -1, np.int64)
     if c.system_prompt is not None:
@@ -113,13 +117,11 @@ def _class_requests(c: ClassSpec, m: int, ss: np.random.SeedSequence, max_contex
             first_over = np.full(m, np.iinfo(np.int64).max)
             np.minimum.at(first_over, conv[over], turn[over])
             keep = turn < first_over[conv]
-            conv, turn, prompt, output, prefix = conv[keep], turn[keep], prompt[keep], output[keep], prefix[keep]
+            conv, turn, prompt, output, prefix, think = (conv[keep], turn[keep], prompt[keep], output[keep],
+                                                         prefix[keep], think[keep])
         np.minimum(prompt, max_context - 1, out=prompt)
         np.minimum(prefix, prompt, out=prefix)
         np.minimum(output, max_context - prompt, out=output)
-    think = np.zeros(conv.size)
-    if c.sessions is not None:
-        think = c.sessions.think_time.sample(np.random.default_rng(s_think), conv.size)
     return _Requests(conv, turn, prompt, output, prefix, variant[conv], think)
 
 

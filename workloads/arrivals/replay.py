@@ -64,9 +64,15 @@ class TraceArrivals(BaseModel):
         t = t * scale
         period = t[-1] + (t[-1] / (rows - 1) if rows > 1 and t[-1] > 0 else 1.0)
         if n is not None:
+            if n > rows and not self.loop:
+                raise ValueError(f"{self.path}: num_requests = {n} but the trace holds {rows} requests: ask for at "
+                                 "most that many, or set loop: true to repeat it")
             reps = -(-n // rows) if self.loop else 1
         else:
             assert duration is not None
+            if duration > period and not self.loop:
+                raise ValueError(f"{self.path}: duration_s = {duration:g} but the trace (at this speed) lasts "
+                                 f"{t[-1]:.1f} s: ask for at most that, or set loop: true to repeat it")
             reps = int(np.floor(duration / period)) + 1 if self.loop else 1
         times = (t[None, :] + period * np.arange(reps)[:, None]).ravel()
         idx = np.tile(np.arange(rows), reps)
