@@ -138,11 +138,17 @@ class WorkloadSpec(BaseModel):
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` on top of ``base``: mappings merge key by key, anything else replaces. An arrival
     naming another ``process`` replaces the whole arrival (its keys belong to another process);
-    one naming none keeps the preset's process and overrides its keys."""
+    one naming none keeps the preset's process and overrides its keys; ``rate_per_s`` given there
+    replaces the preset's ``rate_profile`` (and the other way round)."""
     out = dict(base)
     for k, v in over.items():
         b = base.get(k)
         same_kind = not (k == "arrival" and isinstance(v, dict) and isinstance(b, dict) and "process" in v
                          and v["process"] != b.get("process", "poisson"))
         out[k] = _merge(b, v) if isinstance(v, dict) and isinstance(b, dict) and same_kind else v
+        if k == "arrival" and isinstance(v, dict) and isinstance(out[k], dict):
+            # A rate given replaces the other way of giving one (a constant rate over a profile).
+            for given, other in (("rate_per_s", "rate_profile"), ("rate_profile", "rate_per_s")):
+                if v.get(given) is not None and other not in v:
+                    out[k].pop(other, None)
     return out
