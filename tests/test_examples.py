@@ -48,3 +48,10 @@ def test_notebook_quickstart_script_runs():
                           text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "p99 TTFT" in proc.stdout and "goodput" in proc.stdout
+
+
+def test_notebook_traffic_shapes_script_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "notebooks" / "traffic_shapes.py")], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "Poisson" in proc.stdout and "conversations" in proc.stdout

@@ -3,6 +3,7 @@ and the combinations a workload refuses (each with one line naming the key and t
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
@@ -107,3 +108,37 @@ def test_trace_replay_needs_no_classes(tmp_path):
     assert t.column("prompt_tokens").to_pylist() == [10, 20, 30] and t.column("class").to_pylist() == ["trace"] * 3
     r = sim.simulate(s)
     assert r.summary["requests"]["completed"] == 3
+
+
+# Every kind of workload the library makes, run through the engine: each request ends exactly once.
+_KINDS = {
+    "weibull_diurnal": {"arrival": {"process": "weibull", "cv": 2.0, "rate_profile": {
+        "shape": "diurnal", "mean_rate_per_s": 20.0, "peak_to_trough": 3.0, "period_s": 20.0}}},
+    "mmpp": {"arrival": {"process": "mmpp", "states": [{"rate_per_s": 5.0, "mean_duration_s": 3.0},
+                                                       {"rate_per_s": 60.0, "mean_duration_s": 0.5}]}},
+    "gamma_steps": {"arrival": {"process": "gamma", "cv": 4.0, "rate_profile": {
+        "shape": "steps", "times_s": [0, 5, 10], "rates_per_s": [5.0, 40.0, 10.0]}}},
+    "closed_loop_sessions": {"arrival": {"process": "closed_loop", "users": 8, "think_time": {"mean_s": 0.2}},
+                             "classes": [{"name": "chat", **LENGTHS, "sessions": {
+                                 "turns": {"dist": "uniform", "low": 1, "high": 4}, "think_time": {"mean_s": 0.5}},
+                                 "system_prompt": {"tokens": {"dist": "fixed", "value": 64}, "variants": 3,
+                                                   "popularity": "zipf"}}]},
+    "open_loop_sessions_mixture": {"arrival": {"rate_per_s": 10.0}, "classes": [
+        {"name": "chat", **LENGTHS, "share": 3, "sessions": {"turns": {"dist": "exponential", "mean": 2.0, "max": 6}}},
+        {"name": "batch", "priority": 1, "prompt_tokens": {"dist": "normal", "mean": 300, "std": 50},
+         "output_tokens": {"dist": "empirical", "values": [5, 50, 500], "weights": [1, 2, 1]},
+         "length_correlation": 0.5}]},
+}
+
+
+@pytest.mark.parametrize("kind", [*_KINDS, *sorted(presets.PRESETS)])
+def test_engine_serves_every_kind_of_workload(kind):
+    workload = {"preset": kind} if kind in presets.PRESETS else {"classes": [{"name": "a", **LENGTHS}], **_KINDS[kind]}
+    s = load_scenario({"profile": {"kind": "explicit", "fixed_s": 0.01, "per_token_s": 1e-5,
+                                   "kv_capacity_tokens": 1 << 20},
+                       "workload": {**workload, "num_requests": 300}})
+    r = sim.simulate(s)
+    req = r.summary["requests"]
+    assert req["arrived"] == 300 and req["completed"] + req["rejected"] == 300, req
+    arrival = r.requests.column("arrival_s").to_numpy()
+    assert not np.isnan(arrival).any()
