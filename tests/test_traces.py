@@ -332,7 +332,7 @@ def test_detect_format(tmp_path: Path) -> None:
         == "mooncake"
     known = "azure-2023, azure-2024, burstgpt, mooncake, csv, parquet"
     with pytest.raises(TraceError, match=rf"g\.csv: cannot tell the trace format from its columns t, in, out; "
-                                         rf"pass format= one of {known}"):
+                                         rf"name it \(--format / format=\) as one of {known}"):
         detect_format(_write(tmp_path / "g.csv", "t,in,out\n1,2,3\n"))
     with pytest.raises(TraceError, match=r"cannot tell the trace format from its columns a, b"):
         detect_format(_write(tmp_path / "o.jsonl", '{"a": 1, "b": 2}\n'))

@@ -69,8 +69,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         what = "first line, which is not a JSON object"
     else:
         what = f"extension {sample.suffix or '(none)'}"
-    raise TraceError(p, f"cannot tell the trace format from its {what}; pass format= one of "
-                        f"{', '.join(TRACE_FORMATS)} (csv and parquet with columns=...)")
+    raise TraceError(p, f"cannot tell the trace format from its {what}; name it (--format / format=) as one of "
+                        f"{', '.join(TRACE_FORMATS)}; csv and parquet also need the column mapping "
+                        "(--columns / columns=)")
 
 
 def load_trace(path: str | os.PathLike[str], format: str | None = None, *,
