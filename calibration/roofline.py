@@ -1,11 +1,27 @@
 """A step-time and memory model derived from datasheet figures (provenance ``derived``).
 
-Each part of an iteration costs max(FLOPs / achievable FLOP/s, bytes / achievable HBM bytes/s):
-linear layers over every token in the batch (weights read once per iteration), prefill
-attention, decode attention over the KV cache, the LM head over the sequences that sample,
-and two tensor-parallel all-reduces per layer. The parts are summed, not overlapped, plus a
-fixed per-iteration overhead (scheduling, kernel launches, sampling). Efficiencies below 1
-turn peak figures into achievable ones; they are assumptions until calibration fits them.
+One engine iteration is priced part by part, each part at max(FLOPs / achievable FLOP/s,
+bytes / achievable HBM bytes/s) on one GPU of the tensor-parallel group (everything below is
+per GPU, i.e. per TP shard):
+
+- **linear layers** over every token in the batch: attention projections and the MLP (for a
+  mixture of experts, each token's ``experts_per_token`` experts plus the router). Compute runs
+  at the precision the quantization scheme resolves to on this GPU (fp8/int8 matmuls where the
+  hardware has them, 16-bit otherwise); weights are read once per iteration at their *stored*
+  precision (for MoE, only the experts the batch's tokens touch: in expectation
+  E·(1 − (1 − k/E)^tokens) of the E experts); activations go in and out at activation precision.
+- **prefill attention**: 4·heads·head_dim FLOPs per (query, key) pair, Σ c·(p + c/2) pairs over
+  chunks of c tokens starting at position p, and the chunk's KV read and written;
+- **decode attention**: the same FLOPs per pair over each sequence's context, and its whole KV
+  cache read (the part that dominates long-context decode);
+- **LM head and sampling** for each sequence that samples: the head's weights once, fp32 logits out;
+- **tensor-parallel all-reduce**: two per layer (after attention and after the MLP), ring
+  algorithm: latency + 2(tp−1)/tp · message / link bandwidth, 16-bit activations;
+- a **fixed overhead** per iteration (scheduling, kernel launches, Python).
+
+Parts are summed, not overlapped. ``compute_efficiency`` and ``memory_efficiency`` turn peak
+figures into achievable ones: assumptions until calibration fits them, and recorded in the
+provenance. Embedding lookups read only the rows they use and are left out.
 """
 
 from __future__ import annotations
@@ -15,42 +31,72 @@ from functools import cached_property
 
 import numpy as np
 
-from calibration.catalog import GPU, ModelArch
+from calibration.catalog import GPU, ModelArch, ResolvedPrecision
 from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
 
 __all__ = ["RooflineProfile"]
 
 # Memory vLLM-like engines hold outside weights and KV cache: CUDA context, graphs, workspace.
 _FIXED_RESERVE_BYTES = 1.0 * 2**30
+# All-reduce messages carry 16-bit activations whatever the matmul precision.
+_ALLREDUCE_BYTES_PER_ELEMENT = 2.0
+# Logits are produced in fp32 for sampling.
+_LOGIT_BYTES = 4.0
 
 
 @dataclass(frozen=True)
 class RooflineProfile:
-    """Roofline pricing of one Llama-architecture model on one GPU type at a TP degree."""
+    """Roofline pricing of one Llama-family model on one GPU type at a TP degree."""
 
     model: ModelArch
     gpu: GPU
     tp: int
-    weight_bytes_per_element: float
-    activation_bytes_per_element: float
+    precision: ResolvedPrecision
     kv_bytes_per_element: float
     compute_efficiency: float
     memory_efficiency: float
     overhead_s: float
     allreduce_latency_s: float
-    quantization: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def quantization(self) -> str:
+        return self.precision.scheme
+
+    @property
+    def weight_bytes_per_element(self) -> float:
+        return self.precision.weight_bytes
+
+    @property
+    def activation_bytes_per_element(self) -> float:
+        return self.precision.activation_bytes
+
+    @property
+    def peak_flops(self) -> float:
+        """Dense peak FLOP/s per GPU at the precision the matmuls run in."""
+        return self.gpu.tflops[self.precision.compute] * 1e12
+
+    @property
+    def peak_bytes_per_s(self) -> float:
+        return self.gpu.hbm_tb_s * 1e12
 
     @property
     def provenance(self) -> Provenance:
+        m, g = self.model, self.gpu
+        notes = [] if self.precision.note is None else [self.precision.note]
+        if self.overrides:
+            notes.append("scenario overrides " + ", ".join(self.overrides))
         return Provenance(
             kind="derived",
-            source=f"roofline of {self.model.name} on {self.gpu.name} ({self.quantization}, tp={self.tp}) "
-            f"from {self.gpu.source}; shapes from {self.model.source}",
+            source=f"roofline of {m.name} on {g.name} ({self.quantization}: {self.precision.compute} matmuls, "
+                   f"{self.weight_bytes_per_element * 8:g}-bit weights, {self.kv_bytes_per_element * 8:g}-bit KV; "
+                   f"tp={self.tp}) from {g.source_of('tflops')}; shapes from {m.source}"
+                   + (f"; {'; '.join(notes)}" if notes else ""),
             assumptions={
-                "bf16_tflops": self.gpu.bf16_tflops,
-                "hbm_tb_s": self.gpu.hbm_tb_s,
-                "memory_bytes": float(self.gpu.memory_bytes),
-                "interconnect_gb_s": self.gpu.interconnect_gb_s,
+                f"{self.precision.compute}_tflops": self.gpu.tflops[self.precision.compute],
+                "hbm_tb_s": g.hbm_tb_s,
+                "memory_bytes": float(g.memory_bytes),
+                "interconnect_gb_s": g.interconnect_gb_s,
                 "compute_efficiency": self.compute_efficiency,
                 "memory_efficiency": self.memory_efficiency,
                 "overhead_s": self.overhead_s,
@@ -61,17 +107,20 @@ class RooflineProfile:
     # -- memory model -------------------------------------------------------------------------
     @property
     def weight_bytes_per_gpu(self) -> float:
-        """Stored weights per GPU: everything is sharded over the TP group."""
+        """Stored weights per GPU: every weight matrix, embeddings and LM head included, is
+        sharded over the TP group (vocabulary-parallel embeddings, as vLLM does); the small norm
+        vectors are counted at the same precision for simplicity."""
         return self.model.params * self.weight_bytes_per_element / self.tp
 
     @property
     def kv_bytes_per_token_per_gpu(self) -> float:
+        """KV bytes per token per GPU: KV heads are split over the TP group (tp divides them)."""
         return self.model.kv_bytes_per_token(self.kv_bytes_per_element) / self.tp
 
     def activation_reserve_bytes(self, max_num_batched_tokens: int) -> float:
         """Peak activation memory of the largest batch, as engines reserve it after profiling."""
         m = self.model
-        per_token = (4 * m.hidden + 2 * m.intermediate // self.tp) * self.activation_bytes_per_element
+        per_token = (4 * m.hidden + 2 * m.intermediate * m.experts_per_token // self.tp) * 2.0
         return _FIXED_RESERVE_BYTES + max_num_batched_tokens * per_token
 
     def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
@@ -90,31 +139,49 @@ class RooflineProfile:
     @cached_property
     def _constants(self) -> tuple[float, ...]:
         """Per-iteration constants, computed once (step() is on the engine's hot path)."""
-        m, tp = self.model, self.tp
-        lin_params = m.layers * m.layer_linear_params / tp
-        head_params = m.vocab * m.hidden / tp
-        io_per_token = m.layers * (2 * m.hidden + 2 * m.heads * m.head_dim + 2 * m.hidden + 3 * m.intermediate) / tp
+        m, tp, wb = self.model, self.tp, self.weight_bytes_per_element
+        L = m.layers
+        # Parameters every token multiplies by (attention, router; a dense MLP), and one expert.
+        shared = L * (m.attention_params_per_layer + m.router_params_per_layer) / tp
+        expert = L * m.expert_params / tp
+        active_expert = m.experts_per_token * expert  # a dense MLP is one expert that every token uses
+        # Activations in and out of each linear layer, per token.
+        io = L * (2 * m.hidden + 2 * m.heads * m.head_dim + 2 * m.hidden
+                  + 3 * m.intermediate * m.experts_per_token) / tp * self.activation_bytes_per_element
+        head = m.vocab * m.hidden / tp
         return (
-            self.gpu.bf16_tflops * 1e12 * self.compute_efficiency,   # achievable FLOP/s
-            self.gpu.hbm_tb_s * 1e12 * self.memory_efficiency,      # achievable bytes/s
-            lin_params, lin_params * self.weight_bytes_per_element, io_per_token * self.activation_bytes_per_element,
-            head_params, head_params * self.weight_bytes_per_element, m.vocab / tp * self.activation_bytes_per_element,
-            4.0 * m.layers * m.heads * m.head_dim / tp,             # attention FLOPs per (query, key) pair
+            self.peak_flops * self.compute_efficiency,
+            self.peak_bytes_per_s * self.memory_efficiency,
+            shared + active_expert,      # matmul params per token
+            shared * wb, expert * wb,    # weight bytes: always read; per expert (all of them if dense)
+            float(m.experts), float(m.experts_per_token),
+            io,
+            head, head * wb, m.vocab / tp * _LOGIT_BYTES,
+            4.0 * L * m.heads * m.head_dim / tp,        # attention FLOPs per (query, key) pair
             self.kv_bytes_per_token_per_gpu,
+            2.0 * L * (self.allreduce_latency_s if tp > 1 else 0.0),
+            2.0 * L * 2.0 * (tp - 1) / tp * m.hidden * _ALLREDUCE_BYTES_PER_ELEMENT / max(
+                self.gpu.interconnect_gb_s * 1e9, 1.0) if tp > 1 else 0.0,   # seconds per token
         )
 
+    def experts_touched(self, tokens: float) -> float:
+        """Expected distinct experts per layer that ``tokens`` tokens route to (uniform routing):
+        E·(1 − (1 − k/E)^tokens); E for a dense model."""
+        e, k = float(self.model.experts), float(self.model.experts_per_token)
+        return e if e == 1 else e * (1.0 - (1.0 - k / e) ** tokens)
+
     def step(self, batch: BatchShape) -> StepCost:
-        flop_rate, byte_rate, lin_params, lin_wbytes, io_bytes, head_params, head_wbytes, logit_bytes, \
-            attn_flops, kv_tok = self._constants
+        (flop_rate, byte_rate, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params,
+         head_wbytes, logit_bytes, attn_flops, kv_tok, ar_latency, ar_per_token) = self._constants
         n_dec = batch.decode_context.size
         n_pre = batch.prefill_chunk.size
         n_tok = (int(batch.prefill_chunk.sum()) if n_pre else 0) + n_dec
         # Sequences that sample a token: every decode, and (at most) every prefill chunk.
         n_logits = n_dec + n_pre
 
-        # Linear layers: 2 FLOPs per weight per token; weights read once; activations in and out.
-        lin_flops = 2.0 * n_tok * lin_params
-        lin_bytes = lin_wbytes + n_tok * io_bytes
+        touched = n_exp if n_exp == 1 else n_exp * (1.0 - (1.0 - k_exp / n_exp) ** n_tok)
+        lin_flops = 2.0 * n_tok * tok_params
+        lin_bytes = shared_wbytes + touched * expert_wbytes + n_tok * io_bytes
         head_flops = 2.0 * n_logits * head_params
         head_bytes = head_wbytes + n_logits * logit_bytes
         t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / flop_rate, head_bytes / byte_rate)
@@ -133,9 +200,6 @@ class RooflineProfile:
             dc_bytes = kv_tok * ctx
             t += max(dc_flops / flop_rate, dc_bytes / byte_rate)
             flops, nbytes = flops + dc_flops, nbytes + dc_bytes
-        if self.tp > 1 and n_tok:
-            # Ring all-reduce after attention and after the MLP of every layer.
-            msg = n_tok * self.model.hidden * self.activation_bytes_per_element
-            link = self.gpu.interconnect_gb_s * 1e9
-            t += 2 * self.model.layers * (self.allreduce_latency_s + 2 * (self.tp - 1) / self.tp * msg / link)
+        if ar_latency and n_tok:
+            t += ar_latency + ar_per_token * n_tok
         return StepCost(seconds=t + self.overhead_s, flops=flops, bytes=nbytes)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from calibration.catalog import GPUS, MODELS, QUANTIZATIONS
+from calibration.catalog import (GPUS, KV_CACHE_DTYPES, MODELS, QUANTIZATIONS, ModelArch, Precision,
+                                 model_from_hf_config, resolve_precision)
 from calibration.explicit import ExplicitProfile
 from calibration.profile import Profile
 from calibration.roofline import RooflineProfile
 
-__all__ = ["ExplicitProfileSpec", "ProfileSpec", "RooflineProfileSpec", "build_profile"]
+__all__ = ["ExplicitProfileSpec", "ProfileSpec", "RooflineProfileSpec", "build_profile", "model_arch"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -39,7 +41,8 @@ class RooflineProfileSpec(BaseModel):
 
     model_config = _Strict
     kind: Literal["roofline"] = "roofline"
-    bf16_tflops: float | None = Field(None, gt=0, description="override: dense bf16 TFLOP/s per GPU")
+    tflops: dict[Precision, Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="override: dense peak TFLOP/s per GPU by precision, e.g. {bf16: 900, fp8: 1800}")
     hbm_tb_s: float | None = Field(None, gt=0, description="override: HBM bandwidth, TB/s per GPU")
     memory_gib: float | None = Field(None, gt=0, description="override: HBM capacity, GiB per GPU")
     interconnect_gb_s: float | None = Field(None, gt=0, description="override: intra-node link, GB/s per direction")
@@ -52,27 +55,32 @@ class RooflineProfileSpec(BaseModel):
 ProfileSpec = Annotated[Union[RooflineProfileSpec, ExplicitProfileSpec], Field(discriminator="kind")]
 
 
+def model_arch(model: str) -> ModelArch:
+    """A catalog model by name, or a model read from a Hugging Face ``config.json`` path."""
+    if model.endswith(".json"):
+        return model_from_hf_config(Path(model))
+    return MODELS[model]
+
+
 def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str, hardware: str,
-                  quantization: str, tp: int) -> Profile:
-    """Turn a validated profile spec into the profile the engine calls."""
+                  quantization: str, tp: int, kv_cache_dtype: str = "auto") -> Profile:
+    """Turn a validated profile spec into the profile the engine calls. ``kv_cache_dtype`` "auto"
+    stores KV at the activations' 16-bit precision (vLLM's default)."""
     if isinstance(spec, ExplicitProfileSpec):
         return ExplicitProfile(spec.fixed_s, spec.per_token_s, spec.prefill_attention_s,
                                spec.decode_attention_s, spec.kv_capacity_tokens)
     gpu = GPUS[hardware]
-    overrides = {
-        "bf16_tflops": spec.bf16_tflops,
-        "hbm_tb_s": spec.hbm_tb_s,
-        "memory_bytes": None if spec.memory_gib is None else int(spec.memory_gib * 2**30),
-        "interconnect_gb_s": spec.interconnect_gb_s,
-    }
-    changed = {k: v for k, v in overrides.items() if v is not None}
+    changed: dict[str, object] = {k: getattr(spec, k) for k in ("hbm_tb_s", "memory_gib", "interconnect_gb_s")
+                                  if getattr(spec, k) is not None}
+    if spec.tflops is not None:
+        changed["tflops"] = {**gpu.tflops, **spec.tflops}
     if changed:
-        gpu = gpu.__class__(**{**gpu.__dict__, **changed,
-                               "source": gpu.source + " with scenario overrides " + ", ".join(sorted(changed))})
-    q = QUANTIZATIONS[quantization]
+        gpu = gpu.model_copy(update=changed)
+    precision = resolve_precision(QUANTIZATIONS[quantization], gpu)
+    kv = 2.0 if kv_cache_dtype == "auto" else KV_CACHE_DTYPES[kv_cache_dtype]
     return RooflineProfile(
-        model=MODELS[model], gpu=gpu, tp=tp, weight_bytes_per_element=q["weight"],
-        activation_bytes_per_element=q["activation"], kv_bytes_per_element=q["kv"],
+        model=model_arch(model), gpu=gpu, tp=tp, precision=precision, kv_bytes_per_element=kv,
         compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency,
-        overhead_s=spec.overhead_s, allreduce_latency_s=spec.allreduce_latency_s, quantization=quantization,
+        overhead_s=spec.overhead_s, allreduce_latency_s=spec.allreduce_latency_s,
+        overrides=tuple(sorted(changed)),
     )

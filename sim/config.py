@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
@@ -18,6 +19,8 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valid
                       model_validator)
 
 from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, RooflineProfileSpec, build_profile
+from calibration.catalog import CatalogError, close_matches
+from calibration.spec import model_arch
 from calibration.profile import Profile
 from calibration.roofline import RooflineProfile
 from sim.errors import ScenarioError, format_validation_error
@@ -85,8 +88,10 @@ class Scenario(BaseModel):
     model_config = _Strict
     name: str = "scenario"
     seed: StrictInt = Field(0, ge=0)
-    model: str = "llama-3.1-8b"
+    model: str = Field("llama-3.1-8b", description="a catalog model (capsim catalog) or a Hugging Face config.json path")
     quantization: str = "bf16"
+    kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = Field(
+        "auto", description="KV-cache precision; auto: the activations' 16-bit precision")
     hardware: str = "h100-sxm"
     tp: StrictInt = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica")
     replicas: StrictInt = Field(1, ge=1)
@@ -99,7 +104,13 @@ class Scenario(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        return _known(v, MODELS, "model")
+        if not v.endswith(".json"):
+            return _known(v, MODELS, "model")
+        try:
+            model_arch(v)
+        except CatalogError as e:
+            raise ValueError(str(e)) from None
+        return v
 
     @field_validator("hardware")
     @classmethod
@@ -113,7 +124,7 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _feasible(self) -> Scenario:
-        arch = MODELS[self.model]
+        arch = model_arch(self.model)
         if arch.heads % self.tp or arch.kv_heads % self.tp:
             raise ValueError(f"tp = {self.tp}: must divide {arch.name}'s {arch.heads} attention heads and "
                              f"{arch.kv_heads} KV heads")
@@ -158,7 +169,7 @@ class Scenario(BaseModel):
     def build_profile(self) -> Profile:
         """The step-time and memory model this scenario's iterations are priced with."""
         return build_profile(self.profile, model=self.model, hardware=self.hardware,
-                             quantization=self.quantization, tp=self.tp)
+                             quantization=self.quantization, tp=self.tp, kv_cache_dtype=self.kv_cache_dtype)
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -168,16 +179,16 @@ class Scenario(BaseModel):
 
     @property
     def max_context(self) -> int:
-        return MODELS[self.model].max_context
+        return model_arch(self.model).max_context
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written next to results so a run can be repeated."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _known(value: str, table: dict[str, Any], key: str) -> str:
+def _known(value: str, table: Mapping[str, Any], key: str) -> str:
     if value not in table:
-        raise ValueError(f"unknown {key}; known: {', '.join(sorted(table))}")
+        raise ValueError(f"unknown {key}{close_matches(value, table)}; known: {', '.join(sorted(table))}")
     return value
 
 
