@@ -138,7 +138,7 @@ class Scenario(BaseModel):
                     f"{(short + profile.gpu.memory_bytes * spec.gpu_memory_fraction) / 2**30:.1f} GiB for weights "
                     f"and activations but engine.gpu_memory_fraction = {spec.gpu_memory_fraction} of "
                     f"{profile.gpu.memory_bytes / 2**30:.1f} GiB leaves {profile.gpu.memory_bytes * spec.gpu_memory_fraction / 2**30:.1f} "
-                    f"GiB (short by {short / 2**30:.1f} GiB); raise tp or gpu_memory_fraction")
+                    f"GiB (short by {short / 2**30:.1f} GiB); raise tp, quantize the weights (e.g. fp8, int4-awq) or raise gpu_memory_fraction")
         if self.workload.duration_s is not None and self.measurement.warmup_s >= self.workload.duration_s:
             raise ValueError(f"measurement.warmup_s = {self.measurement.warmup_s:g}: must be below "
                              f"workload.duration_s = {self.workload.duration_s:g}, or nothing is measured")
