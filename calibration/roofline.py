@@ -7,7 +7,8 @@ per GPU, i.e. per TP shard):
 - **linear layers** over every token in the batch: attention projections and the MLP (for a
   mixture of experts, each token's ``experts_per_token`` experts plus the router). Compute runs
   at the precision the quantization scheme resolves to on this GPU (fp8/int8 matmuls where the
-  hardware has them, 16-bit otherwise); weights are read once per iteration at their *stored*
+  hardware has them, 16-bit otherwise; attention and the LM head always run in 16 bits, as
+  quantized checkpoints and attention kernels do); weights are read once per iteration at their *stored*
   precision (for MoE, only the experts the batch's tokens touch: in expectation
   E·(1 − (1 − k/E)^tokens) of the E experts); activations go in and out at activation precision.
 - **prefill attention**: 4·heads·head_dim FLOPs per (query, key) pair, Σ c·(p + c/2) pairs over
@@ -42,6 +43,8 @@ _FIXED_RESERVE_BYTES = 1.0 * 2**30
 _ALLREDUCE_BYTES_PER_ELEMENT = 2.0
 # Logits are produced in fp32 for sampling.
 _LOGIT_BYTES = 4.0
+# Embeddings, LM head and norms stay 16-bit in quantized checkpoints; attention runs in 16 bits.
+_SIXTEEN_BIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,12 @@ class RooflineProfile:
     # -- memory model -------------------------------------------------------------------------
     @property
     def weight_bytes_per_gpu(self) -> float:
-        """Stored weights per GPU: every weight matrix, embeddings and LM head included, is
-        sharded over the TP group (vocabulary-parallel embeddings, as vLLM does); the small norm
-        vectors are counted at the same precision for simplicity."""
-        return self.model.params * self.weight_bytes_per_element / self.tp
+        """Stored weights per GPU, sharded over the TP group (vocabulary-parallel embeddings, as
+        vLLM does): the linear layers at the scheme's stored precision; embeddings, LM head and
+        norms in 16 bits, as quantized checkpoints (fp8, int8, AWQ/GPTQ) keep them."""
+        m = self.model
+        linear = m.layers * m.layer_linear_params
+        return (linear * self.weight_bytes_per_element + (m.params - linear) * _SIXTEEN_BIT) / self.tp
 
     @property
     def kv_bytes_per_token_per_gpu(self) -> float:
@@ -151,12 +156,13 @@ class RooflineProfile:
         head = m.vocab * m.hidden / tp
         return (
             self.peak_flops * self.compute_efficiency,
+            self.gpu.bf16_tflops * 1e12 * self.compute_efficiency,  # attention and LM head: 16-bit matmuls
             self.peak_bytes_per_s * self.memory_efficiency,
             shared + active_expert,      # matmul params per token
             shared * wb, expert * wb,    # weight bytes: always read; per expert (all of them if dense)
             float(m.experts), float(m.experts_per_token),
             io,
-            head, head * wb, m.vocab / tp * _LOGIT_BYTES,
+            head, head * _SIXTEEN_BIT, m.vocab / tp * _LOGIT_BYTES,
             4.0 * L * m.heads * m.head_dim / tp,        # attention FLOPs per (query, key) pair
             self.kv_bytes_per_token_per_gpu,
             2.0 * L * (self.allreduce_latency_s if tp > 1 else 0.0),
@@ -171,7 +177,7 @@ class RooflineProfile:
         return e if e == 1 else e * (1.0 - (1.0 - k / e) ** tokens)
 
     def step(self, batch: BatchShape) -> StepCost:
-        (flop_rate, byte_rate, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params,
+        (flop_rate, rate16, byte_rate, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params,
          head_wbytes, logit_bytes, attn_flops, kv_tok, ar_latency, ar_per_token) = self._constants
         n_dec = batch.decode_context.size
         n_pre = batch.prefill_chunk.size
@@ -184,7 +190,7 @@ class RooflineProfile:
         lin_bytes = shared_wbytes + touched * expert_wbytes + n_tok * io_bytes
         head_flops = 2.0 * n_logits * head_params
         head_bytes = head_wbytes + n_logits * logit_bytes
-        t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / flop_rate, head_bytes / byte_rate)
+        t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / rate16, head_bytes / byte_rate)
         flops, nbytes = lin_flops + head_flops, lin_bytes + head_bytes
 
         if n_pre:
@@ -192,14 +198,14 @@ class RooflineProfile:
             pairs = float(np.dot(c, batch.prefill_start + c / 2.0))
             pf_flops = attn_flops * pairs
             pf_bytes = kv_tok * float((batch.prefill_start + c).sum())
-            t += max(pf_flops / flop_rate, pf_bytes / byte_rate)
+            t += max(pf_flops / rate16, pf_bytes / byte_rate)
             flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
             ctx = float(batch.decode_context.sum())
             dc_flops = attn_flops * ctx
             dc_bytes = kv_tok * ctx
-            t += max(dc_flops / flop_rate, dc_bytes / byte_rate)
+            t += max(dc_flops / rate16, dc_bytes / byte_rate)
             flops, nbytes = flops + dc_flops, nbytes + dc_bytes
-        if ar_latency and n_tok:
+        if self.tp > 1 and n_tok:
             t += ar_latency + ar_per_token * n_tok
         return StepCost(seconds=t + self.overhead_s, flops=flops, bytes=nbytes)
