@@ -131,6 +131,9 @@ class Scenario(BaseModel):
         profile = self.build_profile()
         spec = self.replica_spec
         if isinstance(profile, RooflineProfile):
+            if self.tp > 1 and profile.gpu.interconnect_gb_s <= 0:
+                raise ValueError(f"tp = {self.tp}: hardware = {self.hardware!r} has no interconnect between devices in "
+                                 "the catalog; use tp = 1, or give profile.interconnect_gb_s")
             short = profile.memory_shortfall_bytes(spec)
             if short > 0:
                 raise ValueError(

@@ -473,3 +473,11 @@ def test_attention_runs_at_16_bit_under_w8a8(quant):
     prof = _profile("llama-3.1-8b", "h100-sxm", quant, spec=IDEAL)
     attention_flops = 4.0 * arch.layers * arch.heads * arch.head_dim * chunk * (start + chunk / 2)
     assert prof.step(_prefill(chunk, start)).seconds >= attention_flops / (GPUS["h100-sxm"].bf16_tflops * 1e12)
+
+
+def test_tensor_parallel_needs_an_interconnect():
+    """A device the catalog gives no link between (the server CPU) cannot run tp > 1: the
+    all-reduce would have no bandwidth to run on. One line, naming the key and the way out."""
+    data = {**default_scenario().to_dict(), "hardware": "cpu-server", "tp": 2}
+    with pytest.raises(ScenarioError, match=r"^tp = 2: hardware = 'cpu-server' has no interconnect.*use tp = 1"):
+        load_scenario(data)
