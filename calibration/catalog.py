@@ -77,9 +77,9 @@ class GPU(BaseModel):
             p, v = next(iter(bad.items()))
             raise ValueError(f"tflops.{p} = {v}: must be in (0, 40000]")
         # Datasheets print 2:4-sparse peaks beside (or instead of) dense ones. Dense, a narrower
-        # type runs at most this many times the 16-bit rate (int8 4x on GeForce-class parts whose
-        # 16-bit rate is halved, fp4 up to ~6.7x on Blackwell Ultra); a sparse figure next to a
-        # dense 16-bit one breaks the bound.
+        # type runs at most this many times the 16-bit rate (fp8 2x; int8 up to 4x on GeForce-class
+        # parts whose 16-bit rate is halved; 4-bit types with room above B200's 4x): a sparse 8-bit
+        # figure next to a dense 16-bit one breaks the bound. 2% slack for datasheet rounding.
         sixteen = self.bf16_tflops
         for p, most in _MAX_DENSE_RATIO.items():
             if p in self.tflops and self.tflops[p] > most * sixteen * 1.02:
@@ -300,7 +300,10 @@ def _one_line(e: ValidationError) -> str:
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
+        if err["loc"] and err["loc"][-1] == "[key]":  # a bad mapping key, e.g. tflops = { fp6 = ... }
+            parent = ".".join(str(x) for x in err["loc"][:-2])
+            parts.append(f"{parent}: unknown key {err.get('input')!r}: {msg}")
+        elif err["type"] == "missing":
             parts.append(f"{loc}: required key is missing")
         elif loc:
             shown = repr(err.get("input"))
