@@ -51,3 +51,21 @@ def iteration_log(result, *cols: str) -> list[tuple]:
     """The iteration table as a list of row tuples (for exact comparison)."""
     t = result.iterations
     return list(zip(*(t.column(c).to_pylist() for c in cols)))
+
+
+def run_app(*args: object):
+    """``capsim ARGS`` in-process through typer's CliRunner (stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    """The CLI failed the way user errors must: exit 2, one ``capsim: error:`` line with ``needles``."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("capsim: error: "), result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]

@@ -9,22 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
 
 from calibration.catalog import GPUS, MODELS, QUANTIZATIONS
-from sim.cli import app
+from tests.helpers import assert_one_line_error, run_app
 
 
-def _run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("capsim: error: "), result.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+_run = run_app
+_one_line_error = assert_one_line_error
 
 
 def test_catalog_lists_all_three_kinds():

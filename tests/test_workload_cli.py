@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from sim.cli import app
+from tests.helpers import assert_one_line_error, run_app
 from sim.config import load_scenario
 from tests.shared_data import AZURE_CONV, MOONCAKE_SYNTH, need
 from workloads import generate
@@ -25,16 +24,8 @@ from workloads.presets import PRESETS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _run(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("capsim: error: "), result.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+_run = run_app
+_one_line_error = assert_one_line_error
 
 
 def test_help_lists_the_workload_commands_with_examples():
