@@ -13,7 +13,8 @@ from calibration.explicit import ExplicitProfile
 from calibration.profile import Profile
 from calibration.roofline import RooflineProfile
 
-__all__ = ["ExplicitProfileSpec", "ProfileSpec", "RooflineProfileSpec", "build_profile", "model_arch"]
+__all__ = ["AutoProfileSpec", "ExplicitProfileSpec", "MeasuredProfileSpec", "ProfileSpec", "RooflineProfileSpec",
+           "build_profile", "model_arch"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -52,7 +53,26 @@ class RooflineProfileSpec(BaseModel):
     allreduce_latency_s: float = Field(10e-6, ge=0, description="latency of one all-reduce")
 
 
-ProfileSpec = Annotated[Union[RooflineProfileSpec, ExplicitProfileSpec], Field(discriminator="kind")]
+class MeasuredProfileSpec(BaseModel):
+    """A profile fitted to measurements (``capsim calibrate`` writes them): ``path`` is a profile
+    JSON file, or a directory searched for the scenario's (model, quantization, hardware, tp)."""
+
+    model_config = _Strict
+    kind: Literal["measured"]
+    path: str = Field(min_length=1)
+
+
+class AutoProfileSpec(BaseModel):
+    """The best profile there is for the configuration: a measured one (then derived-from-measured)
+    from ``dirs`` in order, then those shipped with capsim; else the datasheet roofline."""
+
+    model_config = _Strict
+    kind: Literal["auto"]
+    dirs: tuple[str, ...] = Field((), description="directories (or files) of user profiles, searched first")
+
+
+ProfileSpec = Annotated[Union[RooflineProfileSpec, ExplicitProfileSpec, MeasuredProfileSpec, AutoProfileSpec],
+                        Field(discriminator="kind")]
 
 
 def model_arch(model: str) -> ModelArch:
@@ -69,6 +89,20 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
     if isinstance(spec, ExplicitProfileSpec):
         return ExplicitProfile(spec.fixed_s, spec.per_token_s, spec.prefill_attention_s,
                                spec.decode_attention_s, spec.kv_capacity_tokens)
+    if isinstance(spec, (MeasuredProfileSpec, AutoProfileSpec)):
+        from calibration.measured import MeasuredProfile, find_profile, list_profiles, shipped_profile_dir
+
+        dirs = [spec.path] if isinstance(spec, MeasuredProfileSpec) else [*spec.dirs, shipped_profile_dir()]
+        hit = find_profile(model, quantization, hardware, tp, dirs)
+        base = build_profile(RooflineProfileSpec(), model=model, hardware=hardware, quantization=quantization, tp=tp,
+                             kv_cache_dtype=kv_cache_dtype)
+        if hit is not None:
+            return MeasuredProfile(record=hit[1], base=base)  # type: ignore[arg-type]
+        if isinstance(spec, AutoProfileSpec):
+            return base
+        have = ", ".join(f"{r.model}/{r.quantization}/{r.hardware}/tp{r.tp}" for _, r in list_profiles(dirs)) or "none"
+        raise ValueError(f"no profile for {model}/{quantization}/{hardware}/tp{tp} in {spec.path} (there: {have}); "
+                         "measure one with `capsim calibrate`, or use kind: auto")
     gpu = GPUS[hardware]
     changed: dict[str, object] = {k: getattr(spec, k) for k in ("hbm_tb_s", "memory_gib", "interconnect_gb_s")
                                   if getattr(spec, k) is not None}

@@ -130,6 +130,7 @@ class Scenario(BaseModel):
                              f"{arch.kv_heads} KV heads")
         profile = self.build_profile()
         spec = self.replica_spec
+        profile = getattr(profile, "base", profile)  # a measured profile's memory model is the roofline's
         if isinstance(profile, RooflineProfile):
             if self.tp > 1 and profile.gpu.interconnect_gb_s <= 0:
                 raise ValueError(f"tp = {self.tp}: hardware = {self.hardware!r} has no interconnect between devices in "

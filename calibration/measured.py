@@ -1,0 +1,197 @@
+"""Profiles fitted to measured step times, and the files they live in.
+
+A measured profile prices an iteration with the step-time model fitted by
+:mod:`calibration.fit` to real kernel timings (the harness, or published timings):
+
+    T = t0 + c_head·S + L·[max(w, c_lin·N) + c_seq·S + c_pf·Σ c(p + c/2) + c_dc·Σ l]
+
+with N tokens computed in the iteration, S sequences in it, prefill chunks of c tokens at
+position p, decode contexts l, and L layers. The bracket is one layer: reading its weights (w)
+or multiplying every token by them (c_lin per token), whichever is slower, per-sequence work,
+prefill attention pairs and decode KV reads; t0 and c_head are the per-iteration parts outside
+the layers (launch overhead, embedding, LM head and sampling per sequence). Fitting at two
+layer counts separates the two, so a profile measured on a few layers prices the full depth.
+The form is the roofline's, so it extrapolates the same way: linear in each term beyond the grid.
+
+KV capacity and the FLOPs/bytes reported per iteration (for MFU/MBU) come from the catalog's
+memory and roofline model of the same (model, quantization, hardware, tp); only the seconds are
+measured. On disk a profile is ``NAME.json`` (coefficients, validity range, held-out error,
+provenance) beside ``NAME.parquet`` (the raw measurements).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
+from calibration.roofline import RooflineProfile
+
+__all__ = ["COEFFICIENTS", "MeasuredProfile", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
+           "read_profile", "shipped_profile_dir", "write_profile"]
+
+# The fitted coefficients, in the order of the step-time formula above.
+COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_seq", "c_pf", "c_dc")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """Everything a profile file holds except the raw measurements."""
+
+    model: str
+    quantization: str
+    hardware: str
+    tp: int
+    kind: str                                  # measured | derived-from-measured
+    coefficients: dict[str, float]             # per COEFFICIENTS; per-layer ones per layer
+    layers: int                                # the model's full depth the profile prices
+    validity: dict[str, float]                 # the measured grid's ranges
+    heldout_error: dict[str, dict[str, float]]  # phase -> {median, p90, max, points}
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "profile") -> ProfileRecord:
+        try:
+            data = json.loads(text)
+            missing = [k for k in ("model", "quantization", "hardware", "tp", "kind", "coefficients", "layers",
+                                   "validity", "heldout_error", "source") if k not in data]
+            if missing:
+                raise ValueError(f"missing key(s) {', '.join(missing)}")
+            coef = data["coefficients"]
+            absent = [c for c in COEFFICIENTS if c not in coef]
+            if absent:
+                raise ValueError(f"coefficients lack {', '.join(absent)}")
+            if any(not np.isfinite(float(coef[c])) or float(coef[c]) < 0 for c in COEFFICIENTS):
+                raise ValueError("coefficients must be finite and >= 0")
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except (json.JSONDecodeError, TypeError, ValueError) as e:
+            raise ValueError(f"{where}: not a capsim profile ({e})") from None
+
+
+@dataclass(frozen=True)
+class MeasuredProfile:
+    """A profile whose seconds come from a fit to measurements; memory, FLOPs and bytes from the
+    catalog model of the same configuration (``base``)."""
+
+    record: ProfileRecord
+    base: RooflineProfile
+
+    @property
+    def provenance(self) -> Provenance:
+        r = self.record
+        err = "; ".join(f"{phase} held-out error median {e['median']:.1%}, p90 {e['p90']:.1%}"
+                        for phase, e in sorted(r.heldout_error.items()))
+        assumptions = {k: float(v) for k, v in r.coefficients.items()}
+        assumptions["layers"] = float(r.layers)
+        return Provenance(kind=r.kind, source=f"{r.source} ({err})" if err else r.source, assumptions=assumptions)
+
+    def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
+        return self.base.kv_capacity_tokens(replica)
+
+    def memory_shortfall_bytes(self, replica: ReplicaSpec) -> float:
+        return self.base.memory_shortfall_bytes(replica)
+
+    def step(self, batch: BatchShape) -> StepCost:
+        c = self.record.coefficients
+        n_pre, n_dec = batch.prefill_chunk.size, batch.decode_context.size
+        tokens = (float(batch.prefill_chunk.sum()) if n_pre else 0.0) + n_dec
+        seqs = float(n_pre + n_dec)
+        pairs = float(np.dot(batch.prefill_chunk, batch.prefill_start + batch.prefill_chunk / 2.0)) if n_pre else 0.0
+        ctx = float(batch.decode_context.sum()) if n_dec else 0.0
+        seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx)
+        ref = self.base.step(batch)
+        return StepCost(seconds=float(seconds), flops=ref.flops, bytes=ref.bytes)
+
+
+def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seqs: Any, pairs: Any, ctx: Any) -> Any:
+    """The step-time formula (scalars or numpy arrays)."""
+    per_layer = (np.maximum(c["w"], c["c_lin"] * tokens) + c["c_seq"] * seqs + c["c_pf"] * pairs
+                 + c["c_dc"] * ctx)
+    return c["t0"] + c["c_head"] * seqs + layers * per_layer
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+def profile_name(model: str, quantization: str, hardware: str, tp: int) -> str:
+    """The file stem a profile is stored under."""
+    return f"{model}__{quantization}__{hardware}__tp{tp}"
+
+
+def shipped_profile_dir() -> Path:
+    """Profiles that ship inside the package."""
+    return Path(str(resources.files("calibration").joinpath("profiles")))
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_profile(out_dir: str | Path, record: ProfileRecord, measurements: pa.Table) -> Path:
+    """Write ``NAME.json`` and ``NAME.parquet`` into ``out_dir`` (each atomically); return the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = profile_name(record.model, record.quantization, record.hardware, record.tp)
+    _atomic_write(out / f"{stem}.parquet", lambda tmp: pq.write_table(measurements, tmp))
+    js = out / f"{stem}.json"
+    _atomic_write(js, lambda tmp: Path(tmp).write_text(record.to_json() + "\n"))
+    return js
+
+
+def read_profile(path: str | Path) -> ProfileRecord:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such profile file") from None
+    return ProfileRecord.from_json(text, str(p))
+
+
+def list_profiles(dirs: Iterable[str | Path]) -> list[tuple[Path, ProfileRecord]]:
+    """Every readable profile JSON in ``dirs`` (a directory, or a profile file), in order."""
+    out = []
+    for d in dirs:
+        p = Path(d)
+        files = [p] if p.is_file() else sorted(p.glob("*.json")) if p.is_dir() else []
+        for f in files:
+            try:
+                out.append((f, read_profile(f)))
+            except ValueError:
+                continue
+    return out
+
+
+_KIND_RANK = {"measured": 0, "derived-from-measured": 1}
+
+
+def find_profile(model: str, quantization: str, hardware: str, tp: int,
+                 dirs: Iterable[str | Path]) -> tuple[Path, ProfileRecord] | None:
+    """The best profile for the configuration in ``dirs`` (earlier directories first), measured
+    before derived-from-measured; None when none matches."""
+    hits = [(i, _KIND_RANK.get(r.kind, 9), f, r) for i, (f, r) in enumerate(list_profiles(dirs))
+            if (r.model, r.quantization, r.hardware, r.tp) == (model, quantization, hardware, tp)]
+    if not hits:
+        return None
+    _, _, f, r = min(hits, key=lambda h: (h[1], h[0]))
+    return f, r

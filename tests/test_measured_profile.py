@@ -1,0 +1,115 @@
+"""Measured profiles without torch: the fit recovers known coefficients from noisy synthetic
+step times and scores itself on held-out rows; profiles round-trip through their files; the
+simulator finds them by configuration, prefers measured ones and records which it used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import sim
+from calibration.fit import fit_step_model
+from calibration.measured import COEFFICIENTS, ProfileRecord, find_profile, read_profile, seconds_of, write_profile
+
+TRUE = {"t0": 2e-3, "c_head": 3e-4, "w": 4e-3, "c_lin": 5e-5, "c_seq": 2e-5, "c_pf": 3e-9, "c_dc": 2e-8}
+
+
+def synthetic(noise: float, seed: int = 1, coef: dict[str, float] = TRUE) -> pa.Table:
+    """A grid like the harness measures (two layer counts), timed by the formula times lognormal noise."""
+    rows = []
+    for layers in (2, 4):
+        rows += [("prefill", layers, 1, c, s, 0) for c in (16, 32, 64, 128, 256, 512, 1024, 2048) for s in (0, 512, 2048)]
+        rows += [("decode", layers, b, 0, 0, x) for b in (1, 2, 4, 8, 16, 32, 64) for x in (64, 512, 2048)]
+    ph, lay, seqs, chunk, start, ctx = map(np.array, zip(*rows))
+    pre = ph == "prefill"
+    sec = seconds_of(coef, lay, np.where(pre, chunk, seqs), seqs, np.where(pre, chunk * (start + chunk / 2), 0),
+                     np.where(pre, 0, seqs * (ctx + 1)))
+    sec = sec * np.exp(np.random.default_rng(seed).normal(0, noise, sec.size))
+    return pa.table({"phase": ph.tolist(), "layers": lay, "sequences": seqs, "chunk": chunk, "start": start,
+                     "context": ctx, "seconds": sec})
+
+
+def test_fit_recovers_known_coefficients_from_noiseless_steps():
+    r = fit_step_model(synthetic(0.0))
+    for k in COEFFICIENTS:
+        assert r.coefficients[k] == pytest.approx(TRUE[k], rel=0.02), k
+    assert r.heldout_error["prefill"]["p90"] < 1e-3 and r.heldout_error["decode"]["p90"] < 1e-3
+
+
+def test_heldout_error_reflects_the_noise_it_cannot_fit():
+    """With 5% lognormal noise the held-out error must be about the noise (median |error| of a
+    N(0, 0.05) residual is 0.034), neither near zero (it would be scoring its own training rows)
+    nor far above (a bad fit)."""
+    r = fit_step_model(synthetic(0.05))
+    for phase in ("prefill", "decode"):
+        e = r.heldout_error[phase]
+        assert e["points"] >= 10
+        assert 0.01 < e["median"] < 0.08, (phase, e)
+    assert r.depth_error is not None and r.depth_error["median"] < 0.08
+
+
+def test_too_few_points_is_one_line():
+    with pytest.raises(ValueError, match=r"too few to fit"):
+        fit_step_model(synthetic(0.0).slice(0, 5))
+
+
+def _record(kind: str = "measured", coef: dict[str, float] = TRUE, tp: int = 1) -> ProfileRecord:
+    return ProfileRecord(model="llama-3.1-8b", quantization="bf16", hardware="h100-sxm", tp=tp, kind=kind,
+                         coefficients=coef, layers=32, validity={"tokens_max": 2048.0},
+                         heldout_error={"decode": {"median": 0.01, "p90": 0.02, "max": 0.03, "points": 10}},
+                         source="synthetic test profile")
+
+
+def test_profile_files_round_trip(tmp_path):
+    js = write_profile(tmp_path, _record(), synthetic(0.0))
+    assert js.name == "llama-3.1-8b__bf16__h100-sxm__tp1.json" and js.with_suffix(".parquet").exists()
+    assert read_profile(js) == _record()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": "x"}))
+    with pytest.raises(ValueError, match=r"bad\.json: not a capsim profile \(missing key"):
+        read_profile(bad)
+
+
+def test_find_prefers_measured_and_earlier_directories(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_profile(a, _record("derived-from-measured"), synthetic(0.0))
+    write_profile(b, _record("measured", {**TRUE, "t0": 9e-3}), synthetic(0.0))
+    path, rec = find_profile("llama-3.1-8b", "bf16", "h100-sxm", 1, [a, b])
+    assert rec.kind == "measured" and path.parent == b
+    assert find_profile("llama-3.1-8b", "bf16", "h100-sxm", 2, [a, b]) is None
+
+
+def _scenario(profile: dict) -> sim.Scenario:
+    return sim.load_scenario({"profile": profile, "workload": {
+        "arrival": {"rate_per_s": 5.0}, "num_requests": 100,
+        "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 300},
+                     "output_tokens": {"dist": "fixed", "value": 20}}]}})
+
+
+def test_simulation_uses_and_records_a_measured_profile(tmp_path):
+    write_profile(tmp_path, _record(), synthetic(0.0))
+    s = _scenario({"kind": "measured", "path": str(tmp_path)})
+    r = sim.simulate(s)
+    prof = r.summary["profile"]
+    assert prof["kind"] == "measured" and "synthetic test profile" in prof["source"]
+    # Every iteration is priced by the formula: check one decode-only iteration exactly.
+    it = r.iterations
+    dec = np.flatnonzero((it.column("prefill_seqs").to_numpy() == 0) & (it.column("decode_seqs").to_numpy() > 0))
+    assert dec.size
+    assert (it.column("duration_s").to_numpy()[dec] > TRUE["t0"] + 32 * TRUE["w"]).all()
+
+
+def test_auto_falls_back_to_the_roofline_and_finds_user_profiles(tmp_path):
+    assert sim.simulate(_scenario({"kind": "auto"})).summary["profile"]["kind"] == "derived"
+    write_profile(tmp_path, _record(), synthetic(0.0))
+    assert sim.simulate(_scenario({"kind": "auto", "dirs": [str(tmp_path)]})).summary["profile"]["kind"] == "measured"
+
+
+def test_missing_measured_profile_is_one_line(tmp_path):
+    write_profile(tmp_path, _record(tp=2), synthetic(0.0))
+    with pytest.raises(sim.ScenarioError, match=r"no profile for llama-3.1-8b/bf16/h100-sxm/tp1 in .*there: "
+                                                r"llama-3.1-8b/bf16/h100-sxm/tp2.*capsim calibrate"):
+        _scenario({"kind": "measured", "path": str(tmp_path)})
