@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
 from calibration.roofline import RooflineProfile
 
-__all__ = ["COEFFICIENTS", "MeasuredProfile", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
+__all__ = ["COEFFICIENTS", "MeasuredProfile", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
            "read_profile", "shipped_profile_dir", "write_profile"]
 
 # The fitted coefficients, in the order of the step-time formula above.
@@ -123,6 +123,31 @@ def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seq
     per_layer = (np.maximum(c["w"], c["c_lin"] * tokens) + c["c_seq"] * seqs + c["c_pf"] * pairs
                  + c["c_dc"] * ctx)
     return c["t0"] + c["c_head"] * seqs + layers * per_layer
+
+
+def coefficients_from_roofline(p: RooflineProfile) -> dict[str, float]:
+    """The step-time formula's coefficients that approximate a roofline profile (dense models; an
+    MoE's expert reads are taken at their large-batch value): a starting point, in the formula's
+    own terms, for fits that have too few measurements to find all seven from scratch (serving
+    benchmarks). Per-layer coefficients are per layer; all-reduce time joins the per-token term."""
+    m, tp = p.model, p.tp
+    flop_rate = p.peak_flops * p.compute_efficiency
+    rate16 = p.gpu.bf16_tflops * 1e12 * p.compute_efficiency
+    byte_rate = p.peak_bytes_per_s * p.memory_efficiency
+    layer_params = m.active_layer_linear_params / tp
+    weights = (m.attention_params_per_layer + m.router_params_per_layer + m.experts * m.expert_params) / tp
+    allreduce = (2.0 * 2.0 * (tp - 1) / tp * m.hidden * 2.0 / max(p.gpu.interconnect_gb_s * 1e9, 1.0)) if tp > 1 else 0.0
+    head = m.vocab * m.hidden / tp
+    return {
+        "t0": p.overhead_s + (2.0 * m.layers * p.allreduce_latency_s if tp > 1 else 0.0) + head * 2.0 / byte_rate,
+        "c_head": 2.0 * head / rate16 + m.vocab / tp * 4.0 / byte_rate,
+        "w": weights * p.weight_bytes_per_element / byte_rate,
+        "c_lin": 2.0 * layer_params / flop_rate + allreduce,
+        "c_seq": 0.0,
+        "c_pf": 4.0 * m.heads * m.head_dim / tp / rate16,
+        "c_dc": max(4.0 * m.heads * m.head_dim / tp / rate16, 2.0 * m.kv_heads * m.head_dim / tp
+                    * p.kv_bytes_per_element / byte_rate),
+    }
 
 
 # -- files -----------------------------------------------------------------------------------------
