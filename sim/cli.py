@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 import yaml
 
+from sim.cli_calibrate import calibrate_command
+
 if TYPE_CHECKING:  # annotations only: the CLI imports the catalog when a command runs
     from rich.console import Console
     from rich.table import Table
@@ -710,6 +712,9 @@ def catalog_show(
     known = [*GPUS, *MODELS, *QUANTIZATIONS]
     _fail(f"unknown hardware, model or quantization {name!r}{close_matches(name, known)}; "
           "'capsim catalog' lists them, and a path to a Hugging Face config.json shows that model")
+
+
+app.command("calibrate")(calibrate_command)
 
 
 def main() -> None:

@@ -1,0 +1,147 @@
+"""``capsim calibrate``: measure real kernels and fit a profile, or fit one to serving benchmarks.
+
+Registered on the main app in :mod:`sim.cli`; kept apart because it is the one command that
+needs PyTorch (imported only when a harness run starts).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+__all__ = ["calibrate_command", "parse_duration"]
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``300``, ``90s``, ``5m``, ``1.5h``; ValueError naming the text otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"--budget {text!r}: expected a positive duration such as 300, 90s, 5m or 1.5h")
+    return float(m.group(1)) * _UNITS[m.group(2) or ""]
+
+
+def calibrate_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model whose shapes to build, e.g. llama-3.2-1b."),
+    quant: str = typer.Option("int8", "--quant", "-q", help="Quantization scheme: on cpu bf16 or int8 (dynamic int8 "
+                              "linear layers); on cuda bf16, fp8, int8, int4-awq."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu, or cuda (needs a GPU and a CUDA build of torch)."),
+    layers: Optional[int] = typer.Option(None, "--layers", "-l", min=1, help="Build this many layers (and twice as "
+                                         "many, to verify the per-layer scaling) instead of the model's full depth; "
+                                         "the profile prices the full depth."),
+    budget: str = typer.Option("5m", "--budget", "-b", help="Time to spend measuring: 300, 90s, 5m, 1h."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Catalog hardware to file the profile under "
+                                           "(default: cpu-server for cpu; the GPU's catalog entry for cuda)."),
+    out: Path = typer.Option(Path("profiles"), "--out", "-o", help="Directory for NAME.json + NAME.parquet."),
+    seed: int = typer.Option(0, help="Seeds the random weights, the grid order and the held-out split."),
+    from_benchmarks: Optional[Path] = typer.Option(
+        None, "--from-benchmarks", help="Fit profiles to measured serving benchmarks in this CSV instead of "
+        "measuring kernels (format: see the README, 'Fitting from serving benchmarks')."),
+) -> None:
+    """Calibrate a profile on real kernels: time prefill and decode steps of a quantized
+    Llama-architecture model (random weights at the catalog model's shapes), fit the step-time
+    model, report its error on held-out steps, and write the profile.
+
+    Examples:
+      capsim calibrate --model llama-3.2-1b --quant int8 --layers 2 --budget 3m -o profiles
+      capsim calibrate --model llama-3.1-8b --quant fp8 --device cuda --budget 20m -o profiles
+      capsim calibrate --from-benchmarks vllm-bench.csv -o profiles
+
+    Use the profile in a scenario with  profile: {kind: measured, path: profiles}  (or kind: auto, with
+    profiles among its dirs).
+    """
+    from sim.cli import _fail
+
+    if from_benchmarks is not None:
+        return _from_benchmarks(from_benchmarks, out, seed)
+    if model is None:
+        _fail("--model is required (or --from-benchmarks FILE); 'capsim catalog --kind models' lists models")
+    if device not in ("cpu", "cuda"):
+        _fail(f"--device {device!r}: must be cpu or cuda")
+    try:
+        budget_s = parse_duration(budget)
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _fail("calibrating on real kernels needs PyTorch: pip install 'capsim[calibrate]'")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("--device cuda: no CUDA device is visible to torch on this machine; use --device cpu")
+    from calibration.calibrate import calibrate
+    from calibration.catalog import CatalogError
+
+    run = None
+    try:
+        run = _with_progress(lambda progress: calibrate(model, quant, device=device, layers=layers, budget_s=budget_s,
+                                                        hardware=hardware, out_dir=out, seed=seed, progress=progress))
+    except (CatalogError, ValueError) as e:
+        _fail(str(e))
+    assert run is not None
+    _print_run(run)
+
+
+def _with_progress(fn):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TextColumn("steps, ETA {task.fields[eta]}"),
+                  transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("m", total=None, eta="?")
+
+        def progress(done: int, total: int, eta_s: float) -> None:
+            bar.update(task, completed=done, total=total, eta=f"{eta_s:,.0f} s")
+
+        return fn(progress)
+
+
+def _print_run(run) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    r = run.record
+    con.print(f"[bold]{r.model}[/] {r.quantization} on {run.meta.get('device', '?')}: filed as hardware "
+              f"[bold]{r.hardware}[/], {r.layers} layers")
+    t = Table(title="held-out step-time error (steps never used in the fit)", title_justify="left")
+    for col in ("phase", "steps", "median", "p90", "max"):
+        t.add_column(col, justify="right" if col != "phase" else "left")
+    for phase, e in sorted(r.heldout_error.items()):
+        t.add_row(phase, str(e["points"]), f"{e['median']:.1%}", f"{e['p90']:.1%}", f"{e['max']:.1%}")
+    d = run.fit.depth_error
+    if d:
+        t.add_row(f"depth: fit {d['fitted_layers']:.0f} → {d['scored_layers']:.0f} layers", str(d["points"]),
+                  f"{d['median']:.1%}", f"{d['p90']:.1%}", f"{d['max']:.1%}")
+    con.print(t)
+    c = r.coefficients
+    con.print("per layer: weights " + f"{c['w'] * 1e3:.3f} ms, {c['c_lin'] * 1e6:.3f} µs/token, "
+              f"{c['c_seq'] * 1e6:.3f} µs/sequence, {c['c_pf'] * 1e9:.3f} ns/prefill pair, "
+              f"{c['c_dc'] * 1e9:.3f} ns/decode KV token; per iteration {c['t0'] * 1e3:.3f} ms + "
+              f"{c['c_head'] * 1e3:.3f} ms/sequence")
+    con.print(f"profile: {run.path} (+ .parquet with {run.measurements.num_rows} measured steps)")
+
+
+def _from_benchmarks(path: Path, out: Path, seed: int) -> None:
+    from sim.cli import _fail
+
+    try:
+        from sim.benchmark_fit import fit_from_benchmarks, format_fit
+    except ImportError:  # pragma: no cover - shipped together
+        _fail("fitting from benchmarks is not available in this build")
+    from calibration.measured import write_profile
+
+    try:
+        fits = fit_from_benchmarks(path, seed=seed)
+    except ValueError as e:
+        _fail(str(e))
+    for f in fits:
+        typer.echo(format_fit(f))
+        written = write_profile(out, f.record, f.table)
+        typer.echo(f"profile: {written}")
