@@ -84,6 +84,8 @@ def calibrate_command(
                                                         hardware=hardware, out_dir=out, seed=seed, progress=progress))
     except (CatalogError, ValueError) as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
     assert run is not None
     _print_run(run)
 
@@ -138,10 +140,13 @@ def _from_benchmarks(path: Path, out: Path, seed: int) -> None:
     from calibration.measured import write_profile
 
     try:
-        fits = fit_from_benchmarks(path, seed=seed)
+        fits = fit_from_benchmarks(path, seed=seed, progress=lambda msg: typer.echo(msg, err=True))
     except ValueError as e:
         _fail(str(e))
     for f in fits:
         typer.echo(format_fit(f))
-        written = write_profile(out, f.record, f.table)
+        try:
+            written = write_profile(out, f.record, f.table)
+        except OSError as e:
+            _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
         typer.echo(f"profile: {written}")

@@ -144,8 +144,8 @@ CASES = [
     case("unknown_quantization", Case(
         "yaml", bad(quantization="int3"), key=r"\bquantization\b", value=r"'int3'", allowed=r"known: .*\bbf16\b")),
     case("unknown_profile_kind", Case(
-        "toml", bad(profile={"kind": "measured"}), key=r"\bprofile\.kind\b", value=r"'measured'",
-        allowed=r"'roofline', 'explicit'")),
+        "toml", bad(profile={"kind": "measurd"}), key=r"\bprofile\.kind\b", value=r"'measurd'",
+        allowed=r"'roofline', 'explicit', 'measured', 'auto'")),
     case("unknown_length_dist", Case(
         "toml", bad(workload__classes__0__prompt_tokens={"dist": "zipf", "value": 3}),
         key=r"\bworkload\.classes\[0\]\.prompt_tokens\.dist\b", value=r"'zipf'",
