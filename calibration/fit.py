@@ -68,7 +68,8 @@ def _initial(f: dict[str, np.ndarray]) -> np.ndarray:
     from scipy.optimize import nnls
 
     L = f["layers"]
-    a = np.column_stack([np.ones_like(L), f["seqs"], L, L * f["tokens"], L * f["seqs"], L * f["pairs"], L * f["ctx"]])
+    a = np.column_stack([np.ones_like(L), f["seqs"], L, L * f["tokens"], L * f["tokens"], L * f["seqs"], L * f["pairs"],
+                         L * f["ctx"]])
     y = f["seconds"]
     scale = a.max(axis=0)
     scale[scale == 0] = 1.0

@@ -3,12 +3,14 @@
 A measured profile prices an iteration with the step-time model fitted by
 :mod:`calibration.fit` to real kernel timings (the harness, or published timings):
 
-    T = t0 + c_head·S + L·[max(w, c_lin·N) + c_seq·S + c_pf·Σ c(p + c/2) + c_dc·Σ l]
+    T = t0 + c_head·S + L·[max(w, c_lin·N) + c_tok·N + c_seq·S + c_pf·Σ c(p + c/2) + c_dc·Σ l]
 
 with N tokens computed in the iteration, S sequences in it, prefill chunks of c tokens at
 position p, decode contexts l, and L layers. The bracket is one layer: reading its weights (w)
-or multiplying every token by them (c_lin per token), whichever is slower, per-sequence work,
-prefill attention pairs and decode KV reads; t0 and c_head are the per-iteration parts outside
+or multiplying every token by them (c_lin per token), whichever is slower (on a GPU the two
+overlap); per-token work that does not overlap with the weight read (c_tok: on a CPU, dequantizing
+and multiplying mostly add to the read rather than hide behind it); per-sequence work; prefill
+attention pairs and decode KV reads; t0 and c_head are the per-iteration parts outside
 the layers (launch overhead, embedding, LM head and sampling per sequence). Fitting at two
 layer counts separates the two, so a profile measured on a few layers prices the full depth.
 The form is the roofline's, so it extrapolates the same way: linear in each term beyond the grid.
@@ -40,7 +42,7 @@ __all__ = ["COEFFICIENTS", "MeasuredProfile", "coefficients_from_roofline", "Pro
            "read_profile", "shipped_profile_dir", "write_profile"]
 
 # The fitted coefficients, in the order of the step-time formula above.
-COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_seq", "c_pf", "c_dc")
+COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_tok", "c_seq", "c_pf", "c_dc")
 FORMAT_VERSION = 1
 
 
@@ -73,6 +75,7 @@ class ProfileRecord:
             if missing:
                 raise ValueError(f"missing key(s) {', '.join(missing)}")
             coef = data["coefficients"]
+            coef.setdefault("c_tok", 0.0)  # profiles written before the term existed
             absent = [c for c in COEFFICIENTS if c not in coef]
             if absent:
                 raise ValueError(f"coefficients lack {', '.join(absent)}")
@@ -120,8 +123,8 @@ class MeasuredProfile:
 
 def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seqs: Any, pairs: Any, ctx: Any) -> Any:
     """The step-time formula (scalars or numpy arrays)."""
-    per_layer = (np.maximum(c["w"], c["c_lin"] * tokens) + c["c_seq"] * seqs + c["c_pf"] * pairs
-                 + c["c_dc"] * ctx)
+    per_layer = (np.maximum(c["w"], c["c_lin"] * tokens) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs
+                 + c["c_pf"] * pairs + c["c_dc"] * ctx)
     return c["t0"] + c["c_head"] * seqs + layers * per_layer
 
 
@@ -143,6 +146,7 @@ def coefficients_from_roofline(p: RooflineProfile) -> dict[str, float]:
         "c_head": 2.0 * head / rate16 + m.vocab / tp * 4.0 / byte_rate,
         "w": weights * p.weight_bytes_per_element / byte_rate,
         "c_lin": 2.0 * layer_params / flop_rate + allreduce,
+        "c_tok": 0.0,
         "c_seq": 0.0,
         "c_pf": 4.0 * m.heads * m.head_dim / tp / rate16,
         "c_dc": max(4.0 * m.heads * m.head_dim / tp / rate16, 2.0 * m.kv_heads * m.head_dim / tp

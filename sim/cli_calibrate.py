@@ -66,6 +66,8 @@ def calibrate_command(
         budget_s = parse_duration(budget)
     except ValueError as e:
         _fail(str(e))
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a directory")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -123,7 +125,8 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
                   f"{d['median']:.1%}", f"{d['p90']:.1%}", f"{d['max']:.1%}")
     con.print(t)
     c = r.coefficients
-    con.print("per layer: weights " + f"{c['w'] * 1e3:.3f} ms, {c['c_lin'] * 1e6:.3f} µs/token, "
+    con.print("per layer: weights " + f"{c['w'] * 1e3:.3f} ms, or {c['c_lin'] * 1e6:.3f} µs/token if slower, "
+              f"+ {c['c_tok'] * 1e6:.3f} µs/token, "
               f"{c['c_seq'] * 1e6:.3f} µs/sequence, {c['c_pf'] * 1e9:.3f} ns/prefill pair, "
               f"{c['c_dc'] * 1e9:.3f} ns/decode KV token; per iteration {c['t0'] * 1e3:.3f} ms + "
               f"{c['c_head'] * 1e3:.3f} ms/sequence")

@@ -14,7 +14,7 @@ import sim
 from calibration.fit import fit_step_model
 from calibration.measured import COEFFICIENTS, ProfileRecord, find_profile, read_profile, seconds_of, write_profile
 
-TRUE = {"t0": 2e-3, "c_head": 3e-4, "w": 4e-3, "c_lin": 5e-5, "c_seq": 2e-5, "c_pf": 3e-9, "c_dc": 2e-8}
+TRUE = {"t0": 2e-3, "c_head": 3e-4, "w": 4e-3, "c_lin": 5e-5, "c_tok": 1e-5, "c_seq": 2e-5, "c_pf": 3e-9, "c_dc": 2e-8}
 
 
 def synthetic(noise: float, seed: int = 1, coef: dict[str, float] = TRUE) -> pa.Table:
