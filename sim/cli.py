@@ -15,6 +15,7 @@ import typer
 import yaml
 
 from sim.cli_calibrate import calibrate_command
+from sim.cli_validate import validate_command
 
 if TYPE_CHECKING:  # annotations only: the CLI imports the catalog when a command runs
     from rich.console import Console
@@ -715,6 +716,7 @@ def catalog_show(
 
 
 app.command("calibrate")(calibrate_command)
+app.command("validate")(validate_command)
 
 
 def main() -> None:

@@ -166,18 +166,19 @@ def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots:
         for slot, s, c, o, e in plan:
             kc[slot, :, s:e] = k[o:o + c].transpose(0, 1)
             vc[slot, :, s:e] = v[o:o + c].transpose(0, 1)
-            keys, values = kc[slot, :, :e], vc[slot, :, :e]
+            # 4-D views (one sequence): SDPA picks its fused CPU kernels for 4-D inputs only.
+            keys, values = kc[slot:slot + 1, :, :e], vc[slot:slot + 1, :, :e]
             if c == 1:
-                out = F.scaled_dot_product_attention(q[o].view(nkv, group, d), keys, values)
+                out = F.scaled_dot_product_attention(q[o].view(1, nkv, group, d), keys, values)
                 attn[o] = out.reshape(nh * d)
             else:
-                qt = q[o:o + c].transpose(0, 1)
+                qt = q[o:o + c].transpose(0, 1)[None]
                 mask = masks[(c, e)]
                 if mask is None:
                     out = F.scaled_dot_product_attention(qt, keys, values, is_causal=True, enable_gqa=True)
                 else:
                     out = F.scaled_dot_product_attention(qt, keys, values, attn_mask=mask, enable_gqa=True)
-                attn[o:o + c] = out.transpose(0, 1).reshape(c, nh * d)
+                attn[o:o + c] = out[0].transpose(0, 1).reshape(c, nh * d)
         x = x + layer.o(attn)
         h = F.rms_norm(x, (hidden,), layer.post_norm, RMS_EPS)
         gate, up = layer.gate_up(h).chunk(2, dim=-1)
@@ -228,19 +229,21 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
 
     ``layers``: run the first this many layers (all built by default). ``kv_capacity_tokens``
     (with ``block_size``): the simulator's KV cache, checked every iteration so that a run the
-    simulator would have had to preempt fails loudly instead of being compared. ``warmup_steps``
+    simulator would have had to preempt in fails loudly (HarnessError) instead of being compared. ``warmup_steps``
     untimed steps (a full prefill chunk, a full decode batch) run before the clock starts, as the
     harness warms up before it times."""
     if max_num_seqs < 1 or max_num_batched_tokens < max_num_seqs:
         raise HarnessError(f"max_num_seqs = {max_num_seqs}, max_num_batched_tokens = {max_num_batched_tokens}: need "
                            f"max_num_seqs >= 1 and max_num_batched_tokens >= max_num_seqs")
+    n_layers = len(model.layers) if layers is None else layers
+    if not 1 <= n_layers <= len(model.layers):
+        raise HarnessError(f"layers = {layers}: must be between 1 and the {len(model.layers)} layers built")
     ids_in, arrival_in, prompt_in, output_in = _columns(requests)
     order = np.argsort(arrival_in, kind="stable")  # FCFS: arrival order, ties in row order
     arr, prompt, output = arrival_in[order], prompt_in[order], output_in[order]
     n = arr.size
     # The KV a request holds at most: its prompt and every output token but the last.
     longest = int((prompt + output - 1).max())
-    n_layers = len(model.layers) if layers is None else layers
     cache = SlotCache(model, max_num_seqs, longest, n_layers)
     max_blocks = None if kv_capacity_tokens is None else kv_capacity_tokens // block_size
     if max_blocks is not None and -(-longest // block_size) > max_blocks:
@@ -285,6 +288,7 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                 ctx = np.full(max_num_seqs, min(chunk, longest - 1))
                 ragged_step(model, cache, batch_ids(ctx, np.ones_like(b)), b, ctx, np.ones_like(b), n_layers)
             sync()
+            cpu0 = time.process_time()
             origin = clock()
             while finished < n:
                 t_start = clock() - origin
@@ -313,8 +317,9 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                 starts = computed[idx]
                 if max_blocks is not None:
                     blocks = int((-(-(computed[run] + n_run) // block_size)).sum())
-                    assert blocks <= max_blocks, (f"{blocks} KV blocks needed of {max_blocks}: the simulator "
-                                                  f"would preempt here, and this loop does not")
+                    if blocks > max_blocks:
+                        raise HarnessError(f"{blocks} KV blocks needed of {max_blocks}: the simulator would be short "
+                                           f"of blocks here (and preempt or hold requests back); this loop never does")
                 pre = starts < prompt[idx]
                 ids = batch_ids(starts, cnt)
                 # -- one forward pass for the whole batch ------------------------------------------
@@ -347,6 +352,7 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                                     ("running", int(run.size + done.size)), ("waiting", arrived - admitted)):
                     rec[name].append(value)
             wall = clock() - origin
+            cpu = time.process_time() - cpu0
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -371,6 +377,11 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
         "max_num_batched_tokens": max_num_batched_tokens, "requests": n, "iterations": len(dur),
         "wall_s": float(wall), "busy_s": float(dur.sum()),
         "loop_overhead_s": float((dur - fwd).sum()),
+        # CPU seconds the process got per busy second per torch thread: about 1 when the threads had
+        # their cores to themselves (oneDNN's threads spin while they wait), well below when another
+        # process competed for the cores (a shared machine; the run is then slower than the profile says).
+        "cpu_s": float(cpu),
+        "cpu_share": float(cpu / max(dur.sum() * torch.get_num_threads(), 1e-12)),
         "kv_cache_bytes": cache.nbytes, "slot_tokens": longest,
         "timing": "time.perf_counter; duration_s spans scheduling, the forward pass and bookkeeping, forward_s the "
                   "forward pass alone; torch.inference_mode, garbage collector paused",
