@@ -34,6 +34,7 @@ from calibration.harness.model import (  # noqa: E402
     ROPE_THETA,
     HarnessError,
     build_model,
+    chunk_attention,
     make_linear,
     quantize_int4_groups,
     resolve_scheme,
@@ -152,6 +153,25 @@ def test_chunked_prefill_gives_the_logits_and_cache_of_one_shot_fp32():
             model(tokens[:, s:e], s, c2)
     for a, b in zip(c1.k + c1.v, c2.k + c2.v):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("heads, kv_heads, chunk, start", [(8, 2, 33, 70), (4, 4, 16, 1), (8, 2, 1, 9), (6, 3, 5, 0)])
+def test_chunk_attention_equals_one_masked_attention(dtype, tol, heads, kv_heads, chunk, start):
+    # The CPU merges an unmasked pass over the cached prefix and a causal pass over the chunk by
+    # log-sum-exp; the reference is a float64 softmax over the bottom-right causal mask.
+    g = torch.Generator().manual_seed(heads * 100 + chunk + start)
+    q = torch.randn(2, heads, chunk, 16, generator=g).to(dtype)
+    k = torch.randn(2, kv_heads, start + chunk, 16, generator=g).to(dtype)
+    v = torch.randn(2, kv_heads, start + chunk, 16, generator=g).to(dtype)
+    rep = heads // kv_heads
+    kk, vv = (t.double().repeat_interleave(rep, dim=1) for t in (k, v))
+    scores = q.double() @ kk.transpose(-1, -2) / 4.0
+    allowed = torch.ones(chunk, start + chunk, dtype=torch.bool).tril(diagonal=start)
+    ref = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ vv
+    got = chunk_attention(q, k, v, start)
+    assert got.dtype == dtype and got.shape == q.shape
+    assert torch.allclose(got.double(), ref, rtol=tol, atol=tol), float((got.double() - ref).abs().max())
 
 
 def test_fewer_layers_share_the_first_layers_of_more():

@@ -450,6 +450,44 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos[:, None, :] + rotated * sin[:, None, :]
 
 
+_CPU_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def chunk_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int) -> torch.Tensor:
+    """Attention of a prefill chunk: ``q`` (batch, heads, c, d) at positions ``start`` ..
+    ``start + c − 1`` over ``keys``/``values`` (batch, kv_heads, start + c, d), causal with the
+    diagonal at the bottom right (GQA: query head h reads KV head h // (heads / kv_heads)).
+
+    Why not one masked SDPA call: on the CPU, an explicit mask sends SDPA down a path that
+    computes every (query, key) pair of the rectangle, so a chunk at an offset cost ~2× the
+    pairs it needs (2048 tokens after 512 cached: 204 ms against 125 ms, one layer of
+    Llama-3.2-1B), and serving engines, whose kernels skip masked blocks, cost what the pairs
+    cost. So the CPU runs it as engines do: the cached prefix without a mask (the query heads of
+    each KV head stacked as that head's rows), the chunk causally, merged by their log-sum-exp.
+    CUDA's kernels handle the bottom-right causal mask natively and skip its masked blocks."""
+    c = q.shape[2]
+    if start == 0:
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=True)
+    if q.device.type != "cpu" or _CPU_FLASH is None:
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=causal_lower_right(c, start + c),
+                                              enable_gqa=True)
+    b, nh, _, d = q.shape
+    nkv = keys.shape[1]
+    group = nh // nkv
+    # The cached prefix: every query sees all of it, so the group's heads share one unmasked pass.
+    out_p, lse_p = _CPU_FLASH(q.reshape(b, nkv, group * c, d), keys[:, :, :start], values[:, :, :start])
+    out_p, lse_p = out_p.reshape(b, nh, c, d), lse_p.reshape(b, nh, c)
+    # The chunk itself: causal (top-left and bottom-right coincide on a square).
+    kc, vc = keys[:, :, start:], values[:, :, start:]
+    if group > 1:
+        kc, vc = kc.repeat_interleave(group, dim=1), vc.repeat_interleave(group, dim=1)
+    out_c, lse_c = _CPU_FLASH(q, kc, vc, is_causal=True)
+    lse = torch.logaddexp(lse_p, lse_c)
+    w_p = (lse_p - lse).exp().unsqueeze(-1)
+    w_c = (lse_c - lse).exp().unsqueeze(-1)
+    return (out_p.float() * w_p + out_c.float() * w_c).to(q.dtype)
+
+
 class DecoderLayer(nn.Module):
     """One Llama layer: RMSNorm, fused QKV, rotary, GQA attention over the KV cache, output
     projection, residual; RMSNorm, fused gate/up, SiLU gate, down projection, residual."""
@@ -486,13 +524,7 @@ class DecoderLayer(nn.Module):
             o = F.scaled_dot_product_attention(q.reshape(b, nkv, self.group, d), keys, values)
             o = o.reshape(b, nh * d)
         else:
-            qt = q.transpose(1, 2)
-            if start == 0:
-                o = F.scaled_dot_product_attention(qt, keys, values, is_causal=True, enable_gqa=True)
-            else:
-                # A chunk after `start` cached tokens: causal with the diagonal at the bottom right.
-                o = F.scaled_dot_product_attention(qt, keys, values, attn_mask=causal_lower_right(c, end),
-                                                   enable_gqa=True)
+            o = chunk_attention(q.transpose(1, 2), keys, values, start)
             o = o.transpose(1, 2).reshape(b * c, nh * d)
         x = x + self.o(o).view(b, c, hidden)
         h = F.rms_norm(x, (hidden,), self.post_norm, RMS_EPS)

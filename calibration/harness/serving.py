@@ -50,9 +50,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
 
-from calibration.harness.model import RMS_EPS, HarnessError, LlamaDecoder, _rotate
+from calibration.harness.model import RMS_EPS, HarnessError, LlamaDecoder, _rotate, chunk_attention
 
 __all__ = ["ITERATION_SCHEMA", "RESULT_SCHEMA", "ServingRun", "SlotCache", "ragged_step", "serve"]
 
@@ -151,7 +150,6 @@ def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots:
     cos, sin = cos_all[pos], sin_all[pos]
     # Per sequence: (slot, start, count, offset, end) as Python ints, read once per step.
     plan = list(zip(slots.tolist(), starts.tolist(), counts.tolist(), offsets.tolist(), ends.tolist()))
-    masks = {(c, e): (None if s == 0 else causal_lower_right(c, e)) for _, s, c, _, e in plan if c > 1}
 
     x = F.embedding(ids, model.embed).to(dt)
     attn = torch.empty(total, nh * d, dtype=dt, device=model.device)
@@ -172,12 +170,7 @@ def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots:
                 out = F.scaled_dot_product_attention(q[o].view(1, nkv, group, d), keys, values)
                 attn[o] = out.reshape(nh * d)
             else:
-                qt = q[o:o + c].transpose(0, 1)[None]
-                mask = masks[(c, e)]
-                if mask is None:
-                    out = F.scaled_dot_product_attention(qt, keys, values, is_causal=True, enable_gqa=True)
-                else:
-                    out = F.scaled_dot_product_attention(qt, keys, values, attn_mask=mask, enable_gqa=True)
+                out = chunk_attention(q[o:o + c].transpose(0, 1)[None], keys, values, s)
                 attn[o:o + c] = out[0].transpose(0, 1).reshape(c, nh * d)
         x = x + layer.o(attn)
         h = F.rms_norm(x, (hidden,), layer.post_norm, RMS_EPS)
