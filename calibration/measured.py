@@ -15,6 +15,13 @@ the layers (launch overhead, embedding, LM head and sampling per sequence). Fitt
 layer counts separates the two, so a profile measured on a few layers prices the full depth.
 The form is the roofline's, so it extrapolates the same way: linear in each term beyond the grid.
 
+Two optional refinements, for profiles fitted to GPU operator timings (:mod:`calibration.operator_fit`):
+- ``knee`` k > 0 rounds the roofline's corner, (w^k + (c_lin·N)^k)^(1/k) in place of the max: a
+  GPU's GEMM leaves the weight-read floor gradually, not at a corner (0 or absent: the max).
+- ``linear_table``: the per-layer linear-layer time measured at token counts N_i. Within them it
+  is interpolated (cuBLAS picks a different kernel as N grows, so GEMM time is a staircase no
+  two-parameter roof follows), beyond the last one it grows at the compute slope c_lin.
+
 KV capacity and the FLOPs/bytes reported per iteration (for MFU/MBU) come from the catalog's
 memory and roofline model of the same (model, quantization, hardware, tp); only the seconds are
 measured. On disk a profile is ``NAME.json`` (coefficients, validity range, held-out error,
@@ -38,11 +45,12 @@ import pyarrow.parquet as pq
 from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
 from calibration.roofline import RooflineProfile
 
-__all__ = ["COEFFICIENTS", "MeasuredProfile", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
+__all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
            "read_profile", "shipped_profile_dir", "write_profile"]
 
 # The fitted coefficients, in the order of the step-time formula above.
 COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_tok", "c_seq", "c_pf", "c_dc")
+OPTIONAL = ("knee",)  # absent in profiles that use the plain max
 FORMAT_VERSION = 1
 
 
@@ -62,6 +70,14 @@ class ProfileRecord:
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    linear_table: dict[str, list[float]] | None = None  # {"tokens": [...], "seconds": [...]} per layer
+
+    def linear_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The linear-layer table as (tokens, seconds) arrays, or None."""
+        if self.linear_table is None:
+            return None
+        return (np.asarray(self.linear_table["tokens"], dtype=np.float64),
+                np.asarray(self.linear_table["seconds"], dtype=np.float64))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -79,8 +95,15 @@ class ProfileRecord:
             absent = [c for c in COEFFICIENTS if c not in coef]
             if absent:
                 raise ValueError(f"coefficients lack {', '.join(absent)}")
-            if any(not np.isfinite(float(coef[c])) or float(coef[c]) < 0 for c in COEFFICIENTS):
+            if any(not np.isfinite(float(coef[c])) or float(coef[c]) < 0 for c in (*COEFFICIENTS, *OPTIONAL) if c in coef):
                 raise ValueError("coefficients must be finite and >= 0")
+            table = data.get("linear_table")
+            if table is not None:
+                tok = np.asarray(table.get("tokens", []), dtype=np.float64)
+                sec = np.asarray(table.get("seconds", []), dtype=np.float64)
+                if (tok.size < 2 or tok.shape != sec.shape or not np.isfinite(sec).all() or (sec <= 0).any()
+                        or (np.diff(tok) <= 0).any() or tok[0] < 1):
+                    raise ValueError("linear_table needs >= 2 increasing token counts >= 1 with seconds > 0")
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (json.JSONDecodeError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: not a capsim profile ({e})") from None
@@ -93,6 +116,9 @@ class MeasuredProfile:
 
     record: ProfileRecord
     base: RooflineProfile
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_table", self.record.linear_arrays())
 
     @property
     def provenance(self) -> Provenance:
@@ -116,14 +142,33 @@ class MeasuredProfile:
         seqs = float(n_pre + n_dec)
         pairs = float(np.dot(batch.prefill_chunk, batch.prefill_start + batch.prefill_chunk / 2.0)) if n_pre else 0.0
         ctx = float(batch.decode_context.sum()) if n_dec else 0.0
-        seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx)
+        seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx, self._table)  # type: ignore[attr-defined]
         ref = self.base.step(batch)
         return StepCost(seconds=float(seconds), flops=ref.flops, bytes=ref.bytes)
 
 
-def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seqs: Any, pairs: Any, ctx: Any) -> Any:
+def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """One layer's linear-layer time for ``tokens`` tokens: the measured table where it reaches
+    (then its last value plus the compute slope), else the (rounded) roof max(w, c_lin·N)."""
+    if table is not None:
+        tok, sec = table
+        n = np.asarray(tokens, dtype=np.float64)
+        out = np.where(n <= tok[-1], np.interp(n, tok, sec), sec[-1] + c["c_lin"] * (n - tok[-1]))
+        return out if out.ndim else float(out)
+    k = c.get("knee", 0.0)
+    if k > 0:
+        w, lin = c["w"], c["c_lin"] * np.asarray(tokens, dtype=np.float64)
+        top = np.maximum(w, lin)
+        # (w^k + lin^k)^(1/k), scaled by the larger term so that large k does not overflow.
+        out = top * ((w / top) ** k + (lin / top) ** k) ** (1.0 / k)
+        return out if np.ndim(out) else float(out)
+    return np.maximum(c["w"], c["c_lin"] * tokens)
+
+
+def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seqs: Any, pairs: Any, ctx: Any,
+               table: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """The step-time formula (scalars or numpy arrays)."""
-    per_layer = (np.maximum(c["w"], c["c_lin"] * tokens) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs
+    per_layer = (linear_seconds(c, tokens, table) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs
                  + c["c_pf"] * pairs + c["c_dc"] * ctx)
     return c["t0"] + c["c_head"] * seqs + layers * per_layer
 
