@@ -50,7 +50,7 @@ __all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "sec
 
 # The fitted coefficients, in the order of the step-time formula above.
 COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_tok", "c_seq", "c_pf", "c_dc")
-OPTIONAL = ("knee",)  # absent in profiles that use the plain max
+OPTIONAL = ("knee", "c_pf_self")  # absent: the plain max; the chunk's own pairs priced at c_pf
 FORMAT_VERSION = 1
 
 
@@ -141,8 +141,9 @@ class MeasuredProfile:
         tokens = (float(batch.prefill_chunk.sum()) if n_pre else 0.0) + n_dec
         seqs = float(n_pre + n_dec)
         pairs = float(np.dot(batch.prefill_chunk, batch.prefill_start + batch.prefill_chunk / 2.0)) if n_pre else 0.0
+        own = float(np.dot(batch.prefill_chunk, batch.prefill_chunk)) / 2.0 if n_pre else 0.0
         ctx = float(batch.decode_context.sum()) if n_dec else 0.0
-        seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx, self._table)  # type: ignore[attr-defined]
+        seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx, self._table, own)  # type: ignore[attr-defined]
         ref = self.base.step(batch)
         return StepCost(seconds=float(seconds), flops=ref.flops, bytes=ref.bytes)
 
@@ -166,10 +167,14 @@ def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np
 
 
 def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seqs: Any, pairs: Any, ctx: Any,
-               table: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
-    """The step-time formula (scalars or numpy arrays)."""
+               table: tuple[np.ndarray, np.ndarray] | None = None, own_pairs: Any = 0.0) -> Any:
+    """The step-time formula (scalars or numpy arrays). ``own_pairs`` (Σ c²/2, the chunks' causal
+    pairs among themselves, part of ``pairs``) is priced at ``c_pf_self`` where the profile has it."""
+    attention = c["c_pf"] * pairs
+    if "c_pf_self" in c:
+        attention = attention + (c["c_pf_self"] - c["c_pf"]) * own_pairs
     per_layer = (linear_seconds(c, tokens, table) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs
-                 + c["c_pf"] * pairs + c["c_dc"] * ctx)
+                 + attention + c["c_dc"] * ctx)
     return c["t0"] + c["c_head"] * seqs + layers * per_layer
 
 

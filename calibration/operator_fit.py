@@ -156,6 +156,7 @@ class LayerFit:
     embedding: tuple[float, float, Error] | None
     phases: dict[str, Error]                              # held-out per-layer token-level time, by phase
     token_range: tuple[int, int]
+    rows: pa.Table          # per token count: measured GEMM and layer seconds, priced seconds, held out
     notes: list[str] = field(default_factory=list)
 
     def elementwise_per_layer(self) -> tuple[float, float]:
@@ -224,7 +225,9 @@ def fit_layer(ops: pa.Table, gpu: str, source_model: str, tp: int) -> LayerFit:
               "prefill (N > 256)": error_of(pred[held & ~small], layer_total[held & ~small])}
     return LayerFit(gpu=gpu, source_model=source_model, shape=shape, tp=tp, gemms=gemms, linear=linear,
                     elementwise=elementwise, embedding=embedding, phases=phases,
-                    token_range=(int(tokens.min()), int(tokens.max())), notes=notes)
+                    token_range=(int(tokens.min()), int(tokens.max())),
+                    rows=pa.table({"tokens": tokens, "gemm_s": gemm_total, "layer_s": layer_total, "priced_s": pred,
+                                   "gemm_roof_s": roof(tokens), "heldout": held}), notes=notes)
 
 
 # -- attention -------------------------------------------------------------------------------------

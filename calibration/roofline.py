@@ -27,8 +27,10 @@ provenance. Embedding lookups read only the rows they use and are left out.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
 
 import numpy as np
 
@@ -47,6 +49,15 @@ _LOGIT_BYTES = 4.0
 _SIXTEEN_BIT = 2.0
 
 
+@cache
+def measured_allreduce(gpu: str, tp: int) -> tuple[float, float] | None:
+    """(latency s, algorithm bandwidth B/s) of an all-reduce over ``tp`` GPUs of catalog device
+    ``gpu`` fitted to measured NCCL timings (``data/collectives.toml``), or None where none was measured."""
+    data = tomllib.loads(resources.files("calibration").joinpath("data/collectives.toml").read_text())
+    fit = data.get(gpu, {}).get(str(tp))
+    return None if fit is None else (fit["latency_us"] * 1e-6, fit["algbw_gb_s"] * 1e9)
+
+
 @dataclass(frozen=True)
 class RooflineProfile:
     """Roofline pricing of one Llama-family model on one GPU type at a TP degree."""
@@ -61,6 +72,8 @@ class RooflineProfile:
     overhead_s: float
     allreduce_latency_s: float
     overrides: tuple[str, ...] = ()
+    # Measured all-reduce (latency s, algorithm bandwidth B/s) at this TP; None: the datasheet link.
+    allreduce: tuple[float, float] | None = None
 
     @property
     def quantization(self) -> str:
@@ -94,7 +107,8 @@ class RooflineProfile:
             source=f"roofline of {m.name} on {g.name} ({self.quantization}: {self.precision.compute} matmuls, "
                    f"{self.weight_bytes_per_element * 8:g}-bit weights, {self.kv_bytes_per_element * 8:g}-bit KV; "
                    f"tp={self.tp}) from {g.source_of('tflops')}; shapes from {m.source}"
-                   + (f"; {'; '.join(notes)}" if notes else ""),
+                   + (f"; {'; '.join(notes)}" if notes else "")
+                   + (f"; all-reduce measured (NCCL, {self.tp} GPUs: data/collectives.toml)" if self.allreduce else ""),
             assumptions={
                 f"{self.precision.compute}_tflops": self.gpu.tflops[self.precision.compute],
                 "hbm_tb_s": g.hbm_tb_s,
@@ -103,7 +117,8 @@ class RooflineProfile:
                 "compute_efficiency": self.compute_efficiency,
                 "memory_efficiency": self.memory_efficiency,
                 "overhead_s": self.overhead_s,
-                "allreduce_latency_s": self.allreduce_latency_s,
+                **({"allreduce_latency_s": self.allreduce_latency_s} if self.allreduce is None else
+                   {"allreduce_latency_s": self.allreduce[0], "allreduce_algbw_gb_s": self.allreduce[1] / 1e9}),
             },
         )
 
@@ -165,10 +180,23 @@ class RooflineProfile:
             head, head * _SIXTEEN_BIT, m.vocab / tp * _LOGIT_BYTES,
             4.0 * L * m.heads * m.head_dim / tp,        # attention FLOPs per (query, key) pair
             self.kv_bytes_per_token_per_gpu,
-            2.0 * L * (self.allreduce_latency_s if tp > 1 else 0.0),
-            2.0 * L * 2.0 * (tp - 1) / tp * m.hidden * _ALLREDUCE_BYTES_PER_ELEMENT / max(
-                self.gpu.interconnect_gb_s * 1e9, 1.0) if tp > 1 else 0.0,   # seconds per token
+            *self._allreduce_terms,
         )
+
+    @property
+    def _allreduce_terms(self) -> tuple[float, float]:
+        """Seconds per iteration and per token of the two all-reduces per layer: measured NCCL
+        latency and bandwidth where the catalog has them, else the datasheet link with a ring's
+        2(p−1)/p traffic and the assumed latency."""
+        m, tp, L = self.model, self.tp, self.model.layers
+        if tp == 1:
+            return 0.0, 0.0
+        message = m.hidden * _ALLREDUCE_BYTES_PER_ELEMENT   # bytes per token
+        if self.allreduce is not None:
+            latency, algbw = self.allreduce
+            return 2.0 * L * latency, 2.0 * L * message / algbw
+        return (2.0 * L * self.allreduce_latency_s,
+                2.0 * L * 2.0 * (tp - 1) / tp * message / max(self.gpu.interconnect_gb_s * 1e9, 1.0))
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct experts per layer that ``tokens`` tokens route to (uniform routing):

@@ -11,7 +11,7 @@ from calibration.catalog import (GPUS, KV_CACHE_DTYPES, MODELS, QUANTIZATIONS, M
                                  model_from_hf_config, resolve_precision)
 from calibration.explicit import ExplicitProfile
 from calibration.profile import Profile
-from calibration.roofline import RooflineProfile
+from calibration.roofline import RooflineProfile, measured_allreduce
 
 __all__ = ["AutoProfileSpec", "ExplicitProfileSpec", "MeasuredProfileSpec", "ProfileSpec", "RooflineProfileSpec",
            "build_profile", "model_arch"]
@@ -117,4 +117,7 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
         compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency,
         overhead_s=spec.overhead_s, allreduce_latency_s=spec.allreduce_latency_s,
         overrides=tuple(sorted(changed)),
+        # Measured NCCL all-reduce unless the scenario sets the link or the latency itself.
+        allreduce=None if {"interconnect_gb_s", "allreduce_latency_s"} & spec.model_fields_set or tp == 1
+        else measured_allreduce(hardware, tp),
     )

@@ -27,7 +27,7 @@ REQUIRED_HARDWARE = ("a10g", "l4", "l40s", "a100-40gb", "a100-80gb", "h100-sxm",
                      "mi300x", "cpu-server")
 # Model-card parameter counts (Meta, Qwen and Mistral model cards).
 PUBLISHED_PARAMS = {
-    "llama-3.1-8b": 8.03e9, "llama-3.1-70b": 70.6e9, "llama-3.1-405b": 405.9e9, "llama-3.2-1b": 1.24e9,
+    "llama-2-7b": 6.74e9, "llama-2-70b": 68.98e9, "llama-3.1-8b": 8.03e9, "llama-3.1-70b": 70.6e9, "llama-3.1-405b": 405.9e9, "llama-3.2-1b": 1.24e9,
     "llama-3.2-3b": 3.21e9, "qwen2.5-7b": 7.62e9, "qwen2.5-72b": 72.7e9, "mistral-7b": 7.25e9,
     "mixtral-8x7b": 46.7e9,
 }
