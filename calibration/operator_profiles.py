@@ -230,6 +230,7 @@ def build_record(fits: dict[str, GpuFits], model: str, quantization: str, gpu: s
         weight_scale = precision.weight_bytes / 2.0
         if match is not None:
             roof = _scaled_sum(match, weight_scale, rate_scale)
+            heldout["linear layers (the fp16 measurement scaled)"] = match.linear.heldout_roof
             layers_how = (f"linear layers: the fp16 GEMMs measured on {match.source_model} at tp {tp}, weights x"
                           f"{weight_scale:.3g} ({precision.weight_bytes:g} bytes/weight) and compute at {precision.compute} "
                           f"(x{rate_scale:.3g} the fp16 rate)")

@@ -41,6 +41,14 @@ def calibrate_command(
     from_benchmarks: Optional[Path] = typer.Option(
         None, "--from-benchmarks", help="Fit profiles to measured serving benchmarks in this CSV instead of "
         "measuring kernels (format: see the README, 'Fitting from serving benchmarks')."),
+    from_operators: Optional[Path] = typer.Option(
+        None, "--from-operators", help="Fit profiles to published operator-level GPU timings in this directory "
+        "(Vidur's data/profiling layout). With --model/--quant/--hardware/--tp: that configuration; without: every "
+        "profile capsim ships."),
+    tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel degree (with --from-operators)."),
+    collectives: Optional[Path] = typer.Option(
+        None, "--collectives", help="With --from-operators: also write the all-reduce fits (the roofline's "
+        "calibration/data/collectives.toml) to this file."),
 ) -> None:
     """Calibrate a profile on real kernels: time prefill and decode steps of a quantized
     Llama-architecture model (random weights at the catalog model's shapes), fit the step-time
@@ -50,6 +58,7 @@ def calibrate_command(
       capsim calibrate --model llama-3.2-1b --quant int8 --layers 2 --budget 3m -o profiles
       capsim calibrate --model llama-3.1-8b --quant fp8 --device cuda --budget 20m -o profiles
       capsim calibrate --from-benchmarks vllm-bench.csv -o profiles
+      capsim calibrate --from-operators vidur/data/profiling --model llama-3.1-8b --quant fp16 --hardware h100-sxm -o profiles
 
     Use the profile in a scenario with  profile: {kind: measured, path: profiles}  (or kind: auto, with
     profiles among its dirs).
@@ -58,6 +67,8 @@ def calibrate_command(
 
     if from_benchmarks is not None:
         return _from_benchmarks(from_benchmarks, out, seed)
+    if from_operators is not None:
+        return _from_operators(from_operators, out, model, None if model is None else quant, hardware, tp, collectives)
     if model is None:
         _fail("--model is required (or --from-benchmarks FILE); 'capsim catalog --kind models' lists models")
     if device not in ("cpu", "cuda"):
@@ -153,3 +164,69 @@ def _from_benchmarks(path: Path, out: Path, seed: int) -> None:
         except OSError as e:
             _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
         typer.echo(f"profile: {written}")
+
+
+def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional[str], hardware: Optional[str],
+                    tp: int, collectives: Optional[Path]) -> None:
+    """Fit profiles to operator timing tables and print each one's held-out error."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from calibration.catalog import GPUS, MODELS, QUANTIZATIONS, CatalogError, close_matches
+    from calibration.measured import write_profile
+    from calibration.operator_profiles import SHIPPED, build_record, collectives_toml, fit_gpus
+    from calibration.operators import OperatorTableError, read_operator_tables
+    from sim.cli import _fail
+
+    if model is not None:
+        for flag, value, known in (("--model", model, MODELS), ("--quant", quant, QUANTIZATIONS),
+                                   ("--hardware", hardware, GPUS)):
+            if value is None:
+                _fail(f"{flag} is required with --from-operators --model (one configuration)")
+            if value not in known:
+                _fail(f"{flag} {value!r}: unknown{close_matches(str(value), known)}")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a directory")
+    try:
+        tables = read_operator_tables(path)
+        typer.echo(f"read {tables.ops.num_rows} operator, {tables.attention.num_rows} attention and "
+                   f"{tables.collectives.num_rows} collective timings; fitting ...", err=True)
+        fits = fit_gpus(tables)
+        wanted = SHIPPED if model is None else ((model, (quant,), hardware, (tp,)),)
+        records = []
+        for m, quants, gpu, tps in wanted:
+            for q in quants:
+                for t in tps:
+                    record, rows = build_record(fits, m, q, gpu, t)
+                    if record.meta["weights_fit"] or model is not None:
+                        records.append((record, rows))
+    except (OperatorTableError, CatalogError, ValueError) as e:
+        _fail(str(e))
+    table = Table(title="held-out error (token counts, shapes and message sizes never used in the fit)")
+    table.add_column("profile", no_wrap=True)
+    for col in ("kind", "linear layers", "decode N<=256", "prefill N>256", "all-reduce"):
+        table.add_column(col)
+
+    def cell(e: Optional[dict]) -> str:
+        return "" if e is None else f"{e['median']:.1%} / {e['p90']:.1%}"
+
+    for record, rows in records:
+        h = record.heldout_error
+        lin = next((e for k, e in h.items() if k.startswith("linear layers") and "roof alone" not in k), None)
+        table.add_row(f"{record.model}/{record.quantization}/{record.hardware}/tp{record.tp}", record.kind, cell(lin),
+                      cell(h.get("decode (N <= 256)")), cell(h.get("prefill (N > 256)")), cell(h.get("all-reduce")))
+        try:
+            write_profile(out, record, rows)
+        except OSError as e:
+            _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
+    con = Console()
+    con.print(table)
+    con.print("median / p90 of |predicted / measured − 1|; a profile priced from other shapes reports the "
+              "leave-one-model-out error of that pricing")
+    con.print(f"{len(records)} profile(s) written to {out}")
+    if collectives is not None:
+        try:
+            collectives.write_text(collectives_toml(tables))
+        except OSError as e:
+            _fail(f"--collectives {collectives}: cannot write ({e.strerror or e})")
+        con.print(f"all-reduce fits: {collectives}")
