@@ -189,8 +189,6 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
         _fail(f"--out {out}: exists and is not a directory")
     try:
         tables = read_operator_tables(path)
-        typer.echo(f"read {tables.ops.num_rows} operator, {tables.attention.num_rows} attention and "
-                   f"{tables.collectives.num_rows} collective timings; fitting ...", err=True)
         fits = fit_gpus(tables)
         wanted = SHIPPED if model is None else ((model, (quant,), hardware, (tp,)),)
         records = []
@@ -220,9 +218,17 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
         except OSError as e:
             _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
     con = Console()
+    con.print(f"{tables.ops.num_rows} operator, {tables.attention.num_rows} attention and "
+              f"{tables.collectives.num_rows} collective timings from {path}")
     con.print(table)
     con.print("median / p90 of |predicted / measured − 1|; a profile priced from other shapes reports the "
               "leave-one-model-out error of that pricing")
+    if model is not None:
+        record = records[0][0]
+        ops = {**record.meta["gemm_heldout"], **record.meta["elementwise_heldout"]}
+        con.print(f"per operator ({record.meta['layers_from']}, tp {record.tp}; median / p90): "
+                  + ", ".join(f"{op} {cell(e)}" for op, e in ops.items()))
+        con.print("every held-out error: " + "; ".join(f"{k} {cell(e)}" for k, e in record.heldout_error.items()))
     con.print(f"{len(records)} profile(s) written to {out}")
     if collectives is not None:
         try:
