@@ -226,7 +226,7 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
     if model is not None:
         record = records[0][0]
         ops = {**record.meta["gemm_heldout"], **record.meta["elementwise_heldout"]}
-        con.print(f"per operator ({record.meta['layers_from']}, tp {record.tp}; median / p90): "
+        con.print(f"per operator, each fitted alone (GEMMs: a rounded roof; elementwise: a line) on {record.meta['layers_from']}, tp {record.tp}; median / p90: "
                   + ", ".join(f"{op} {cell(e)}" for op, e in ops.items()))
         con.print("every held-out error: " + "; ".join(f"{k} {cell(e)}" for k, e in record.heldout_error.items()))
     con.print(f"{len(records)} profile(s) written to {out}")
