@@ -103,7 +103,11 @@ def test_simulation_uses_and_records_a_measured_profile(tmp_path):
 
 
 def test_auto_falls_back_to_the_roofline_and_finds_user_profiles(tmp_path):
-    assert sim.simulate(_scenario({"kind": "auto"})).summary["profile"]["kind"] == "derived"
+    # Nothing ships for one L40S: the datasheet roofline.
+    l40s = sim.load_scenario({**_scenario({"kind": "auto"}).to_dict(), "hardware": "l40s"})
+    assert sim.simulate(l40s).summary["profile"]["kind"] == "derived"
+    # A shipped profile (derived-from-measured for 8B bf16 on H100) yields to a user's measured one.
+    assert sim.simulate(_scenario({"kind": "auto"})).summary["profile"]["kind"] == "derived-from-measured"
     write_profile(tmp_path, _record(), synthetic(0.0))
     assert sim.simulate(_scenario({"kind": "auto", "dirs": [str(tmp_path)]})).summary["profile"]["kind"] == "measured"
 

@@ -285,11 +285,12 @@ def test_cli_reports_a_missing_profile_in_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    """Llama-3.2-1B shapes (int8, 2 and 4 layers) calibrated on this CPU for 90 s, once per module."""
+    """Llama-3.2-1B shapes (int8, 2 and 4 layers) calibrated on this CPU with a 150 s budget, once per
+    module: enough steps that the held-out p90 is not just the worst of six."""
     from calibration.calibrate import calibrate
 
     t0 = time.perf_counter()
-    run = calibrate("llama-3.2-1b", "int8", layers=2, budget_s=90, out_dir=tmp_path_factory.mktemp("profile"), seed=0)
+    run = calibrate("llama-3.2-1b", "int8", layers=2, budget_s=150, out_dir=tmp_path_factory.mktemp("profile"), seed=0)
     return run, time.perf_counter() - t0
 
 
