@@ -312,8 +312,9 @@ def test_simulation_of_a_calibrated_profile_predicts_the_real_serving_loop(calib
     """Serve a Poisson workload at 70% of the capacity the calibrated profile predicts, twice for
     real and once simulated.
 
-    90 s of calibration: at 30-45 s the grid holds few prefill shapes and their held-out error
-    (10-25%) reaches TTFT; at 90 s it is a few percent. About 2.5 minutes in all on two cores."""
+    The 150 s calibration budget matters: at 30-45 s the grid holds few prefill shapes and their
+    held-out error (10-25%) reaches TTFT; from 90 s on it is a few percent. About 3 minutes in all
+    on two cores."""
     from sim.cli_validate import _print_result
 
     run, t_cal = calibrated
