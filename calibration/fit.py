@@ -46,13 +46,15 @@ class FitResult:
 
 def features(table: pa.Table) -> dict[str, np.ndarray]:
     """The formula's inputs for each measured row: layers, tokens N, sequences S, prefill pairs P,
-    decode context Σ l (a decode sequence with ``context`` resident tokens attends to context + 1)."""
+    KV tokens read Σ l (a decode sequence with ``context`` resident tokens attends to context + 1;
+    a prefill chunk at ``start`` reads the ``start`` cached tokens before it)."""
     col = {name: table.column(name).to_numpy().astype(np.float64)
            for name in ("layers", "sequences", "chunk", "start", "context", "seconds")}
     pre = np.asarray(table.column("phase").to_pylist()) == "prefill"
     tokens = np.where(pre, col["chunk"] * col["sequences"], col["sequences"])
     pairs = np.where(pre, col["sequences"] * col["chunk"] * (col["start"] + col["chunk"] / 2.0), 0.0)
-    ctx = np.where(pre, 0.0, col["sequences"] * (col["context"] + 1.0))
+    # KV tokens read: a decode's context + 1, and a prefill chunk's cached prefix (its start).
+    ctx = np.where(pre, col["sequences"] * col["start"], col["sequences"] * (col["context"] + 1.0))
     return {"layers": col["layers"], "tokens": tokens, "seqs": col["sequences"], "pairs": pairs, "ctx": ctx,
             "seconds": col["seconds"], "prefill": pre}
 

@@ -6,7 +6,8 @@ A measured profile prices an iteration with the step-time model fitted by
     T = t0 + c_head·S + L·[max(w, c_lin·N) + c_tok·N + c_seq·S + c_pf·Σ c(p + c/2) + c_dc·Σ l]
 
 with N tokens computed in the iteration, S sequences in it, prefill chunks of c tokens at
-position p, decode contexts l, and L layers. The bracket is one layer: reading its weights (w)
+position p, decode contexts l (Σ l also counts each prefill chunk's p cached tokens, which it
+reads as a decode reads its context), and L layers. The bracket is one layer: reading its weights (w)
 or multiplying every token by them (c_lin per token), whichever is slower (on a GPU the two
 overlap); per-token work that does not overlap with the weight read (c_tok: on a CPU, dequantizing
 and multiplying mostly add to the read rather than hide behind it); per-sequence work; prefill
@@ -142,7 +143,8 @@ class MeasuredProfile:
         seqs = float(n_pre + n_dec)
         pairs = float(np.dot(batch.prefill_chunk, batch.prefill_start + batch.prefill_chunk / 2.0)) if n_pre else 0.0
         own = float(np.dot(batch.prefill_chunk, batch.prefill_chunk)) / 2.0 if n_pre else 0.0
-        ctx = float(batch.decode_context.sum()) if n_dec else 0.0
+        # KV tokens read: every decode's context, and every prefill chunk's cached prefix.
+        ctx = (float(batch.decode_context.sum()) if n_dec else 0.0) + (float(batch.prefill_start.sum()) if n_pre else 0.0)
         seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx, self._table, own)  # type: ignore[attr-defined]
         ref = self.base.step(batch)
         return StepCost(seconds=float(seconds), flops=ref.flops, bytes=ref.bytes)

@@ -275,8 +275,12 @@ def fit_attention(att: pa.Table) -> list[AttentionFit]:
         sid = ch[pre] * 1e6 + ctx[pre]
         h = heldout_mask(sid)
         cols = [np.ones(pre.sum()), b[pre] * ch[pre] * ctx[pre], b[pre] * ch[pre] ** 2 / 2.0]
-        a_pf, c_pf, c_self = _line(s[pre][~h], [c[~h] for c in cols])
-        heldout["attention prefill"] = error_of(a_pf + c_pf * cols[1][h] + c_self * cols[2][h], s[pre][h])
+        # The profile prices a chunk's read of its cached prefix at c_dc (as a decode's context):
+        # the pair terms are fitted to what is left.
+        read = c_dc * b[pre] * ctx[pre]
+        rest = np.maximum(s[pre] - read, 0.05 * s[pre])
+        a_pf, c_pf, c_self = _line(rest[~h], [c[~h] for c in cols])
+        heldout["attention prefill"] = error_of(read[h] + a_pf + c_pf * cols[1][h] + c_self * cols[2][h], s[pre][h])
         out.append(AttentionFit(gpu=gpu, shape={"hidden": hidden, "heads": heads, "kv_heads": kv_heads, "tp": tp},
                                 a_dc=float(a_dc), c_seq=float(c_seq), c_dc=float(c_dc), a_pf=float(a_pf),
                                 c_pf=float(c_pf), c_pf_self=float(c_self), heldout=heldout))

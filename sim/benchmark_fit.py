@@ -445,7 +445,7 @@ def simulation_plan(row: BenchmarkRow, coefficients: Mapping[str, float], *, max
         starts = np.arange(0, row.input_tokens, max_num_batched_tokens, dtype=np.float64)
         chunks = np.diff(np.append(starts, row.input_tokens))
         c = dict(coefficients)
-        alone = float(np.sum(seconds_of(c, layers, chunks, 1.0, chunks * (starts + chunks / 2.0), 0.0)))
+        alone = float(np.sum(seconds_of(c, layers, chunks, 1.0, chunks * (starts + chunks / 2.0), starts)))
         ctx = np.arange(row.input_tokens + 1, row.input_tokens + out, dtype=np.float64)
         alone += float(np.sum(seconds_of(c, layers, 1.0, 1.0, 0.0, ctx)))
         in_flight, floor = max(1.0, row.request_rate * alone), 20

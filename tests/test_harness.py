@@ -389,10 +389,15 @@ def test_measure_llama_3_2_1b_int8_within_budget():
     assert m.layer_differences().num_rows == t.num_rows // 2
     meta = m.meta
     assert meta["model"] == "llama-3.2-1b" and meta["quant"] == "int8" and meta["layers"] == [2, 4]
-    assert meta["full_layers"] == 16 and meta["budget_s"] == 20 and meta["grid_size"] == len(calls)
+    assert meta["full_layers"] == 16 and meta["budget_s"] == 20
     for key in ("device", "torch_version", "threads", "date_utc", "kernel", "scheme"):
         assert meta[key], key
-    assert [c[0] for c in calls] == list(range(1, len(calls) + 1)) and all(c[1] == len(calls) for c in calls)
+    # Progress counts both passes over the grid (the second, reversed, pools repeats against drift;
+    # skipped points have no second pass, so the count jumps over them) and ends at the total.
+    total = 2 * meta["grid_size"]
+    done = [c[0] for c in calls]
+    assert all(c[1] == total for c in calls) and done[-1] == total and (np.diff(done) >= 1).all()
+    assert len(calls) == meta["grid_size"] + t.num_rows
     assert all(c[2] >= 0 for c in calls) and calls[-1][2] == 0
 
 

@@ -26,7 +26,7 @@ def synthetic(noise: float, seed: int = 1, coef: dict[str, float] = TRUE) -> pa.
     ph, lay, seqs, chunk, start, ctx = map(np.array, zip(*rows))
     pre = ph == "prefill"
     sec = seconds_of(coef, lay, np.where(pre, chunk, seqs), seqs, np.where(pre, chunk * (start + chunk / 2), 0),
-                     np.where(pre, 0, seqs * (ctx + 1)))
+                     np.where(pre, seqs * start, seqs * (ctx + 1)))  # a prefill reads its cached prefix
     sec = sec * np.exp(np.random.default_rng(seed).normal(0, noise, sec.size))
     return pa.table({"phase": ph.tolist(), "layers": lay, "sequences": seqs, "chunk": chunk, "start": start,
                      "context": ctx, "seconds": sec})

@@ -88,7 +88,7 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
     import torch
 
     from calibration.harness.model import HarnessError, build_model, resolve_scheme
-    from calibration.harness.timing import time_step
+    from calibration.harness.timing import Timing, time_step
 
     t_begin = time.perf_counter()
     if not (isinstance(budget_s, int | float) and 0 < budget_s < math.inf):
@@ -152,34 +152,64 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
         """Measured over estimated seconds so far in this phase (1 before any point)."""
         return spent[ph] / estimated[ph] if estimated[ph] > 0 else 1.0
 
-    total = len(grid.points)
+    # Two passes, the second in reverse order, each with half of a point's repeats: a point
+    # measured early in the first pass is measured late in the second, so a slow drift of the
+    # machine's speed (shared cores, clocks) lands about equally on every point instead of
+    # biasing whichever shapes happened to run during it. A point's timing pools both passes.
+    total = 2 * len(grid.points)
     skip_unit = False
+    measured: list[tuple[Any, list[float]]] = []
+
+    def run_point(pt: Any, repeats: int) -> list[float]:
+        s = pt.shape
+        t0 = time.perf_counter()
+        t = time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence,
+                      start=s.offset, layers=pt.layers, warmup=pt.warmup, repeats=repeats,
+                      max_seconds=2.0 * repeats * pt.est_step_s * ratio(s.phase), seed=seed)
+        spent[s.phase] += time.perf_counter() - t0
+        estimated[s.phase] += pt.est_s * repeats / pt.repeats
+        return list(t.samples_s)
+
+    def report(done: int, left_points: list[Any], share: float) -> None:
+        if progress is not None:
+            left = sum(p.est_s * share * ratio(p.shape.phase) for p in left_points)
+            budget_left = max(0.0, budget_s - (time.perf_counter() - t_begin))
+            progress(done, total, min(left, budget_left))
+
+    pending = 0.0  # estimated seconds of the second pass over the points measured so far
+
+    def second_half(pt: Any) -> float:
+        """Estimated seconds of a point's second pass: its other repeats and another warm-up."""
+        return (pt.est_s * (pt.repeats // 2) / pt.repeats + pt.warmup * pt.est_step_s) * ratio(pt.shape.phase)
+
     for i, pt in enumerate(grid.points):
         s = pt.shape
         if i == 0 or grid.points[i - 1].shape != s:
             # A shape's layer counts are measured or skipped together: a shape at one count
             # only says nothing about the per-layer part.
             unit = [p for p in grid.points[i:i + len(counts)] if p.shape == s]
-            expect = sum(p.est_s for p in unit) * ratio(s.phase)
-            skip_unit = s not in always and time.perf_counter() - t_begin + expect > budget_s
+            # Both passes of the unit (one more warm-up than a single pass).
+            expect = sum((p.est_s + p.warmup * p.est_step_s) * ratio(s.phase) for p in unit)
+            skip_unit = s not in always and time.perf_counter() - t_begin + expect + pending > budget_s
         if skip_unit:
             skipped += 1
         else:
-            t0 = time.perf_counter()
-            t = time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence,
-                          start=s.offset, layers=pt.layers, warmup=pt.warmup, repeats=pt.repeats,
-                          max_seconds=2.0 * pt.repeats * pt.est_step_s * ratio(s.phase), seed=seed)
-            spent[s.phase] += time.perf_counter() - t0
-            estimated[s.phase] += pt.est_s
-            for name, value in (("phase", s.phase), ("layers", pt.layers), ("sequences", s.sequences),
-                                ("chunk", s.chunk), ("start", s.start), ("context", s.context),
-                                ("tokens", s.tokens), ("seconds", t.median_s), ("p10_s", t.p10_s),
-                                ("p90_s", t.p90_s), ("repeats", t.repeats)):
-                rows[name].append(value)
-        if progress is not None:
-            left = sum(p.est_s * ratio(p.shape.phase) for p in grid.points[i + 1:])
-            budget_left = max(0.0, budget_s - (time.perf_counter() - t_begin))
-            progress(i + 1, total, min(left, budget_left))
+            measured.append((pt, run_point(pt, max(1, (pt.repeats + 1) // 2))))
+            pending += second_half(pt)
+        report(i + 1, grid.points[i + 1:], 1.0)
+    done = len(grid.points) + skipped  # the second pass has nothing to do for skipped points
+    for j, (pt, samples) in enumerate(reversed(measured)):
+        second = pt.repeats - len(samples)
+        if second >= 1:
+            samples.extend(run_point(pt, second))
+        report(done + j + 1, [p for p, _ in list(reversed(measured))[j + 1:]], 0.5)
+    for pt, samples in measured:
+        s, t = pt.shape, Timing.from_samples(samples)
+        for name, value in (("phase", s.phase), ("layers", pt.layers), ("sequences", s.sequences),
+                            ("chunk", s.chunk), ("start", s.start), ("context", s.context),
+                            ("tokens", s.tokens), ("seconds", t.median_s), ("p10_s", t.p10_s),
+                            ("p90_s", t.p90_s), ("repeats", t.repeats)):
+            rows[name].append(value)
 
     table = pa.table(rows, schema=MEASUREMENT_SCHEMA)
     meta = _device_meta(torch, scheme.device)
@@ -200,7 +230,7 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
         "elapsed_s": round(time.perf_counter() - t_begin, 3),
         "build_s": round(build_s, 3),
         "probe_s": round(probe_s, 3),
-        "grid_size": total,
+        "grid_size": len(grid.points),
         "grid_candidates": grid.candidates,
         "measured_points": table.num_rows,
         "skipped_points": skipped,

@@ -82,6 +82,7 @@ ITERATION_SCHEMA = pa.schema([
     ("decode_seqs", pa.int64()),
     ("prefill_pairs", pa.float64()),  # Σ c·(p + c/2) over prefill chunks
     ("decode_context", pa.int64()),   # Σ l over decodes (KV tokens after the step)
+    ("prefill_context", pa.int64()),  # Σ p over prefill chunks (cached tokens each reads)
     ("tokens_out", pa.int64()),       # tokens emitted at the iteration's end
     ("running", pa.int64()),          # requests holding a slot during the iteration
     ("waiting", pa.int64()),          # arrived requests not yet admitted
@@ -341,7 +342,8 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                                     ("prefill_tokens", int(pc.sum())), ("prefill_seqs", int(pc.size)),
                                     ("decode_seqs", int(idx.size - pc.size)),
                                     ("prefill_pairs", float(np.dot(pc, ps + pc / 2.0))),
-                                    ("decode_context", int((starts[~pre] + 1).sum())), ("tokens_out", int(emit.size)),
+                                    ("decode_context", int((starts[~pre] + 1).sum())),
+                                    ("prefill_context", int(ps.sum())), ("tokens_out", int(emit.size)),
                                     ("running", int(run.size + done.size)), ("waiting", arrived - admitted)):
                     rec[name].append(value)
             wall = clock() - origin
