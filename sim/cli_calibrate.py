@@ -49,6 +49,9 @@ def calibrate_command(
     collectives: Optional[Path] = typer.Option(
         None, "--collectives", help="With --from-operators: also write the all-reduce fits (the roofline's "
         "calibration/data/collectives.toml) to this file."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="With --from-operators --model: draw the measured and fitted linear-layer time and "
+        "the all-reduce fit to this .png, .svg or .pdf."),
 ) -> None:
     """Calibrate a profile on real kernels: time prefill and decode steps of a quantized
     Llama-architecture model (random weights at the catalog model's shapes), fit the step-time
@@ -68,7 +71,8 @@ def calibrate_command(
     if from_benchmarks is not None:
         return _from_benchmarks(from_benchmarks, out, seed)
     if from_operators is not None:
-        return _from_operators(from_operators, out, model, None if model is None else quant, hardware, tp, collectives)
+        return _from_operators(from_operators, out, model, None if model is None else quant, hardware, tp, collectives,
+                               plot)
     if model is None:
         _fail("--model is required (or --from-benchmarks FILE); 'capsim catalog --kind models' lists models")
     if device not in ("cpu", "cuda"):
@@ -167,7 +171,7 @@ def _from_benchmarks(path: Path, out: Path, seed: int) -> None:
 
 
 def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional[str], hardware: Optional[str],
-                    tp: int, collectives: Optional[Path]) -> None:
+                    tp: int, collectives: Optional[Path], plot: Optional[Path] = None) -> None:
     """Fit profiles to operator timing tables and print each one's held-out error."""
     from rich.console import Console
     from rich.table import Table
@@ -187,6 +191,13 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
                 _fail(f"{flag} {value!r}: unknown{close_matches(str(value), known)}")
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
+    if plot is not None:
+        from calibration.operator_plot import FIGURE_SUFFIXES
+
+        if model is None:
+            _fail("--plot draws one configuration: give --model, --quant and --hardware too")
+        if plot.suffix.lower() not in FIGURE_SUFFIXES:
+            _fail(f"--plot {plot}: the file name must end in {', '.join(FIGURE_SUFFIXES)}")
     try:
         tables = read_operator_tables(path)
         fits = fit_gpus(tables)
@@ -230,6 +241,23 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
                   + ", ".join(f"{op} {cell(e)}" for op, e in ops.items()))
         con.print("every held-out error: " + "; ".join(f"{k} {cell(e)}" for k, e in record.heldout_error.items()))
     con.print(f"{len(records)} profile(s) written to {out}")
+    if plot is not None:
+        from calibration.operator_plot import plot_operator_fit
+
+        record = records[0][0]
+        g = fits[record.hardware]
+        layer = g.layers.get((record.meta["layers_from"], record.tp))
+        if layer is None:
+            _fail(f"--plot: no {record.hardware} table has {record.model}'s layer shapes at tp {record.tp} to draw")
+        try:
+            drawn = plot_operator_fit(layer, plot, tables.collectives, g.collectives.get(record.tp),
+                                      title=f"{record.model}/{record.quantization}/{record.hardware}/tp{record.tp}: "
+                                            f"{record.kind}")
+        except ImportError:
+            _fail("--plot needs matplotlib: pip install 'capsim[plot]'")
+        except OSError as e:
+            _fail(f"--plot {plot}: cannot write ({e.strerror or e})")
+        con.print(f"plot: {drawn}")
     if collectives is not None:
         try:
             collectives.write_text(collectives_toml(tables))

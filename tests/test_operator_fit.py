@@ -289,12 +289,19 @@ def test_cli_from_operators_errors_are_one_line(tmp_path):
     assert_one_line_error(run_app("calibrate", "--from-operators", need(VIDUR), "--model", "llama-3.1-8b",
                                   "--quant", "fp16", "--hardware", "l40s", "-o", tmp_path / "o"),
                           "gpu = 'l40s'", "a100-80gb")
+    assert_one_line_error(run_app("calibrate", "--from-operators", need(VIDUR), "--plot", tmp_path / "f.png",
+                                  "-o", tmp_path / "o"), "--plot draws one configuration")
+    assert_one_line_error(run_app("calibrate", "--from-operators", need(VIDUR), "--model", "llama-2-7b", "--quant",
+                                  "fp16", "--hardware", "h100-sxm", "--plot", tmp_path / "f.gif", "-o", tmp_path / "o"),
+                          "--plot", "must end in .png")
 
 
 def test_cli_from_operators_writes_one_configuration(tmp_path):
     r = run_app("calibrate", "--from-operators", need(VIDUR), "--model", "llama-2-7b", "--quant", "fp16",
-                "--hardware", "h100-sxm", "--tp", "2", "-o", tmp_path / "o", "--collectives", tmp_path / "c.toml")
+                "--hardware", "h100-sxm", "--tp", "2", "-o", tmp_path / "o", "--collectives", tmp_path / "c.toml",
+                "--plot", tmp_path / "fit.png")
     assert r.exit_code == 0, r.output
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rec = read_profile(tmp_path / "o" / "llama-2-7b__fp16__h100-sxm__tp2.json")
     assert rec.kind == "measured" and "all-reduce" in rec.heldout_error
     assert (tmp_path / "c.toml").read_text().count("\nlatency_us = ") == 6
