@@ -155,10 +155,17 @@ def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np
     (then its last value plus the compute slope), else the (rounded) roof max(w, c_lin·N)."""
     if table is not None:
         tok, sec = table
+        if np.ndim(tokens) == 0:  # the engine's per-iteration call: no array round trips
+            x = float(tokens)
+            return float(np.interp(x, tok, sec)) if x <= tok[-1] else float(sec[-1] + c["c_lin"] * (x - tok[-1]))
         n = np.asarray(tokens, dtype=np.float64)
         out = np.where(n <= tok[-1], np.interp(n, tok, sec), sec[-1] + c["c_lin"] * (n - tok[-1]))
         return out if out.ndim else float(out)
     k = c.get("knee", 0.0)
+    if k > 0 and np.ndim(tokens) == 0:
+        w, lin = c["w"], c["c_lin"] * float(tokens)
+        top = max(w, lin)
+        return top * ((w / top) ** k + (lin / top) ** k) ** (1.0 / k)
     if k > 0:
         w, lin = c["w"], c["c_lin"] * np.asarray(tokens, dtype=np.float64)
         top = np.maximum(w, lin)
