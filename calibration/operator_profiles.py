@@ -22,7 +22,7 @@ For a catalog configuration (model, quantization, GPU, TP) the profile's terms c
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +108,8 @@ def fit_gpus(tables: OperatorTables) -> dict[str, GpuFits]:
                        collectives={c.workers: c for c in collectives if c.gpu == gpu}, bandwidth=0.0, rate=0.0,
                        source=tables.source)
         big = [(bw, r) for _, nbytes, bw, r, _ in fits.gemm_efficiencies() if nbytes >= 32 * 2**20]
-        out[gpu] = GpuFits(**{**fits.__dict__, "bandwidth": float(np.median([b for b, _ in big])),
-                              "rate": float(np.median([r for _, r in big]))})
+        out[gpu] = replace(fits, bandwidth=float(np.median([b for b, _ in big])),
+                           rate=float(np.median([r for _, r in big])))
     return out
 
 
@@ -155,14 +155,12 @@ def _head(fits: GpuFits, arch: ModelArch, tp: int) -> SoftRoof:
 def leave_one_model_out(fits: GpuFits) -> Error:
     """How well the nearest-GEMM pricing predicts each measured table when its own model is left
     out: the error of derived (unmeasured-shape) profiles' linear layers, over all token counts."""
-    errs = []
+    pred, meas = [], []
     for (model, tp), fit in fits.layers.items():
         shape = {k: fit.shape[k] for k in ("hidden", "heads", "kv_heads", "intermediate")}
-        roof = _derived_gemms(fits, shape, tp, 1.0, 1.0, exclude=model)
-        n = fit.rows["tokens"].to_numpy()
-        errs.append(np.abs(roof(n) / fit.rows["gemm_s"].to_numpy() - 1.0))
-    rel = np.concatenate(errs) if errs else np.zeros(0)
-    return error_of(rel + 1.0, np.ones_like(rel))
+        pred.append(_derived_gemms(fits, shape, tp, 1.0, 1.0, exclude=model)(fit.rows["tokens"].to_numpy()))
+        meas.append(fit.rows["gemm_s"].to_numpy())
+    return error_of(np.concatenate(pred), np.concatenate(meas)) if pred else error_of(np.zeros(0), np.zeros(0))
 
 
 def _attention(fits: dict[str, GpuFits], gpu: str, arch: ModelArch, tp: int) -> tuple[AttentionFit, str]:
