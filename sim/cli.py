@@ -715,6 +715,55 @@ def catalog_show(
           "'capsim catalog' lists them, and a path to a Hugging Face config.json shows that model")
 
 
+@catalog_app.command("profiles", help=(
+        "List the measured and derived-from-measured profiles a scenario with profile: {kind: auto} can use: "
+        "those shipped with capsim, and those in the --dir directories (searched first), with each one's kind, "
+        "linear-layer held-out error and what it was measured on. Configurations not listed are priced by the "
+        "datasheet roofline (kind derived).\n\n\b\nExamples:\n  capsim catalog profiles\n"
+        "  capsim catalog profiles --hardware h100-sxm\n  capsim catalog profiles --dir profiles"))
+def catalog_profiles(
+    dirs: list[Path] = typer.Option([], "--dir", help="A directory (or profile .json) of your own; repeatable."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Only profiles for this catalog device."),
+    model: Optional[str] = typer.Option(None, "--model", help="Only profiles for this catalog model."),
+) -> None:
+    """Shipped and user profiles as one table."""
+    from rich.table import Table
+
+    from calibration.measured import list_profiles, shipped_profile_dir
+
+    for d in dirs:
+        if not d.exists():
+            _fail(f"--dir {d}: no such directory or file")
+    rows = [(f, r) for f, r in list_profiles([*dirs, shipped_profile_dir()])
+            if (hardware is None or r.hardware == hardware) and (model is None or r.model == model)]
+    if not rows:
+        _fail("no profile matches" + (f" --hardware {hardware!r}" if hardware else "")
+              + (f" --model {model!r}" if model else "") + "; 'capsim catalog profiles' lists them all")
+    t = Table(title="profiles for kind: auto (user directories first, then shipped)")
+    for col in ("model", "quantization", "hardware", "tp", "kind", "held-out error: linear layers or steps "
+                "(median / p90)", "measured on"):
+        t.add_column(col, overflow="fold")
+    shipped = shipped_profile_dir()
+    for f, r in sorted(rows, key=lambda fr: (fr[1].hardware, fr[1].model, fr[1].quantization, fr[1].tp)):
+        h = r.heldout_error
+        lin = next((e for k, e in h.items() if k.startswith("linear layers") and "roof alone" not in k), None)
+        # Operator-table profiles: their linear layers; harness profiles: whole steps per phase.
+        err = (f"{lin['median']:.1%} / {lin['p90']:.1%}" if lin is not None else
+               "; ".join(f"{k} {h[k]['median']:.1%} / {h[k]['p90']:.1%}" for k in ("decode", "prefill") if k in h))
+        m = r.meta
+        if "layers_from" in m:  # fitted to operator tables
+            where = (f"layers of {str(m['layers_from']).split('/')[-1]}" if m.get("layer_shapes_match")
+                     else "nearest measured GEMMs")
+        else:
+            where = str(m.get("device") or r.source.split(";")[0])
+        t.add_row(r.model, r.quantization, r.hardware, str(r.tp), r.kind, err,
+                  f"{where}" + ("" if f.parent == shipped else f" ({f.parent})"))
+    con = _catalog_console()
+    con.print(t)
+    con.print("a profile's whole provenance: the 'source' in its .json, and every result's summary.json",
+              highlight=False)
+
+
 app.command("calibrate")(calibrate_command)
 app.command("validate")(validate_command)
 

@@ -307,3 +307,21 @@ def test_cli_from_operators_writes_one_configuration(tmp_path):
     assert (tmp_path / "c.toml").read_text().count("\nlatency_us = ") == 6
     base = build_profile(RooflineProfileSpec(), model="llama-2-7b", hardware="h100-sxm", quantization="fp16", tp=2)
     assert base.kv_capacity_tokens(ReplicaSpec(2, 0.9, 8192)) > 0
+
+
+def test_catalog_profiles_lists_what_auto_can_use(tmp_path):
+    r = run_app("catalog", "profiles", "--hardware", "a100-80gb", "--model", "llama-3.1-8b")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.stdout.split())
+    assert "fp16" in out and "measured" in out and "layers of" in out and "Meta-Llama-3-8B" in out
+    assert "h100-sxm" not in out
+    # A user's directory is listed too, and first.
+    write_profile_dir = tmp_path / "mine"
+    rec = read_profile(shipped_profile_dir() / "llama-3.1-8b__fp16__a100-80gb__tp1.json")
+    from calibration.measured import write_profile
+
+    write_profile(write_profile_dir, rec, pa.table({"tokens": [1.0]}))
+    r = run_app("catalog", "profiles", "--dir", write_profile_dir, "--model", "llama-3.1-8b", "--hardware", "a100-80gb")
+    assert r.exit_code == 0 and str(write_profile_dir.name) in r.stdout
+    assert_one_line_error(run_app("catalog", "profiles", "--dir", tmp_path / "nope"), "--dir", "no such directory")
+    assert_one_line_error(run_app("catalog", "profiles", "--model", "llama-9"), "no profile matches --model 'llama-9'")
