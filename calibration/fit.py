@@ -28,6 +28,11 @@ import pyarrow as pa
 
 from calibration.measured import COEFFICIENTS, seconds_of
 
+# What the harness fit estimates: the formula's coefficients, and c_pf_self, the price of a chunk's
+# own causal pairs, which the CPU computes in a causal kernel apart from the pairs against its
+# cached prefix (see calibration.harness.model.chunk_attention).
+FITTED = (*COEFFICIENTS, "c_pf_self")
+
 __all__ = ["FitResult", "features", "fit_step_model"]
 
 _FLOOR = 1e-15  # smallest coefficient the log-space fit represents (far below anything measurable)
@@ -55,13 +60,14 @@ def features(table: pa.Table) -> dict[str, np.ndarray]:
     pairs = np.where(pre, col["sequences"] * col["chunk"] * (col["start"] + col["chunk"] / 2.0), 0.0)
     # KV tokens read: a decode's context + 1, and a prefill chunk's cached prefix (its start).
     ctx = np.where(pre, col["sequences"] * col["start"], col["sequences"] * (col["context"] + 1.0))
-    return {"layers": col["layers"], "tokens": tokens, "seqs": col["sequences"], "pairs": pairs, "ctx": ctx,
+    own = np.where(pre, col["sequences"] * col["chunk"] ** 2 / 2.0, 0.0)
+    return {"layers": col["layers"], "tokens": tokens, "seqs": col["sequences"], "pairs": pairs, "ctx": ctx, "own": own,
             "seconds": col["seconds"], "prefill": pre}
 
 
 def _predict(x: np.ndarray, f: dict[str, np.ndarray]) -> np.ndarray:
-    c = dict(zip(COEFFICIENTS, np.exp(x)))
-    return seconds_of(c, f["layers"], f["tokens"], f["seqs"], f["pairs"], f["ctx"])
+    c = dict(zip(FITTED, np.exp(x)))
+    return seconds_of(c, f["layers"], f["tokens"], f["seqs"], f["pairs"], f["ctx"], own_pairs=f["own"])
 
 
 def _initial(f: dict[str, np.ndarray]) -> np.ndarray:
@@ -70,8 +76,8 @@ def _initial(f: dict[str, np.ndarray]) -> np.ndarray:
     from scipy.optimize import nnls
 
     L = f["layers"]
-    a = np.column_stack([np.ones_like(L), f["seqs"], L, L * f["tokens"], L * f["tokens"], L * f["seqs"], L * f["pairs"],
-                         L * f["ctx"]])
+    a = np.column_stack([np.ones_like(L), f["seqs"], L, L * f["tokens"], L * f["tokens"], L * f["seqs"],
+                         L * (f["pairs"] - f["own"]), L * f["ctx"], L * f["own"]])
     y = f["seconds"]
     scale = a.max(axis=0)
     scale[scale == 0] = 1.0
@@ -89,7 +95,7 @@ def _fit(f: dict[str, np.ndarray]) -> np.ndarray:
     def resid(x: np.ndarray) -> np.ndarray:
         return np.log(_predict(x, f)) - y
 
-    lo = np.full(len(COEFFICIENTS), np.log(_FLOOR))
+    lo = np.full(len(FITTED), np.log(_FLOOR))
     res = least_squares(resid, np.clip(x0, lo + 1e-9, 5.0), bounds=(lo, np.full_like(lo, 5.0)), loss="soft_l1",
                         f_scale=0.05, x_scale=1.0, max_nfev=4000)
     return res.x
@@ -111,9 +117,9 @@ def fit_step_model(table: pa.Table, *, holdout: float = 0.25, seed: int = 0) -> 
     """Fit the coefficients on (1 − holdout) of each phase's rows and score the rest."""
     f = features(table)
     n = f["seconds"].size
-    if n < 2 * len(COEFFICIENTS):
-        raise ValueError(f"{n} measured steps are too few to fit {len(COEFFICIENTS)} coefficients with a held-out "
-                         f"share: measure at least {2 * len(COEFFICIENTS)} (a longer budget)")
+    if n < 2 * len(FITTED):
+        raise ValueError(f"{n} measured steps are too few to fit {len(FITTED)} coefficients with a held-out "
+                         f"share: measure at least {2 * len(FITTED)} (a longer budget)")
     if (f["seconds"] <= 0).any() or not np.isfinite(f["seconds"]).all():
         raise ValueError("measured seconds must be finite and > 0")
     rng = np.random.default_rng(seed)
@@ -138,7 +144,7 @@ def fit_step_model(table: pa.Table, *, holdout: float = 0.25, seed: int = 0) -> 
         xs = _fit_shallow(_take(f, shallow), x)
         depth = _errors(xs, f, deep)
         depth["fitted_layers"], depth["scored_layers"] = float(layers[0]), float(layers[-1])
-    coef = {k: float(v) for k, v in zip(COEFFICIENTS, np.exp(x))}
+    coef = {k: float(v) for k, v in zip(FITTED, np.exp(x))}
     return FitResult(coefficients=coef, heldout_error=held, depth_error=depth, train_rows=int(train.size),
                      heldout_rows=int(test.sum()))
 
@@ -153,7 +159,7 @@ def _fit_shallow(f: dict[str, np.ndarray], x_full: np.ndarray) -> np.ndarray:
     def resid(xl: np.ndarray) -> np.ndarray:
         return np.log(_predict(np.concatenate([fixed, xl]), f)) - y
 
-    lo = np.full(len(COEFFICIENTS) - 2, np.log(_FLOOR))
+    lo = np.full(len(FITTED) - 2, np.log(_FLOOR))
     res = least_squares(resid, np.clip(x_full[2:], lo + 1e-9, 5.0), bounds=(lo, np.full_like(lo, 5.0)),
                         loss="soft_l1", f_scale=0.05, max_nfev=4000)
     return np.concatenate([fixed, res.x])

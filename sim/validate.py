@@ -207,9 +207,9 @@ def iteration_error(runs: list[ServingRun] | tuple[ServingRun, ...], coefficient
     tables = [r.iterations for r in runs]
     col = {c: np.concatenate([t.column(c).to_numpy() for t in tables]).astype(np.float64)
            for c in ("duration_s", "forward_s", "tokens", "sequences", "prefill_pairs", "decode_context",
-                     "prefill_context", "prefill_seqs")}
+                     "prefill_context", "prefill_own_pairs", "prefill_seqs")}
     pred = seconds_of(coefficients, layers, col["tokens"], col["sequences"], col["prefill_pairs"],
-                      col["decode_context"] + col["prefill_context"])
+                      col["decode_context"] + col["prefill_context"], own_pairs=col["prefill_own_pairs"])
     dur = col["duration_s"]
     rel = pred / dur - 1.0
     dec = col["prefill_seqs"] == 0

@@ -81,6 +81,7 @@ ITERATION_SCHEMA = pa.schema([
     ("prefill_seqs", pa.int64()),
     ("decode_seqs", pa.int64()),
     ("prefill_pairs", pa.float64()),  # Σ c·(p + c/2) over prefill chunks
+    ("prefill_own_pairs", pa.float64()),  # Σ c²/2: the chunks' causal pairs among themselves
     ("decode_context", pa.int64()),   # Σ l over decodes (KV tokens after the step)
     ("prefill_context", pa.int64()),  # Σ p over prefill chunks (cached tokens each reads)
     ("tokens_out", pa.int64()),       # tokens emitted at the iteration's end
@@ -342,6 +343,7 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                                     ("prefill_tokens", int(pc.sum())), ("prefill_seqs", int(pc.size)),
                                     ("decode_seqs", int(idx.size - pc.size)),
                                     ("prefill_pairs", float(np.dot(pc, ps + pc / 2.0))),
+                                    ("prefill_own_pairs", float(np.dot(pc, pc)) / 2.0),
                                     ("decode_context", int((starts[~pre] + 1).sum())),
                                     ("prefill_context", int(ps.sum())), ("tokens_out", int(emit.size)),
                                     ("running", int(run.size + done.size)), ("waiting", arrived - admitted)):
