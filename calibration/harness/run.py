@@ -198,11 +198,12 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
             pending += second_half(pt)
         report(i + 1, grid.points[i + 1:], 1.0)
     done = len(grid.points) + skipped  # the second pass has nothing to do for skipped points
+    backwards = [pt for pt, _ in reversed(measured)]
     for j, (pt, samples) in enumerate(reversed(measured)):
         second = pt.repeats - len(samples)
         if second >= 1:
             samples.extend(run_point(pt, second))
-        report(done + j + 1, [p for p, _ in list(reversed(measured))[j + 1:]], 0.5)
+        report(done + j + 1, backwards[j + 1:], 0.5)
     for pt, samples in measured:
         s, t = pt.shape, Timing.from_samples(samples)
         for name, value in (("phase", s.phase), ("layers", pt.layers), ("sequences", s.sequences),
