@@ -58,3 +58,15 @@ class ExplicitProfile:
         if self.decode_attention_s and batch.decode_context.size:
             seconds += self.decode_attention_s * float(batch.decode_context.sum())
         return StepCost(seconds=seconds)
+
+    def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Seconds of decode-only iterations of ``seqs`` sequences whose KV contexts sum to
+        ``context[k]``, in :meth:`step`'s order of operations (equal to it bit for bit); FLOPs and
+        bytes are not modelled (NaN)."""
+        seconds = np.full(context.size, self.fixed_s)
+        if self.per_token_s:
+            seconds = seconds + self.per_token_s * seqs
+        if self.decode_attention_s and seqs:
+            seconds = seconds + self.decode_attention_s * context
+        nan = np.full(context.size, np.nan)
+        return seconds, nan, nan.copy()

@@ -149,6 +149,16 @@ class MeasuredProfile:
         ref = self.base.step(batch)
         return StepCost(seconds=float(seconds), flops=ref.flops, bytes=ref.bytes)
 
+    def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
+        contexts sum to ``context[k]``: :meth:`step`'s formula with the same operands in the same
+        order, so each element equals what :meth:`step` gives for that batch, bit for bit."""
+        n = 0.0 + seqs
+        seconds = seconds_of(self.record.coefficients, self.record.layers, n, float(seqs), 0.0, context + 0.0,
+                             self._table, 0.0)  # type: ignore[attr-defined]
+        _, flops, nbytes = self.base.decode_steps(seqs, context)
+        return seconds, flops, nbytes
+
 
 def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """One layer's linear-layer time for ``tokens`` tokens: the measured table where it reaches

@@ -30,6 +30,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from functools import cache, cached_property
+from typing import NamedTuple
 from importlib import resources
 
 import numpy as np
@@ -56,6 +57,27 @@ def measured_allreduce(gpu: str, tp: int) -> tuple[float, float] | None:
     data = tomllib.loads(resources.files("calibration").joinpath("data/collectives.toml").read_text())
     fit = data.get(gpu, {}).get(str(tp))
     return None if fit is None else (fit["latency_us"] * 1e-6, fit["algbw_gb_s"] * 1e9)
+
+
+class _StepConstants(NamedTuple):
+    """Per-iteration constants of :meth:`RooflineProfile.step`, per GPU of the TP group."""
+
+    flop_rate: float      # achievable FLOP/s of the linear layers' matmuls
+    rate16: float         # achievable 16-bit FLOP/s (attention, LM head)
+    byte_rate: float      # achievable HBM bytes/s
+    tok_params: float     # matmul parameters per token
+    shared_wbytes: float  # weight bytes always read
+    expert_wbytes: float  # weight bytes per expert (the MLP if dense)
+    n_exp: float
+    k_exp: float
+    io_bytes: float       # activation bytes in and out of the linear layers, per token
+    head_params: float
+    head_wbytes: float
+    logit_bytes: float    # per sampling sequence
+    attn_flops: float     # per (query, key) pair
+    kv_tok: float         # KV bytes per token
+    ar_latency: float     # all-reduce seconds per iteration
+    ar_per_token: float   # all-reduce seconds per token
 
 
 @dataclass(frozen=True)
@@ -157,7 +179,7 @@ class RooflineProfile:
 
     # -- step time ----------------------------------------------------------------------------
     @cached_property
-    def _constants(self) -> tuple[float, ...]:
+    def _constants(self) -> _StepConstants:
         """Per-iteration constants, computed once (step() is on the engine's hot path)."""
         m, tp, wb = self.model, self.tp, self.weight_bytes_per_element
         L = m.layers
@@ -169,7 +191,7 @@ class RooflineProfile:
         io = L * (2 * m.hidden + 2 * m.heads * m.head_dim + 2 * m.hidden
                   + 3 * m.intermediate * m.experts_per_token) / tp * self.activation_bytes_per_element
         head = m.vocab * m.hidden / tp
-        return (
+        return _StepConstants(
             self.peak_flops * self.compute_efficiency,
             self.gpu.bf16_tflops * 1e12 * self.compute_efficiency,  # attention and LM head: 16-bit matmuls
             self.peak_bytes_per_s * self.memory_efficiency,
@@ -204,36 +226,57 @@ class RooflineProfile:
         e, k = float(self.model.experts), float(self.model.experts_per_token)
         return e if e == 1 else e * (1.0 - (1.0 - k / e) ** tokens)
 
-    def step(self, batch: BatchShape) -> StepCost:
+    def _dense_part(self, n_tok: int, n_logits: int) -> tuple[float, float, float]:
+        """Seconds, FLOPs and bytes of the linear layers over ``n_tok`` tokens and the LM head
+        over ``n_logits`` sampling sequences."""
         (flop_rate, rate16, byte_rate, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params,
-         head_wbytes, logit_bytes, attn_flops, kv_tok, ar_latency, ar_per_token) = self._constants
-        n_dec = batch.decode_context.size
-        n_pre = batch.prefill_chunk.size
-        n_tok = (int(batch.prefill_chunk.sum()) if n_pre else 0) + n_dec
-        # Sequences that sample a token: every decode, and (at most) every prefill chunk.
-        n_logits = n_dec + n_pre
-
+         head_wbytes, logit_bytes, *_) = self._constants
         touched = n_exp if n_exp == 1 else n_exp * (1.0 - (1.0 - k_exp / n_exp) ** n_tok)
         lin_flops = 2.0 * n_tok * tok_params
         lin_bytes = shared_wbytes + touched * expert_wbytes + n_tok * io_bytes
         head_flops = 2.0 * n_logits * head_params
         head_bytes = head_wbytes + n_logits * logit_bytes
         t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / rate16, head_bytes / byte_rate)
-        flops, nbytes = lin_flops + head_flops, lin_bytes + head_bytes
+        return t, lin_flops + head_flops, lin_bytes + head_bytes
 
+    def _decode_attention(self, ctx):
+        """Seconds, FLOPs and bytes of decode attention over ``ctx`` KV tokens in all (a float or
+        an array of them: the same operations either way)."""
+        c = self._constants
+        dc_flops = c.attn_flops * ctx
+        dc_bytes = c.kv_tok * ctx
+        top = max if isinstance(ctx, float) else np.maximum
+        return top(dc_flops / c.rate16, dc_bytes / c.byte_rate), dc_flops, dc_bytes
+
+    def step(self, batch: BatchShape) -> StepCost:
+        c = self._constants
+        n_dec = batch.decode_context.size
+        n_pre = batch.prefill_chunk.size
+        n_tok = (int(batch.prefill_chunk.sum()) if n_pre else 0) + n_dec
+        # Sequences that sample a token: every decode, and (at most) every prefill chunk.
+        t, flops, nbytes = self._dense_part(n_tok, n_dec + n_pre)
         if n_pre:
-            c = batch.prefill_chunk.astype(np.float64)
-            pairs = float(np.dot(c, batch.prefill_start + c / 2.0))
-            pf_flops = attn_flops * pairs
-            pf_bytes = kv_tok * float((batch.prefill_start + c).sum())
-            t += max(pf_flops / rate16, pf_bytes / byte_rate)
+            chunk = batch.prefill_chunk.astype(np.float64)
+            pairs = float(np.dot(chunk, batch.prefill_start + chunk / 2.0))
+            pf_flops = c.attn_flops * pairs
+            pf_bytes = c.kv_tok * float((batch.prefill_start + chunk).sum())
+            t += max(pf_flops / c.rate16, pf_bytes / c.byte_rate)
             flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
-            ctx = float(batch.decode_context.sum())
-            dc_flops = attn_flops * ctx
-            dc_bytes = kv_tok * ctx
-            t += max(dc_flops / rate16, dc_bytes / byte_rate)
+            dt, dc_flops, dc_bytes = self._decode_attention(float(batch.decode_context.sum()))
+            t += dt
             flops, nbytes = flops + dc_flops, nbytes + dc_bytes
         if self.tp > 1 and n_tok:
-            t += ar_latency + ar_per_token * n_tok
+            t += c.ar_latency + c.ar_per_token * n_tok
         return StepCost(seconds=t + self.overhead_s, flops=flops, bytes=nbytes)
+
+    def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
+        contexts sum to ``context[k]`` after step k: :meth:`step`'s arithmetic in the same order,
+        so each element equals what :meth:`step` gives for that batch, bit for bit."""
+        t, flops, nbytes = self._dense_part(seqs, seqs)
+        dt, dc_flops, dc_bytes = self._decode_attention(context)
+        t = t + dt
+        if self.tp > 1 and seqs:
+            t = t + (self._constants.ar_latency + self._constants.ar_per_token * seqs)
+        return t + self.overhead_s, flops + dc_flops, nbytes + dc_bytes

@@ -53,7 +53,7 @@ class _Run:
     """Wiring of one simulation: the source process, releases of follow-up requests, and the
     router's central queue."""
 
-    def __init__(self, s: Scenario, table: pa.Table):
+    def __init__(self, s: Scenario, table: pa.Table, decode_runs: bool = True):
         self.s = s
         self.env = simpy.Environment()
         arrival = table.column("arrival_s").to_numpy()
@@ -72,7 +72,7 @@ class _Run:
             ReplicaEngine(self.env, st, make_scheduler(e.scheduler, max_num_seqs=e.max_num_seqs,
                                                        max_num_batched_tokens=e.max_num_batched_tokens,
                                                        block_size=e.block_size, chunked=e.chunked),
-                          self.profile, self._on_finish)
+                          self.profile, self._on_finish, decode_runs=decode_runs)
             for k, st in enumerate(self.states)
         ]
         self.router = make_router(s.router.policy)
@@ -146,11 +146,20 @@ class _Run:
 
     def run(self, progress: ProgressFn | None) -> float:
         """Run to the horizon or until every request has ended; return the end time."""
+        self._advance(progress)
+        horizon = self.s.measurement.horizon_s
+        for e in self.engines:
+            if horizon is not None:
+                e.settle(horizon)
+            e.log.seal()
+        return self._end_time()
+
+    def _advance(self, progress: ProgressFn | None) -> None:
         env, n = self.env, self.reqs.arrival.size
         horizon = self.s.measurement.horizon_s
         if progress is None:
             env.run(until=horizon)
-            return self._end_time()
+            return
         if horizon is not None:
             # In 200 time slices up to the horizon (run(until=t) cuts exactly as a single run does).
             step = horizon / 200.0
@@ -172,7 +181,6 @@ class _Run:
                     self._milestone = None
                 progress(self.finished, n)
         progress(self.finished, n)
-        return self._end_time()
 
     def _ended(self, count: int) -> None:
         """Count ``count`` requests as ended (completed or refused); reach a progress milestone."""
@@ -187,7 +195,7 @@ class _Run:
         horizon = self.s.measurement.horizon_s
         if horizon is not None and self.finished < self.reqs.arrival.size:
             return float(horizon)
-        ends = [e.log.start[-1] + e.log.duration[-1] for e in self.engines if e.log.start]
+        ends = [e.log.last_end for e in self.engines if e.log.iters.rows]
         arrived = self.reqs.arrival[~np.isnan(self.reqs.arrival)]
         last_arrival = float(arrived.max()) if arrived.size else 0.0
         return float(max(ends + [last_arrival]))
@@ -271,12 +279,14 @@ def _checked(table: pa.Table) -> pa.Table:
 
 
 def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
-             progress: ProgressFn | None = None) -> SimResult:
+             progress: ProgressFn | None = None, decode_runs: bool = True) -> SimResult:
     """Simulate ``scenario`` and return its records and summary.
 
     ``requests`` replaces the scenario's generated workload with a RequestTable of your own
     (columns as in :data:`workloads.REQUEST_SCHEMA`; the optional ones may be left out). ``progress`` is
-    called now and then with (requests finished, requests in all).
+    called now and then with (requests finished, requests in all). ``decode_runs=False`` steps
+    every iteration on its own instead of advancing runs of decode-only iterations at once: the
+    same results, slower (the reference the fast path is tested against).
     """
     wall = time.perf_counter()
     if requests is None:
@@ -286,7 +296,7 @@ def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
             raise ScenarioError(f"workload: {e}") from None
     else:
         table = _checked(requests)
-    run = _Run(scenario, table)
+    run = _Run(scenario, table, decode_runs)
     end = run.run(progress)
     return build_result(scenario, table, run.reqs, run.reject, run.engines, run.profile, end,
                         time.perf_counter() - wall)

@@ -20,6 +20,7 @@ import yaml
 
 from calibration.profile import Profile
 from sim.config import Scenario
+from sim.iteration_log import ITERATION_COLUMNS
 from sim.metrics import busy_seconds, itl_stats, latency_stats
 from sim.state import COMPLETED, PENDING, REJECTED, RUNNING, WAITING, RequestState
 
@@ -101,25 +102,15 @@ def _request_table(s: Scenario, table: pa.Table, r: RequestState, reject: np.nda
 
 
 def _iteration_table(engines: Sequence[ReplicaEngine]) -> pa.Table:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "replica", "start_s", "duration_s", "prefill_tokens", "prefill_seqs", "decode_seqs", "tokens_out",
-        "kv_blocks_used", "flops", "bytes")}
+    """Every replica's iteration rows, ordered by start time (ties by replica)."""
+    parts = []
     for k, e in enumerate(engines):
-        log = e.log
-        m = len(log.start)
-        # An iteration still running at the horizon has emitted nothing yet.
-        tokens_out = log.tokens_out + [0] * (m - len(log.tokens_out))
-        cols["replica"].append(np.full(m, k, np.int64))
-        cols["start_s"].append(np.asarray(log.start, np.float64))
-        cols["duration_s"].append(np.asarray(log.duration, np.float64))
-        for name in ("prefill_tokens", "prefill_seqs", "decode_seqs", "kv_blocks_used"):
-            cols[name].append(np.asarray(getattr(log, name), np.int64))
-        cols["tokens_out"].append(np.asarray(tokens_out, np.int64))
-        cols["flops"].append(np.asarray(log.flops, np.float64))
-        cols["bytes"].append(np.asarray(log.bytes, np.float64))
-    merged = {k: np.concatenate(v) if v else np.empty(0) for k, v in cols.items()}
+        cols = e.log.columns()
+        parts.append({"replica": np.full(cols["start_s"].size, k, np.int64), **cols})
+    names = ["replica", *ITERATION_COLUMNS]
+    merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in names}
     order = np.lexsort((merged["replica"], merged["start_s"]))
-    return pa.table({k: v[order] for k, v in merged.items()})
+    return pa.table({c: merged[c][order] for c in names})
 
 
 def _timeline(iters: pa.Table, replicas: int, end: float) -> pa.Table:
@@ -149,10 +140,10 @@ def _itl_samples(engines: Sequence[ReplicaEngine], lo: float, hi: float) -> tupl
     """Inter-token gaps (values, multiplicities) of the tokens emitted in [lo, hi)."""
     vals, wts = [], []
     for e in engines:
-        t = np.asarray(e.log.itl_time, np.float64)
-        keep = (t >= lo) & (t < hi)
-        vals.append(np.asarray(e.log.itl_value, np.float64)[keep])
-        wts.append(np.asarray(e.log.itl_count, np.int64)[keep])
+        itl = e.log.itl_columns()
+        keep = (itl["time"] >= lo) & (itl["time"] < hi)
+        vals.append(itl["value"][keep])
+        wts.append(itl["count"][keep])
         for x, tx in zip(e.log.itl_extra, e.log.itl_extra_time):
             if lo <= tx < hi:
                 vals.append(x)

@@ -2,6 +2,19 @@
 
 One SimPy timeout per iteration and one event to wake an idle replica (STYLE rule 2); all
 per-request work inside an iteration is numpy over the batch.
+
+**Decode runs.** Most iterations of a loaded replica are decode-only and change nothing but
+token counts. When an iteration is decode-only and holds every running sequence, and the
+scheduler says its next iterations would be the same batch until something changes it
+(:attr:`~sim.scheduling.BatchScheduler.decode_run`), the engine prices the whole run at once:
+up to the first completion, or the last iteration whose KV blocks fit (the next would preempt).
+It waits for the run's end with one timeout; a request routed to this replica meanwhile cuts the
+run at the first iteration boundary after its arrival, where stepping one by one would have seen
+it. Iteration start times are the same running float sums SimPy forms, and each iteration's
+price is the profile's :meth:`decode_steps`, equal bit for bit to its ``step`` of that batch, so
+results are those of stepping one by one (``tests/test_decode_runs.py``). An external event at
+*exactly* an iteration boundary is taken as just after it, where one-by-one stepping orders such
+ties by SimPy's event ids; with continuous arrival times they do not occur.
 """
 
 from __future__ import annotations
@@ -12,50 +25,61 @@ import numpy as np
 import simpy
 
 from calibration.profile import BatchShape, Profile
+from sim.iteration_log import IterationLog
 from sim.scheduling import BatchScheduler
-from sim.state import COMPLETED, RUNNING, ReplicaState, RequestState
+from sim.state import COMPLETED, RUNNING, ReplicaState
 
-__all__ = ["IterationLog", "ReplicaEngine"]
+__all__ = ["ReplicaEngine"]
 
 
-class IterationLog:
-    """Columns of the per-iteration table for one replica, appended as plain Python scalars
-    (cheaper than growing numpy arrays one element at a time).
-
-    Inter-token gaps are kept compactly: an iteration whose emitting sequences all waited the same
-    time adds one (gap, count, time) entry; any other adds its array of gaps (with its time)."""
-
-    __slots__ = ("start", "duration", "prefill_tokens", "prefill_seqs", "decode_seqs", "tokens_out",
-                 "kv_blocks_used", "flops", "bytes", "itl_value", "itl_count", "itl_time", "itl_extra",
-                 "itl_extra_time")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, [])
+def _delay_to(now: float, t: float) -> float:
+    """A delay d with ``now + d == t`` in floating point (SimPy schedules at ``now + delay``)."""
+    d = t - now
+    for _ in range(4):
+        got = now + d
+        if got == t:
+            break
+        d = float(np.nextafter(d, np.inf if got < t else -np.inf))
+    return d
 
 
 class ReplicaEngine:
     """Drives one :class:`ReplicaState` through iterations on the shared SimPy environment."""
 
     def __init__(self, env: simpy.Environment, state: ReplicaState, scheduler: BatchScheduler,
-                 profile: Profile, on_finish: Callable[[int, np.ndarray], None]):
+                 profile: Profile, on_finish: Callable[[int, np.ndarray], None], *, decode_runs: bool = True,
+                 log: IterationLog | None = None):
         self.env = env
         self.state = state
         self.scheduler = scheduler
         self.profile = profile
         self.on_finish = on_finish
-        self.log = IterationLog()
+        self.log = log or IterationLog()
+        mode = getattr(scheduler, "decode_run", None) if decode_runs else None
+        self._run_mode = mode  # None: step one by one; "grow": runs allocate blocks; "reserved": they do not
+        self._decode_steps = getattr(profile, "decode_steps", None)
         self._wake: simpy.Event | None = None
+        # The decode run in flight: its iteration end times and the index of the last one it will do.
+        self._run_ends: np.ndarray | None = None
+        self._run_cut = 0
+        self._run: tuple = ()
         self.process = env.process(self.loop())
 
     def wake(self) -> None:
-        """Called when work arrives; resumes the loop if it sleeps."""
-        if self._wake is not None and not self._wake.triggered:
+        """Called when work arrives: resumes the loop if it sleeps, or cuts a decode run in flight
+        at its first iteration boundary after now."""
+        if self._run_ends is not None:
+            j = int(np.searchsorted(self._run_ends, self.env.now, side="right"))
+            if j < self._run_cut:
+                self._run_cut = j
+                self.process.interrupt()
+        elif self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def loop(self) -> Generator[simpy.Event, None, None]:
         env, st, r, log = self.env, self.state, self.state.reqs, self.log
         empty = np.empty(0, np.int64)
+        run_mode = self._run_mode
         while True:
             if not st.run.size and not st.waiting:
                 self._wake = env.event()
@@ -63,6 +87,7 @@ class ReplicaEngine:
                 self._wake = None
                 continue
             now = env.now
+            preempted = st.preemptions
             idx, n = self.scheduler.schedule(st, now)
             if not idx.size:
                 raise RuntimeError(f"replica {st.index}: scheduler formed an empty batch with work pending")
@@ -71,25 +96,108 @@ class ReplicaEngine:
             if pre.all():
                 shape = BatchShape(n, comp, empty)
             elif not pre.any():
+                if run_mode is not None and idx.size == st.run.size and st.preemptions == preempted:
+                    yield from self._decode_run(idx, comp, now)
+                    continue
                 shape = BatchShape(empty, empty, comp + 1)
             else:
                 dec = ~pre
                 shape = BatchShape(n[pre], comp[pre], comp[dec] + 1)
             cost = self.profile.step(shape)
-            log.start.append(now)
-            log.duration.append(cost.seconds)
-            log.prefill_tokens.append(int(shape.prefill_chunk.sum()))
-            log.prefill_seqs.append(shape.prefill_chunk.size)
-            log.decode_seqs.append(shape.decode_context.size)
-            log.kv_blocks_used.append(st.total_blocks - st.free_blocks)
-            log.flops.append(cost.flops)
-            log.bytes.append(cost.bytes)
+            row = log.begin(now, cost.seconds, int(shape.prefill_chunk.sum()), shape.prefill_chunk.size,
+                            shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
             yield env.timeout(cost.seconds)
-            log.tokens_out.append(self._commit(idx, comp + n, env.now))
+            log.tokens_out(row, self._commit(idx, comp + n, env.now))
+
+    def _decode_run(self, idx: np.ndarray, comp: np.ndarray, now: float) -> Generator[simpy.Event, None, None]:
+        """Run the decode-only batch ``idx`` (already scheduled for one iteration) for as many
+        iterations as nothing can change it, in one timeout; see the module docstring."""
+        env, st, r = self.env, self.state, self.state.reqs
+        b = idx.size
+        left = r.output[idx] - r.generated[idx]
+        k = int(left.min())  # the run ends with the first completion at the latest
+        need = None
+        if k > 1 and self._run_mode == "grow":
+            # Iteration 1's blocks are allocated. Sequence i has ``slack`` free slots after it, so it
+            # takes a new block at iterations 2 + slack, 2 + slack + bs, ...
+            bs = self.scheduler.block_size
+            slack = r.blocks[idx] * bs - (comp + 1)
+            if int(slack.max()) < bs:
+                need = np.cumsum(np.bincount(slack, minlength=bs)[np.arange(k - 1) % bs])
+                fit = int(np.searchsorted(need, st.free_blocks, side="right"))
+                k = 1 + fit  # iteration k + 1 would have to preempt: it is scheduled step by step
+            else:
+                k = 1
+        context = (int(comp.sum()) + b * np.arange(1, k + 1)).astype(np.float64)
+        if self._decode_steps is not None:
+            seconds, flops, nbytes = self._decode_steps(b, context)
+        else:  # a profile without decode_steps: price each iteration through step()
+            empty = np.empty(0, np.int64)
+            costs = [self.profile.step(BatchShape(empty, empty, comp + 1 + j)) for j in range(k)]
+            seconds, flops, nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
+                                      for a in ("seconds", "flops", "bytes"))
+        ends = np.cumsum(np.concatenate(([now], seconds)))[1:]  # SimPy's running sums, in order
+        self._run = (idx, comp, left, now, seconds, flops, nbytes, ends, need, k)
+        self._run_ends, self._run_cut = ends, k - 1
+        while True:
+            try:
+                yield env.timeout(_delay_to(env.now, float(ends[self._run_cut])))
+                break
+            except simpy.Interrupt:  # wake() moved the cut earlier
+                continue
+        self._run_ends = None
+        self._commit_run(self._run_cut + 1, self._run_cut + 1)
+
+    def _commit_run(self, j: int, started: int) -> None:
+        """Commit the first ``j`` iterations of the decode run in flight and log the first
+        ``started`` of them (``j``, or one more when the horizon falls inside an iteration)."""
+        idx, comp, left, now, seconds, flops, nbytes, ends, need, k = self._run
+        st, r, log = self.state, self.state.reqs, self.log
+        b = idx.size
+        kv = np.full(started, st.total_blocks - st.free_blocks, np.int64)
+        if need is not None and started > 1:
+            kv[1:] += need[:started - 1]
+        starts = np.empty(started)
+        starts[0] = now
+        starts[1:] = ends[:started - 1]
+        tokens = np.full(started, b, np.int64)
+        tokens[j:] = 0
+        log.iters.extend({"start_s": starts, "duration_s": seconds[:started], "prefill_tokens": 0,
+                          "prefill_seqs": 0, "decode_seqs": b, "tokens_out": tokens, "kv_blocks_used": kv,
+                          "flops": flops[:started], "bytes": nbytes[:started]}, started)
+        log.last_end = float(ends[started - 1])
+        if not j:
+            return
+        if need is not None and j > 1:
+            bs = self.scheduler.block_size
+            slack = r.blocks[idx] * bs - (comp + 1)
+            r.blocks[idx] += np.maximum((j - 2 - slack) // bs + 1, 0)
+            st.free_blocks -= int(need[j - 2])
+        r.computed[idx] = comp + j
+        r.generated[idx] += j
+        r.num_tokens[idx] += j
+        log.gaps(float(ends[0]), ends[0] - r.last_token[idx])
+        if j > 1:
+            log.itl.extend({"value": np.diff(ends[:j]), "count": b, "time": ends[1:j]}, j - 1)
+        t = float(ends[j - 1])
+        r.last_token[idx] = t
+        if j == k:
+            done = idx[left == k]
+            if done.size:
+                self._complete(done, t)
+
+    def _complete(self, done: np.ndarray, t: float) -> None:
+        r, st = self.state.reqs, self.state
+        r.status[done] = COMPLETED
+        r.finish[done] = t
+        st.free_blocks += int(r.blocks[done].sum())
+        r.blocks[done] = 0
+        st.run = st.run[r.status[st.run] == RUNNING]
+        self.on_finish(st.index, done)
 
     def _commit(self, idx: np.ndarray, comp: np.ndarray, t: float) -> int:
         """Record the iteration's computed tokens at its end time ``t``; return tokens emitted."""
-        r, st, log = self.state.reqs, self.state, self.log
+        r = self.state.reqs
         r.computed[idx] = comp
         emit = idx[comp == r.num_tokens[idx]]
         if not emit.size:
@@ -104,21 +212,19 @@ class ReplicaEngine:
             r.first_token[emit[~later]] = t
             gaps = t - r.last_token[emit[later]]
         if gaps.size:
-            lo = gaps.min()
-            if lo == gaps.max():
-                log.itl_value.append(float(lo))
-                log.itl_count.append(gaps.size)
-                log.itl_time.append(t)
-            else:
-                log.itl_extra.append(gaps)
-                log.itl_extra_time.append(t)
+            self.log.gaps(t, gaps)
         r.last_token[emit] = t
         done = emit[g == r.output[emit]]
         if done.size:
-            r.status[done] = COMPLETED
-            r.finish[done] = t
-            st.free_blocks += int(r.blocks[done].sum())
-            r.blocks[done] = 0
-            st.run = st.run[r.status[st.run] == RUNNING]
-            self.on_finish(st.index, done)
+            self._complete(done, t)
         return emit.size
+
+    def settle(self, horizon: float) -> None:
+        """At the end of a run cut at ``horizon``: commit the iterations of a decode run in flight
+        that ended before it and log the one running at it, as stepping one by one would have."""
+        if self._run_ends is None:
+            return
+        ends = self._run_ends
+        j = int(np.searchsorted(ends, horizon, side="left"))  # iterations that ended before it
+        self._run_ends = None
+        self._commit_run(j, min(j + 1, self._run_cut + 1))

@@ -67,6 +67,7 @@ class ReplicaState:
         self.reqs = reqs
         self.waiting: list[tuple[int, int, int]] = []
         self.run = np.empty(0, np.int64)
+        self.preemptions = 0  # on this replica so far (the engine checks whether a schedule preempted)
 
     @property
     def outstanding(self) -> int:
@@ -99,6 +100,7 @@ class ReplicaState:
         r.computed[i] = 0
         r.prefill_target[i] = r.num_tokens[i]
         r.preemptions[i] += 1
+        self.preemptions += 1
         self.run = np.delete(self.run, pos)
         self.enqueue(i)
 

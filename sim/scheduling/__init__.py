@@ -16,6 +16,13 @@ __all__ = ["BatchScheduler", "make_scheduler"]
 
 
 class BatchScheduler(Protocol):
+    """``decode_run`` (optional): ``"grow"`` or ``"reserved"`` when a decode-only batch of every
+    running request would repeat unchanged until an arrival, a completion or a preemption, its
+    sequences taking KV blocks as they grow or holding reserved ones; absent, the engine steps one
+    iteration at a time."""
+
+    block_size: int
+
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Return (request indices, tokens to compute for each) for the next iteration."""
         ...

@@ -10,6 +10,7 @@ and continue next iteration; without it a prompt is admitted only whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,6 +22,10 @@ __all__ = ["ContinuousScheduler"]
 
 @dataclass(frozen=True)
 class ContinuousScheduler:
+    # Decode runs (sim.replica): a decode-only batch of every running request stays one until an
+    # arrival, a completion or a preemption: a waiting request it could not admit stays blocked (the
+    # budget and slots left are the same, the free blocks only fewer).
+    decode_run: ClassVar[str] = "grow"
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
     block_size: int

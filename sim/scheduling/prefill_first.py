@@ -8,6 +8,7 @@ recompute when KV blocks run out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,6 +24,9 @@ def _one_each(rep: ReplicaState) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PrefillFirstScheduler:
+    # Decode runs (sim.replica): when no prompt could be admitted, none can until an arrival or a
+    # completion (free blocks only shrink), so decodes repeat.
+    decode_run: ClassVar[str] = "grow"
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
     block_size: int

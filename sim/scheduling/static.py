@@ -9,6 +9,7 @@ Nothing new joins a batch in flight.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -20,6 +21,9 @@ __all__ = ["StaticScheduler"]
 
 @dataclass(frozen=True)
 class StaticScheduler:
+    # Decode runs (sim.replica): a batch in flight decodes, its blocks reserved, until a request of
+    # it completes.
+    decode_run: ClassVar[str] = "reserved"
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
     block_size: int

@@ -1,0 +1,117 @@
+"""Decode runs (sim.replica) change speed, never results: advancing runs of decode-only
+iterations at once gives the same per-request, per-iteration and summary results, bit for bit,
+as stepping every iteration on its own; and each profile's ``decode_steps`` equals its ``step``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sim
+from calibration.profile import BatchShape
+from sim.replica import ReplicaEngine
+from tests.test_determinism import SCENARIOS, _same_result
+
+_CHAT = {"name": "chat", "prompt_tokens": {"dist": "lognormal", "mean": 900, "p99": 6000, "max": 12000},
+         "output_tokens": {"dist": "lognormal", "mean": 180, "p99": 900, "max": 2000},
+         "slo": {"ttft_s": 1.0, "tpot_s": 0.05}}
+
+# Beyond the determinism scenarios (explicit profiles, preemption, prefill-first with a central
+# queue, static with a horizon, roofline on two replicas): measured profiles, chunked prefill of
+# long prompts under a small token budget, sessions released by completions, priorities,
+# a horizon cutting runs in flight, and many replicas.
+EXTRA: dict[str, dict[str, Any]] = {
+    "measured_a100_chunked_preempting": {
+        "seed": 2, "model": "llama-3.1-8b", "quantization": "bf16", "hardware": "a100-80gb",
+        "profile": {"kind": "auto"},
+        "engine": {"max_num_seqs": 64, "max_num_batched_tokens": 1024, "gpu_memory_fraction": 0.25},
+        "workload": {"arrival": {"rate_per_s": 6.0}, "num_requests": 300, "classes": [_CHAT]},
+    },
+    "roofline_tp2_sessions_priorities_horizon": {
+        "seed": 4, "model": "llama-3.1-70b", "hardware": "h100-sxm", "quantization": "fp8", "tp": 2,
+        "replicas": 3, "router": {"policy": "round_robin"},
+        "workload": {"arrival": {"rate_per_s": 4.0}, "duration_s": 40,
+                     "classes": [dict(_CHAT, priority=1, share=2.0),
+                                 {"name": "agent", "priority": 0, "share": 1.0,
+                                  "prompt_tokens": {"dist": "uniform", "low": 100, "high": 2000},
+                                  "output_tokens": {"dist": "uniform", "low": 10, "high": 400},
+                                  "sessions": {"turns": {"dist": "uniform", "low": 1, "high": 4},
+                                               "think_time": {"mean_s": 2.0}}}]},
+        "measurement": {"horizon_s": 30.0},
+    },
+    "many_replicas_moe": {
+        "seed": 9, "model": "mixtral-8x7b", "hardware": "h100-sxm", "quantization": "fp8", "tp": 2,
+        "replicas": 8,
+        "workload": {"arrival": {"rate_per_s": 40.0}, "num_requests": 600, "classes": [_CHAT]},
+    },
+}
+ALL = {**{k: v for k, (v, _) in SCENARIOS.items()}, **EXTRA}
+
+
+def _load(name: str) -> sim.Scenario:
+    return sim.load_scenario(copy.deepcopy(ALL[name]))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_decode_runs_give_the_step_by_step_results(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _load(name)
+    stepped = sim.simulate(s, decode_runs=False)
+    runs: list[int] = []
+    real = ReplicaEngine._commit_run
+
+    def spy(self: ReplicaEngine, j: int, started: int) -> None:
+        runs.append(j)
+        real(self, j, started)
+
+    monkeypatch.setattr(ReplicaEngine, "_commit_run", spy)
+    fast = sim.simulate(s, decode_runs=True)
+    _same_result(stepped, fast)
+    # The fast path did the work it claims: runs of many iterations.
+    assert max(runs) > 5, runs[:20]
+    assert sum(runs) > 0.3 * stepped.iterations.num_rows
+
+
+def test_scenarios_exercise_what_they_claim() -> None:
+    r = sim.simulate(_load("measured_a100_chunked_preempting")).summary
+    assert r["requests"]["preemptions"] > 0
+    assert "measured" in r["profile"]["kind"]
+    h = sim.simulate(_load("roofline_tp2_sessions_priorities_horizon"))
+    assert h.summary["requests"]["in_flight"] > 0
+    assert h.iterations.column("tokens_out").to_numpy()[-3:].min() == 0  # an iteration cut at the horizon
+
+
+def _profiles() -> list[Any]:
+    out = []
+    for data in ({"profile": {"kind": "roofline"}},
+                 {"model": "mixtral-8x7b", "hardware": "h100-sxm", "quantization": "fp8", "tp": 2},
+                 {"model": "llama-3.1-8b", "quantization": "bf16", "hardware": "a100-80gb", "profile": {"kind": "auto"}},
+                 {"model": "llama-3.1-70b", "quantization": "fp16", "hardware": "h100-sxm", "tp": 4,
+                  "profile": {"kind": "auto"}},
+                 {"profile": {"kind": "explicit", "fixed_s": 0.01, "per_token_s": 3e-5, "decode_attention_s": 7e-9,
+                              "kv_capacity_tokens": 100000}}):
+        base = {"workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": 1, "classes": [_CHAT]}}
+        out.append(sim.load_scenario({**base, **data}).build_profile())
+    return out
+
+
+PROFILES = _profiles()
+
+
+@settings(max_examples=200, deadline=None)
+@given(which=st.integers(0, len(PROFILES) - 1),
+       contexts=st.lists(st.integers(1, 131072), min_size=1, max_size=300))
+def test_decode_steps_equals_step_bit_for_bit(which: int, contexts: list[int]) -> None:
+    p = PROFILES[which]
+    ctx = np.asarray(contexts, np.int64)
+    empty = np.empty(0, np.int64)
+    want = p.step(BatchShape(empty, empty, ctx))
+    # The same batch as the third iteration of a run whose first had contexts ctx - 2.
+    b = ctx.size
+    seconds, flops, nbytes = p.decode_steps(b, (int(ctx.sum()) - 2 * b + b * np.arange(3)).astype(np.float64))
+    assert seconds[2] == want.seconds
+    np.testing.assert_array_equal([flops[2], nbytes[2]], [want.flops, want.bytes])  # NaN equals NaN here
