@@ -19,10 +19,12 @@ ties by SimPy's event ids; with continuous arrival times they do not occur.
 
 from __future__ import annotations
 
+import heapq
 from typing import Callable, Generator
 
 import numpy as np
 import simpy
+from simpy.core import NORMAL
 
 from calibration.profile import BatchShape, Profile
 from sim.iteration_log import IterationLog
@@ -32,15 +34,23 @@ from sim.state import COMPLETED, RUNNING, ReplicaState
 __all__ = ["ReplicaEngine"]
 
 
-def _delay_to(now: float, t: float) -> float:
-    """A delay d with ``now + d == t`` in floating point (SimPy schedules at ``now + delay``)."""
+def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
+    """A timeout that fires at time ``t`` exactly.
+
+    SimPy schedules at ``now + delay``; a delay that lands exactly on ``t`` exists unless now's
+    offset is half an ulp of ``t`` (the sum then rounds to even). Then the event goes straight into
+    the environment's queue at ``t``, with the priority and id order a timeout would get."""
+    now = env.now
     d = t - now
-    for _ in range(4):
+    for _ in range(8):
         got = now + d
         if got == t:
-            break
-        d = float(np.nextafter(d, np.inf if got < t else -np.inf))
-    return d
+            return env.timeout(d)
+        d = d + (t - got)  # the residual is exact: got is within an ulp or two of t
+    ev = simpy.Event(env)
+    ev._ok, ev._value = True, None
+    heapq.heappush(env._queue, (t, NORMAL, next(env._eid), ev))  # type: ignore[attr-defined]
+    return ev
 
 
 class ReplicaEngine:
@@ -141,7 +151,7 @@ class ReplicaEngine:
         self._run_ends, self._run_cut = ends, k - 1
         while True:
             try:
-                yield env.timeout(_delay_to(env.now, float(ends[self._run_cut])))
+                yield _timeout_at(env, float(ends[self._run_cut]))
                 break
             except simpy.Interrupt:  # wake() moved the cut earlier
                 continue
