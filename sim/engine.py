@@ -78,19 +78,21 @@ class _Run:
         self.router = make_router(s.router.policy)
         self.max_out = s.router.max_outstanding_per_replica
         self.central: list[tuple[int, int, int]] = []
-        self.all_replicas = list(range(s.replicas))
+        self.load = np.zeros(s.replicas, np.int64)  # outstanding (waiting + running) requests per replica
         self.finished = 0
         self._milestone: simpy.Event | None = None  # progress reporting only
         self._target = 0
         self.env.process(self._source())
 
-    def _eligible(self) -> list[int]:
+    def _eligible(self) -> np.ndarray | None:
+        """Replicas that may take a request now (None: all of them; empty: none)."""
         if self.max_out is None:
-            return self.all_replicas
-        return [k for k, st in enumerate(self.states) if st.outstanding < self.max_out]
+            return None
+        return np.flatnonzero(self.load < self.max_out)
 
     def _send(self, i: int, k: int) -> None:
         self.reqs.replica[i] = k
+        self.load[k] += 1
         self.states[k].enqueue(i)
         self.engines[k].wake()
 
@@ -117,8 +119,8 @@ class _Run:
             self._release_followers(np.array([i]))
             return
         eligible = self._eligible()
-        if eligible:
-            self._send(i, self.router.choose(self.states, eligible))
+        if eligible is None or eligible.size:
+            self._send(i, self.router.choose(self.load, eligible))
         else:
             r.status[i] = WAITING  # arrived, held in the router's central queue
             heapq.heappush(self.central, (int(r.priority[i]), int(r.seq[i]), i))
@@ -137,12 +139,13 @@ class _Run:
     def _on_finish(self, replica: int, done: np.ndarray) -> None:
         self._ended(done.size)
         self._release_followers(done)
+        self.load[replica] -= done.size
         while self.central:
             eligible = self._eligible()
-            if not eligible:
+            if eligible is not None and not eligible.size:
                 break
             _, _, i = heapq.heappop(self.central)
-            self._send(i, self.router.choose(self.states, eligible))
+            self._send(i, self.router.choose(self.load, eligible))
 
     def run(self, progress: ProgressFn | None) -> float:
         """Run to the horizon or until every request has ended; return the end time."""
@@ -195,7 +198,7 @@ class _Run:
         horizon = self.s.measurement.horizon_s
         if horizon is not None and self.finished < self.reqs.arrival.size:
             return float(horizon)
-        ends = [e.log.last_end for e in self.engines if e.log.iters.rows]
+        ends = [e.log.last_end for e in self.engines if e.log.rows]
         arrived = self.reqs.arrival[~np.isnan(self.reqs.arrival)]
         last_arrival = float(arrived.max()) if arrived.size else 0.0
         return float(max(ends + [last_arrival]))

@@ -1,12 +1,15 @@
-"""Per-iteration records of one replica, kept as columnar numpy chunks.
+"""Per-iteration records of one replica, kept compactly and sealed into columnar numpy chunks.
 
-An engine iteration appends one row (or a decode run appends many at once); rows fill a
-preallocated chunk of :data:`CHUNK_ROWS` rows, and a full chunk is sealed and handed to the
-log's sink. The default sink keeps sealed chunks in memory; :mod:`sim.records` can pass one that
-streams them to Parquet, so a long run holds only one open chunk per replica.
+An iteration stepped on its own adds one row of Python scalars; a decode run (``sim.replica``)
+adds one *segment*: a few scalars and views of the arrays it was priced with, expanded into rows
+only when the chunk is sealed, with a handful of vectorised operations for all segments at once.
+That keeps the per-iteration bookkeeping of a run out of the engine's hot path. A chunk is sealed
+once it holds :data:`CHUNK_ROWS` rows (and at the end of the run) and handed to the log's sink:
+by default kept in memory; :mod:`sim.records` may pass one that streams chunks to Parquet.
 
 Inter-token gaps are kept compactly alongside: an iteration whose emitting sequences all waited
 the same time adds one (gap, count, time) row; any other adds its array of gaps (with its time).
+Rows and gap rows are sealed in the order the iterations happened, however they were recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 __all__ = ["CHUNK_ROWS", "ITERATION_COLUMNS", "IterationLog"]
 
-CHUNK_ROWS = 1 << 14
+CHUNK_ROWS = 1 << 15
 
 # Column name -> dtype, in table order (the table adds ``replica`` in front).
 ITERATION_COLUMNS: dict[str, type] = {
@@ -25,120 +28,178 @@ ITERATION_COLUMNS: dict[str, type] = {
     "decode_seqs": np.int64, "tokens_out": np.int64, "kv_blocks_used": np.int64, "flops": np.float64,
     "bytes": np.float64,
 }
-_ITL_COLUMNS: dict[str, type] = {"value": np.float64, "count": np.int64, "time": np.float64}
+ITL_COLUMNS: dict[str, type] = {"value": np.float64, "count": np.int64, "time": np.float64}
+_ROW = tuple(ITERATION_COLUMNS)
 
 Chunk = dict[str, np.ndarray]
 
 
-class _Columns:
-    """Rows appended into preallocated numpy columns; full chunks go to ``sink``."""
-
-    __slots__ = ("dtypes", "cols", "n", "sink", "sealed_rows")
-
-    def __init__(self, dtypes: dict[str, type], sink: Callable[[Chunk], None]):
-        self.dtypes = dtypes
-        self.sink = sink
-        self.sealed_rows = 0
-        self._fresh()
-
-    def _fresh(self) -> None:
-        self.cols = {k: np.zeros(CHUNK_ROWS, dt) for k, dt in self.dtypes.items()}
-        self.n = 0
-
-    def seal(self) -> None:
-        """Hand the filled part of the open chunk to the sink and open a new one."""
-        if self.n:
-            self.sink({k: v[:self.n].copy() if self.n < CHUNK_ROWS else v for k, v in self.cols.items()})
-            self.sealed_rows += self.n
-        self._fresh()
-
-    def row(self) -> int:
-        """Position of a new row in the open chunk (sealing it first when full)."""
-        if self.n == CHUNK_ROWS:
-            self.seal()
-        self.n += 1
-        return self.n - 1
-
-    def extend(self, values: dict[str, np.ndarray | float | int], count: int) -> None:
-        """Append ``count`` rows; each value is an array of ``count`` or a scalar for all of them."""
-        done = 0
-        while done < count:
-            if self.n == CHUNK_ROWS:
-                self.seal()
-            take = min(count - done, CHUNK_ROWS - self.n)
-            for k, v in values.items():
-                self.cols[k][self.n:self.n + take] = v if np.ndim(v) == 0 else v[done:done + take]
-            self.n += take
-            done += take
-
-    @property
-    def rows(self) -> int:
-        return self.sealed_rows + self.n
+def _segments(lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For segments of ``lengths`` laid end to end: each row's segment, and each segment's first row."""
+    lens = np.asarray(lengths, np.int64)
+    first = np.cumsum(lens) - lens
+    return np.repeat(np.arange(lens.size), lens), first
 
 
 class IterationLog:
     """One replica's iteration rows and inter-token gaps.
 
-    ``sink(chunk)`` receives each sealed chunk of iteration rows; without one, they are kept in
+    ``sink(chunk)`` receives each sealed chunk of iteration rows; without one they are kept in
     :attr:`chunks` for :meth:`columns`. Gap rows are always kept (the summary needs them).
     """
 
     def __init__(self, sink: Callable[[Chunk], None] | None = None):
-        self.chunks: dict[str, list[Chunk]] = {"iterations": [], "itl": []}
-        self.iters = _Columns(ITERATION_COLUMNS, sink or self.chunks["iterations"].append)
-        self.itl = _Columns(_ITL_COLUMNS, self.chunks["itl"].append)
+        self.chunks: list[Chunk] = []
+        self.itl_chunks: list[Chunk] = []
+        self.sink = sink or self.chunks.append
         self.itl_extra: list[np.ndarray] = []
         self.itl_extra_time: list[float] = []
         self.last_end = float("nan")
+        self.rows = 0  # iterations recorded so far
+        self._open()
 
+    def _open(self) -> None:
+        # One iteration per entry, in order; an entry is a tuple of the row's values, or a run:
+        # (first start, durations, flops, bytes, ends, decode seqs, kv blocks at its first iteration,
+        # cumulative new blocks after it or None, rows, rows that emitted).
+        self._rows: list[tuple] = []
+        self._runs: list[tuple] = []
+        self._order: list[int] = []  # 0: a row, 1: a run, in the order recorded
+        self._n = 0
+        # Gap rows likewise: (value, count, time) or a run's end times and its batch size.
+        self._gap_rows: list[tuple[float, int, float]] = []
+        self._gap_runs: list[tuple[np.ndarray, int]] = []
+        self._gap_order: list[int] = []
+
+    # -- recording ----------------------------------------------------------------------------
     def begin(self, start: float, duration: float, prefill_tokens: int, prefill_seqs: int, decode_seqs: int,
-              kv_blocks_used: int, flops: float, nbytes: float) -> int:
-        """Record an iteration as it starts; return its row for :meth:`tokens_out`."""
-        c = self.iters
-        i = c.row()
-        cols = c.cols
-        cols["start_s"][i] = start
-        cols["duration_s"][i] = duration
-        cols["prefill_tokens"][i] = prefill_tokens
-        cols["prefill_seqs"][i] = prefill_seqs
-        cols["decode_seqs"][i] = decode_seqs
-        cols["kv_blocks_used"][i] = kv_blocks_used
-        cols["flops"][i] = flops
-        cols["bytes"][i] = nbytes
+              kv_blocks_used: int, flops: float, nbytes: float) -> list:
+        """Record an iteration as it starts; returns its row, whose ``tokens_out`` (index 5) the
+        engine sets when it ends."""
+        if self._n >= CHUNK_ROWS:
+            self.seal()
+        row = [start, duration, prefill_tokens, prefill_seqs, decode_seqs, 0, kv_blocks_used, flops, nbytes]
+        self._rows.append(row)  # type: ignore[arg-type]
+        self._order.append(0)
+        self._n += 1
+        self.rows += 1
         self.last_end = start + duration
-        return i
+        return row
 
-    def tokens_out(self, row: int, tokens: int) -> None:
-        """Set the tokens emitted by the iteration at ``row`` of the open chunk (called at its end,
-        before any other iteration of this replica is recorded)."""
-        self.iters.cols["tokens_out"][row] = tokens
+    def run(self, start: float, seconds: np.ndarray, flops: np.ndarray, nbytes: np.ndarray, ends: np.ndarray,
+            seqs: int, kv_blocks: int, new_blocks: np.ndarray | None, rows: int, emitted: int) -> None:
+        """Record the first ``rows`` iterations of a decode run that began at ``start``: iteration i
+        took ``seconds[i]`` and ended at ``ends[i]``; ``new_blocks[i]`` blocks had been added by
+        its iteration i + 1; the first ``emitted`` iterations produced a token for every sequence."""
+        if self._n >= CHUNK_ROWS:
+            self.seal()
+        self._runs.append((start, seconds, flops, nbytes, ends, seqs, kv_blocks, new_blocks, rows, emitted))
+        self._order.append(1)
+        self._n += rows
+        self.rows += rows
+        self.last_end = float(ends[rows - 1])
 
     def gaps(self, t: float, gaps: np.ndarray) -> None:
         """Inter-token gaps of the tokens emitted at time ``t``."""
         lo = gaps.min()
         if lo == gaps.max():
-            c = self.itl
-            i = c.row()
-            c.cols["value"][i] = lo
-            c.cols["count"][i] = gaps.size
-            c.cols["time"][i] = t
+            self._gap_rows.append((float(lo), gaps.size, t))
+            self._gap_order.append(0)
         else:
             self.itl_extra.append(gaps)
             self.itl_extra_time.append(t)
 
+    def run_gaps(self, ends: np.ndarray, seqs: int) -> None:
+        """The gaps of a decode run's iterations after its first: ``seqs`` tokens at each of
+        ``ends[1:]``, each ``ends[i] - ends[i - 1]`` after the one before."""
+        self._gap_runs.append((ends, seqs))
+        self._gap_order.append(1)
+
+    # -- sealing ------------------------------------------------------------------------------
     def seal(self) -> None:
-        """Flush the open chunks (at the end of a run)."""
-        self.iters.seal()
-        self.itl.seal()
+        """Expand what the open chunk holds into columns and hand them on."""
+        if self._n:
+            self.sink(self._iteration_chunk())
+        if self._gap_order:
+            self.itl_chunks.append(self._gap_chunk())
+        self._open()
+
+    def _iteration_chunk(self) -> Chunk:
+        order = np.asarray(self._order, np.int8)
+        lens = np.ones(order.size, np.int64)
+        if self._runs:
+            lens[order == 1] = [r[8] for r in self._runs]
+        first = np.cumsum(lens) - lens
+        out = {k: np.empty(self._n, dt) for k, dt in ITERATION_COLUMNS.items()}
+        if self._rows:
+            at = first[order == 0]
+            cols = list(zip(*self._rows))
+            for k, values in zip(_ROW, cols):
+                out[k][at] = values
+        if self._runs:
+            runs = self._runs
+            seg, seg_first = _segments([r[8] for r in runs])
+            at = np.repeat(first[order == 1], [r[8] for r in runs]) + (np.arange(seg.size) - seg_first[seg])
+            out["duration_s"][at] = np.concatenate([r[1][:r[8]] for r in runs])
+            out["flops"][at] = np.concatenate([r[2][:r[8]] for r in runs])
+            out["bytes"][at] = np.concatenate([r[3][:r[8]] for r in runs])
+            # An iteration starts where the one before it in its run ended; the first at the run's start.
+            starts = np.empty(seg.size)
+            starts[1:] = np.concatenate([r[4][:r[8]] for r in runs])[:-1]
+            starts[seg_first] = [r[0] for r in runs]
+            out["start_s"][at] = starts
+            out["prefill_tokens"][at] = 0
+            out["prefill_seqs"][at] = 0
+            seqs = np.repeat([r[5] for r in runs], [r[8] for r in runs])
+            out["decode_seqs"][at] = seqs
+            within = np.arange(seg.size) - seg_first[seg]
+            out["tokens_out"][at] = np.where(within < np.asarray([r[9] for r in runs])[seg], seqs, 0)
+            kv = np.repeat([r[6] for r in runs], [r[8] for r in runs])
+            grown = [r[7][:r[8] - 1] for r in runs if r[7] is not None and r[8] > 1]
+            if grown:
+                later = within > 0
+                has = np.asarray([r[7] is not None for r in runs])[seg] & later
+                kv[has] += np.concatenate(grown)
+            out["kv_blocks_used"][at] = kv
+        return out
+
+    def _gap_chunk(self) -> Chunk:
+        order = np.asarray(self._gap_order, np.int8)
+        runs = self._gap_runs
+        lens = np.ones(order.size, np.int64)
+        if runs:
+            lens[order == 1] = [e.size - 1 for e, _ in runs]
+        first = np.cumsum(lens) - lens
+        n = int(lens.sum())
+        out = {k: np.empty(n, dt) for k, dt in ITL_COLUMNS.items()}
+        if self._gap_rows:
+            at = first[order == 0]
+            v, c, t = zip(*self._gap_rows)
+            out["value"][at], out["count"][at], out["time"][at] = v, c, t
+        if runs:
+            sizes = [e.size - 1 for e, _ in runs]
+            seg, seg_first = _segments(sizes)
+            at = np.repeat(first[order == 1], sizes) + (np.arange(seg.size) - seg_first[seg])
+            ends = np.concatenate([e for e, _ in runs])
+            # Drop each run's first end: its gaps were recorded by gaps(); the rest follow one another.
+            heads = np.cumsum([e.size for e, _ in runs]) - np.asarray([e.size for e, _ in runs])
+            keep = np.ones(ends.size, bool)
+            keep[heads] = False
+            diff = np.empty(ends.size)
+            diff[1:] = ends[1:] - ends[:-1]
+            out["value"][at] = diff[keep]
+            out["time"][at] = ends[keep]
+            out["count"][at] = np.repeat([b for _, b in runs], sizes)
+        return out
 
     @staticmethod
     def _concat(chunks: list[Chunk], dtypes: dict[str, type]) -> dict[str, np.ndarray]:
         return {k: np.concatenate([c[k] for c in chunks]) if chunks else np.empty(0, dt) for k, dt in dtypes.items()}
 
     def columns(self) -> dict[str, np.ndarray]:
-        """All iteration rows kept in memory, as whole columns."""
-        return self._concat(self.chunks["iterations"], ITERATION_COLUMNS)
+        """All iteration rows kept in memory (after :meth:`seal`), as whole columns."""
+        return self._concat(self.chunks, ITERATION_COLUMNS)
 
     def itl_columns(self) -> dict[str, np.ndarray]:
-        """All equal-gap rows kept in memory (value, count, time), as whole columns."""
-        return self._concat(self.chunks["itl"], _ITL_COLUMNS)
+        """All equal-gap rows (after :meth:`seal`), as whole columns: value, count, time."""
+        return self._concat(self.itl_chunks, ITL_COLUMNS)

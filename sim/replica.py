@@ -117,7 +117,7 @@ class ReplicaEngine:
             row = log.begin(now, cost.seconds, int(shape.prefill_chunk.sum()), shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
             yield env.timeout(cost.seconds)
-            log.tokens_out(row, self._commit(idx, comp + n, env.now))
+            row[5] = self._commit(idx, comp + n, env.now)  # tokens_out
 
     def _decode_run(self, idx: np.ndarray, comp: np.ndarray, now: float) -> Generator[simpy.Event, None, None]:
         """Run the decode-only batch ``idx`` (already scheduled for one iteration) for as many
@@ -126,19 +126,19 @@ class ReplicaEngine:
         b = idx.size
         left = r.output[idx] - r.generated[idx]
         k = int(left.min())  # the run ends with the first completion at the latest
-        need = None
+        need = slack = None
         if k > 1 and self._run_mode == "grow":
             # Iteration 1's blocks are allocated. Sequence i has ``slack`` free slots after it, so it
             # takes a new block at iterations 2 + slack, 2 + slack + bs, ...
             bs = self.scheduler.block_size
-            slack = r.blocks[idx] * bs - (comp + 1)
+            slack = r.blocks[idx] * bs - comp - 1
             if int(slack.max()) < bs:
-                need = np.cumsum(np.bincount(slack, minlength=bs)[np.arange(k - 1) % bs])
-                fit = int(np.searchsorted(need, st.free_blocks, side="right"))
-                k = 1 + fit  # iteration k + 1 would have to preempt: it is scheduled step by step
+                need = np.bincount(slack, minlength=bs)[np.arange(k - 1) % bs].cumsum()
+                k = 1 + int(need.searchsorted(st.free_blocks, side="right"))  # iteration k + 1 would preempt
             else:
                 k = 1
-        context = (int(comp.sum()) + b * np.arange(1, k + 1)).astype(np.float64)
+        s0 = int(comp.sum())
+        context = np.arange(s0 + b, s0 + b * k + 1, b, dtype=np.float64)  # Σ context after each iteration
         if self._decode_steps is not None:
             seconds, flops, nbytes = self._decode_steps(b, context)
         else:  # a profile without decode_steps: price each iteration through step()
@@ -146,8 +146,11 @@ class ReplicaEngine:
             costs = [self.profile.step(BatchShape(empty, empty, comp + 1 + j)) for j in range(k)]
             seconds, flops, nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
                                       for a in ("seconds", "flops", "bytes"))
-        ends = np.cumsum(np.concatenate(([now], seconds)))[1:]  # SimPy's running sums, in order
-        self._run = (idx, comp, left, now, seconds, flops, nbytes, ends, need, k)
+        # Iteration end times: the running sums SimPy forms stepping one by one, in the same order.
+        ends = seconds.copy()
+        ends[0] += now
+        ends.cumsum(out=ends)
+        self._run = (idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k)
         self._run_ends, self._run_cut = ends, k - 1
         while True:
             try:
@@ -161,34 +164,21 @@ class ReplicaEngine:
     def _commit_run(self, j: int, started: int) -> None:
         """Commit the first ``j`` iterations of the decode run in flight and log the first
         ``started`` of them (``j``, or one more when the horizon falls inside an iteration)."""
-        idx, comp, left, now, seconds, flops, nbytes, ends, need, k = self._run
+        idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k = self._run
         st, r, log = self.state, self.state.reqs, self.log
         b = idx.size
-        kv = np.full(started, st.total_blocks - st.free_blocks, np.int64)
-        if need is not None and started > 1:
-            kv[1:] += need[:started - 1]
-        starts = np.empty(started)
-        starts[0] = now
-        starts[1:] = ends[:started - 1]
-        tokens = np.full(started, b, np.int64)
-        tokens[j:] = 0
-        log.iters.extend({"start_s": starts, "duration_s": seconds[:started], "prefill_tokens": 0,
-                          "prefill_seqs": 0, "decode_seqs": b, "tokens_out": tokens, "kv_blocks_used": kv,
-                          "flops": flops[:started], "bytes": nbytes[:started]}, started)
-        log.last_end = float(ends[started - 1])
+        log.run(now, seconds, flops, nbytes, ends, b, st.total_blocks - st.free_blocks, need, started, j)
         if not j:
             return
         if need is not None and j > 1:
-            bs = self.scheduler.block_size
-            slack = r.blocks[idx] * bs - (comp + 1)
-            r.blocks[idx] += np.maximum((j - 2 - slack) // bs + 1, 0)
+            r.blocks[idx] += np.maximum((j - 2 - slack) // self.scheduler.block_size + 1, 0)
             st.free_blocks -= int(need[j - 2])
         r.computed[idx] = comp + j
         r.generated[idx] += j
         r.num_tokens[idx] += j
         log.gaps(float(ends[0]), ends[0] - r.last_token[idx])
         if j > 1:
-            log.itl.extend({"value": np.diff(ends[:j]), "count": b, "time": ends[1:j]}, j - 1)
+            log.run_gaps(ends[:j], b)
         t = float(ends[j - 1])
         r.last_token[idx] = t
         if j == k:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol
 
-from sim.state import ReplicaState
+import numpy as np
 
 __all__ = ["Router", "make_router"]
 
 
 class Router(Protocol):
-    def choose(self, replicas: Sequence[ReplicaState], eligible: Sequence[int]) -> int:
-        """Pick one replica index out of ``eligible`` (never empty)."""
+    def choose(self, load: np.ndarray, eligible: np.ndarray | None) -> int:
+        """Pick a replica: ``load[k]`` is replica k's outstanding requests (waiting plus running);
+        ``eligible`` the ascending indices it may pick from (never empty), or None for all."""
         ...
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from sim.state import ReplicaState
+import numpy as np
 
 __all__ = ["LeastOutstanding"]
 
 
 class LeastOutstanding:
-    def choose(self, replicas: Sequence[ReplicaState], eligible: Sequence[int]) -> int:
-        return min(eligible, key=lambda k: replicas[k].outstanding)
+    def choose(self, load: np.ndarray, eligible: np.ndarray | None) -> int:
+        if eligible is None:
+            return int(load.argmin())  # the first minimum: the lowest index
+        return int(eligible[load[eligible].argmin()])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from sim.state import ReplicaState
+import numpy as np
 
 __all__ = ["RoundRobin"]
 
@@ -13,14 +11,14 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, replicas: Sequence[ReplicaState], eligible: Sequence[int]) -> int:
+    def choose(self, load: np.ndarray, eligible: np.ndarray | None) -> int:
         # Take the first eligible replica at or after the cursor, so turns stay fair when the
         # central queue limits which replicas may take work.
-        n = len(replicas)
-        ok = set(eligible)
-        for step in range(n):
-            k = (self._next + step) % n
-            if k in ok:
-                self._next = (k + 1) % n
-                return k
-        raise ValueError("no eligible replica")
+        n = load.size
+        if eligible is None:
+            k = self._next
+        else:
+            later = eligible[eligible >= self._next]
+            k = int(later[0] if later.size else eligible[0])
+        self._next = (k + 1) % n
+        return k
