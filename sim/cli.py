@@ -159,6 +159,12 @@ def run(
                                         "or --set workload.classes.0.slo.ttft_s=0.5. Repeatable."),
     seed: Optional[int] = typer.Option(None, help="Override the scenario's seed."),
     no_write: bool = typer.Option(False, "--no-write", help="Print the summary only; write no files."),
+    records: str = typer.Option(
+        "full", "--records", metavar="full|stream|summary",
+        help="What the run keeps. full: every table in memory, written at the end. stream: iteration rows "
+             "written to OUT/iterations.parquet chunk by chunk as the run goes (for long runs: memory stays "
+             "bounded). summary: only summary.json and scenario.yaml, no per-request or per-iteration tables "
+             "(for sweeps; the summary is the same, exactly)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table; still writes files."),
     show_scenario: bool = typer.Option(False, "--show-scenario",
                                        help="Print the resolved scenario as YAML (every default filled in) and exit: "
@@ -169,11 +175,19 @@ def run(
     if show_scenario:
         typer.echo(yaml.safe_dump(sc.to_dict(), sort_keys=False), nl=False)
         return
+    from functools import partial
+
     from sim.engine import simulate
     from sim.errors import ScenarioError
+    from sim.records import RECORDS
 
+    if records not in RECORDS:
+        _fail(f"--records {records!r}: must be one of {', '.join(RECORDS)}")
+    if records == "stream" and no_write:
+        _fail("--records stream writes iterations.parquet as the run goes: it cannot go with --no-write")
     try:
-        result = _simulate(sc, quiet, simulate)
+        result = _simulate(sc, quiet, partial(simulate, records=records,
+                                              stream_to=out if records == "stream" else None))
     except ScenarioError as e:  # the workload could not be drawn (e.g. an unreadable trace file)
         _fail(f"{scenario or 'default scenario'}: {e}")
     written = None if no_write else result.write(out)

@@ -8,7 +8,9 @@ reached, and hand the state to :mod:`sim.records` and :mod:`sim.metrics`.
 from __future__ import annotations
 
 import heapq
+import os
 import time
+from pathlib import Path
 from typing import Callable, Generator
 
 import numpy as np
@@ -17,7 +19,8 @@ import simpy
 
 from sim.config import Scenario
 from sim.errors import ScenarioError
-from sim.records import SimResult, build_result
+from sim.iteration_log import IterationLog
+from sim.records import RecordSink, SimResult, build_result
 from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
@@ -53,7 +56,7 @@ class _Run:
     """Wiring of one simulation: the source process, releases of follow-up requests, and the
     router's central queue."""
 
-    def __init__(self, s: Scenario, table: pa.Table, decode_runs: bool = True):
+    def __init__(self, s: Scenario, table: pa.Table, decode_runs: bool = True, sink: RecordSink | None = None):
         self.s = s
         self.env = simpy.Environment()
         arrival = table.column("arrival_s").to_numpy()
@@ -72,7 +75,8 @@ class _Run:
             ReplicaEngine(self.env, st, make_scheduler(e.scheduler, max_num_seqs=e.max_num_seqs,
                                                        max_num_batched_tokens=e.max_num_batched_tokens,
                                                        block_size=e.block_size, chunked=e.chunked),
-                          self.profile, self._on_finish, decode_runs=decode_runs)
+                          self.profile, self._on_finish, decode_runs=decode_runs,
+                          log=IterationLog(sink.for_replica(k) if sink is not None else None))
             for k, st in enumerate(self.states)
         ]
         self.router = make_router(s.router.policy)
@@ -282,24 +286,33 @@ def _checked(table: pa.Table) -> pa.Table:
 
 
 def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
-             progress: ProgressFn | None = None, decode_runs: bool = True) -> SimResult:
+             progress: ProgressFn | None = None, decode_runs: bool = True, records: str = "full",
+             stream_to: str | os.PathLike | None = None) -> SimResult:
     """Simulate ``scenario`` and return its records and summary.
 
     ``requests`` replaces the scenario's generated workload with a RequestTable of your own
     (columns as in :data:`workloads.REQUEST_SCHEMA`; the optional ones may be left out). ``progress`` is
-    called now and then with (requests finished, requests in all). ``decode_runs=False`` steps
-    every iteration on its own instead of advancing runs of decode-only iterations at once: the
-    same results, slower (the reference the fast path is tested against).
+    called now and then with (requests finished, requests in all). ``records`` says what the run
+    keeps (:mod:`sim.records`): ``"full"`` tables in memory, ``"stream"`` iteration rows written to
+    ``stream_to``/iterations.parquet as the run goes, ``"summary"`` the summary alone (exact, the
+    same numbers). ``decode_runs=False`` steps every iteration on its own instead of advancing runs
+    of decode-only iterations at once: the same results, slower (the reference the fast path is
+    tested against).
     """
     wall = time.perf_counter()
-    if requests is None:
-        try:
-            table = generate(scenario.workload, scenario.seed, scenario.max_context)
-        except ValueError as e:  # a trace file that cannot be read, a rate profile that runs dry
-            raise ScenarioError(f"workload: {e}") from None
-    else:
-        table = _checked(requests)
-    run = _Run(scenario, table, decode_runs)
-    end = run.run(progress)
-    return build_result(scenario, table, run.reqs, run.reject, run.engines, run.profile, end,
-                        time.perf_counter() - wall)
+    sink = RecordSink(records, scenario.replicas, Path(stream_to) if stream_to is not None else None)
+    try:
+        if requests is None:
+            try:
+                table = generate(scenario.workload, scenario.seed, scenario.max_context)
+            except ValueError as e:  # a trace file that cannot be read, a rate profile that runs dry
+                raise ScenarioError(f"workload: {e}") from None
+        else:
+            table = _checked(requests)
+        run = _Run(scenario, table, decode_runs, sink)
+        end = run.run(progress)
+        return build_result(scenario, table, run.reqs, run.reject, run.engines, run.profile, end,
+                            time.perf_counter() - wall, sink)
+    except BaseException:
+        sink.abort()
+        raise

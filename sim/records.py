@@ -3,18 +3,33 @@
 Tables are pyarrow (``.to_pandas()`` is there for those who want it). ``SimResult.write`` puts
 ``requests.parquet``, ``iterations.parquet``, ``timeline.parquet``, ``summary.json`` and the
 resolved ``scenario.yaml`` in one directory; same scenario and seed give byte-identical Parquet.
+
+How much a run keeps is its ``records`` mode (:data:`RECORDS`):
+
+- ``full``: every table in memory (the default; what notebooks want);
+- ``stream``: iteration rows go to ``iterations.parquet`` in the output directory chunk by chunk
+  as the run goes (each replica's rows in time order, chunks as they fill), so a long run never
+  holds them; the other files are written at the end;
+- ``summary``: no per-request or per-iteration tables at all, only ``summary.json`` (and the
+  scenario), for sweeps of many scenarios. The summary is the same, exactly: percentiles are
+  computed from every request's and every token's value, not from a sketch.
+
+In every mode the summary needs only three columns of the iteration rows (start, duration,
+tokens out), which are kept compactly.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -27,30 +42,43 @@ from sim.state import COMPLETED, PENDING, REJECTED, RUNNING, WAITING, RequestSta
 if TYPE_CHECKING:
     from sim.replica import ReplicaEngine
 
-__all__ = ["SimResult", "build_result"]
+__all__ = ["RECORDS", "RecordSink", "SimResult", "build_result"]
 
 _STATUS = {PENDING: "not_arrived", WAITING: "in_flight", RUNNING: "in_flight", COMPLETED: "completed",
            REJECTED: "rejected"}
 
 
+RECORDS = ("full", "stream", "summary")
+_ESSENTIAL = ("start_s", "duration_s", "tokens_out")
+ITERATION_SCHEMA = pa.schema([("replica", pa.int64())] + [
+    (k, pa.float64() if dt is np.float64 else pa.int64()) for k, dt in ITERATION_COLUMNS.items()])
+
+
 @dataclass(frozen=True)
 class SimResult:
-    """What one simulation produced."""
+    """What one simulation produced. A table the run's ``records`` mode did not keep is None:
+    ``iterations`` with ``stream`` (it is in :attr:`streamed`), all three with ``summary``."""
 
     scenario: Scenario
-    requests: pa.Table
-    iterations: pa.Table
-    timeline: pa.Table
+    requests: pa.Table | None
+    iterations: pa.Table | None
+    timeline: pa.Table | None
     summary: dict[str, Any]
     wall_s: float = field(compare=False)
+    streamed: Path | None = field(default=None, compare=False)  # iterations.parquet written as the run went
 
     def write(self, out_dir: str | os.PathLike) -> Path:
         """Write tables, summary and scenario into ``out_dir`` (created if needed); each file goes
         through a temporary name and ``os.replace`` so a crash never leaves half a file."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if self.streamed is not None and self.streamed.resolve() != (out / "iterations.parquet").resolve():
+            shutil.copyfile(self.streamed, out / ".iterations.parquet.tmp")
+            os.replace(out / ".iterations.parquet.tmp", out / "iterations.parquet")
         for name, table in (("requests", self.requests), ("iterations", self.iterations),
                             ("timeline", self.timeline)):
+            if table is None:
+                continue
             tmp = out / f".{name}.parquet.tmp"
             pq.write_table(table, tmp)
             os.replace(tmp, out / f"{name}.parquet")
@@ -62,26 +90,101 @@ class SimResult:
         return out
 
 
-def _request_table(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray) -> pa.Table:
+class RecordSink:
+    """Where a run's iteration chunks go (see the module docstring): one per run, asked for one
+    sink function per replica by the engine."""
+
+    def __init__(self, mode: str, replicas: int, stream_dir: Path | None = None):
+        if mode not in RECORDS:
+            raise ValueError(f"records = {mode!r}: must be one of {', '.join(RECORDS)}")
+        if mode == "stream" and stream_dir is None:
+            raise ValueError("records = 'stream' needs a directory to write iterations.parquet into")
+        self.mode = mode
+        self.essentials: list[list[dict[str, np.ndarray]]] = [[] for _ in range(replicas)]
+        self.path: Path | None = None
+        self._writer: pq.ParquetWriter | None = None
+        if mode == "stream":
+            assert stream_dir is not None
+            stream_dir.mkdir(parents=True, exist_ok=True)
+            self.path = stream_dir / "iterations.parquet"
+            self._tmp = stream_dir / ".iterations.parquet.tmp"
+            self._writer = pq.ParquetWriter(self._tmp, ITERATION_SCHEMA)
+
+    def for_replica(self, k: int):  # type: ignore[no-untyped-def]
+        """The sink for replica ``k``'s iteration log (None: the log keeps whole chunks itself)."""
+        if self.mode == "full":
+            return None
+        keep = self.essentials[k]
+
+        def sink(chunk: dict[str, np.ndarray]) -> None:
+            keep.append({c: chunk[c] for c in _ESSENTIAL})
+            if self._writer is not None:
+                n = chunk["start_s"].size
+                self._writer.write_table(pa.table({"replica": np.full(n, k, np.int64), **chunk}, schema=ITERATION_SCHEMA))
+
+        return sink
+
+    def close(self) -> None:
+        """Finish the streamed file (after every log is sealed)."""
+        if self._writer is not None:
+            self._writer.close()
+            os.replace(self._tmp, self.path)
+            self._writer = None
+
+    def abort(self) -> None:
+        """Drop a half-written stream (the run failed)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._tmp.unlink(missing_ok=True)
+            self._writer = None
+
+
+def _iteration_essentials(engines: Sequence[ReplicaEngine], sink: RecordSink) -> dict[str, np.ndarray]:
+    """Replica, start, duration and tokens out of every iteration, ordered by start (ties by replica)."""
+    parts = []
+    for k, e in enumerate(engines):
+        if sink.mode == "full":
+            cols = e.log.columns()
+        else:
+            chunks = sink.essentials[k]
+            cols = {c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
+                    for c in _ESSENTIAL}
+        parts.append({"replica": np.full(cols["start_s"].size, k, np.int64), **cols})
+    names = list(parts[0]) if parts else ["replica", *_ESSENTIAL]
+    merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in names}
+    order = np.lexsort((merged["replica"], merged["start_s"]))
+    return {c: v[order] for c, v in merged.items()}
+
+
+class _Requests:
+    """Per-request results as numpy columns: what the request table shows and the summary uses."""
+
+    def __init__(self, s: Scenario, table: pa.Table, r: RequestState):
+        self.done = r.status == COMPLETED
+        done = self.done
+        self.ttft = r.first_token - r.arrival
+        self.e2e = np.where(done, r.finish - r.arrival, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.tpot = np.where(done & (r.output > 1), (self.e2e - self.ttft) / (r.output - 1), np.nan)
+        self.queue = r.first_scheduled - r.arrival
+        # SLOs per class, vectorised: a missing target is +inf.
+        self.classes = {c.name: pc.equal(table.column("class"), c.name).to_numpy(zero_copy_only=False)
+                        for c in s.workload.classes}
+        ttft_max, tpot_max, e2e_max = (np.full(done.size, np.inf) for _ in range(3))
+        for c in s.workload.classes:
+            m = self.classes[c.name]
+            ttft_max[m] = c.slo.ttft_s if c.slo.ttft_s is not None else np.inf
+            tpot_max[m] = c.slo.tpot_s if c.slo.tpot_s is not None else np.inf
+            e2e_max[m] = c.slo.e2e_s if c.slo.e2e_s is not None else np.inf
+        self.met = done & (self.ttft <= ttft_max) & (self.e2e <= e2e_max) & ((r.output <= 1) | (self.tpot <= tpot_max))
+
+
+def _request_table(table: pa.Table, r: RequestState, reject: np.ndarray, q: _Requests) -> pa.Table:
     from sim.engine import REJECT_REASONS
 
     status = np.array([_STATUS[c] for c in range(5)], dtype=object)[r.status]
     reasons = np.array([None] + [REJECT_REASONS[k] for k in sorted(REJECT_REASONS)], dtype=object)[
         np.where(r.status == REJECTED, reject, 0)]
-    done = r.status == COMPLETED
-    ttft = r.first_token - r.arrival
-    e2e = np.where(done, r.finish - r.arrival, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(done & (r.output > 1), (e2e - ttft) / (r.output - 1), np.nan)
-    # SLOs per class, vectorised: a missing target is +inf.
-    cls = table.column("class").to_numpy(zero_copy_only=False)
-    ttft_max, tpot_max, e2e_max = (np.full(cls.size, np.inf) for _ in range(3))
-    for c in s.workload.classes:
-        m = cls == c.name
-        ttft_max[m] = c.slo.ttft_s if c.slo.ttft_s is not None else np.inf
-        tpot_max[m] = c.slo.tpot_s if c.slo.tpot_s is not None else np.inf
-        e2e_max[m] = c.slo.e2e_s if c.slo.e2e_s is not None else np.inf
-    met = done & (ttft <= ttft_max) & (e2e <= e2e_max) & ((r.output <= 1) | (tpot <= tpot_max))
     return pa.table({
         "request_id": table.column("request_id"),
         "class": table.column("class"),
@@ -90,14 +193,14 @@ def _request_table(s: Scenario, table: pa.Table, r: RequestState, reject: np.nda
         "status": pa.array(status.tolist(), type=pa.string()),
         "reject_reason": pa.array(reasons.tolist(), type=pa.string()),
         "arrival_s": r.arrival,
-        "queue_s": r.first_scheduled - r.arrival,
-        "ttft_s": ttft,
-        "tpot_s": tpot,
-        "e2e_s": e2e,
+        "queue_s": q.queue,
+        "ttft_s": q.ttft,
+        "tpot_s": q.tpot,
+        "e2e_s": q.e2e,
         "prompt_tokens": r.prompt,
         "output_tokens": r.output,
         "preemptions": r.preemptions,
-        "slo_met": pa.array(met, mask=~done),
+        "slo_met": pa.array(q.met, mask=~q.done),
     })
 
 
@@ -113,11 +216,11 @@ def _iteration_table(engines: Sequence[ReplicaEngine]) -> pa.Table:
     return pa.table({c: merged[c][order] for c in names})
 
 
-def _timeline(iters: pa.Table, replicas: int, end: float) -> pa.Table:
+def _timeline(it: dict[str, np.ndarray], replicas: int, end: float) -> pa.Table:
     """Busy and idle intervals per replica: consecutive iterations merge into one busy interval."""
-    rep = iters.column("replica").to_numpy()
-    start = iters.column("start_s").to_numpy()
-    stop = np.minimum(start + iters.column("duration_s").to_numpy(), end)  # cut at the horizon
+    rep = it["replica"]
+    start = it["start_s"]
+    stop = np.minimum(start + it["duration_s"], end)  # cut at the horizon
     out: dict[str, list] = {"replica": [], "state": [], "start_s": [], "end_s": []}
     for k in range(replicas):
         m = rep == k
@@ -152,13 +255,22 @@ def _itl_samples(engines: Sequence[ReplicaEngine], lo: float, hi: float) -> tupl
 
 
 def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray,
-                 engines: Sequence[ReplicaEngine], profile: Profile, end: float, wall_s: float) -> SimResult:
-    """Assemble tables and summary from the final state of a run."""
-    requests = _request_table(s, table, r, reject)
-    iters = _iteration_table(engines)
-    timeline = _timeline(iters, s.replicas, end)
-    summary = _summary(s, requests, iters, r, engines, profile, end)
-    return SimResult(s, requests, iters, timeline, summary, wall_s)
+                 engines: Sequence[ReplicaEngine], profile: Profile, end: float, wall_s: float,
+                 sink: RecordSink | None = None) -> SimResult:
+    """Assemble tables and summary from the final state of a run (its logs sealed)."""
+    sink = sink or RecordSink("full", len(engines))
+    sink.close()
+    q = _Requests(s, table, r)
+    if sink.mode == "full":
+        iters = _iteration_table(engines)
+        it = {c: iters.column(c).to_numpy() for c in ("replica", *_ESSENTIAL)}
+    else:
+        iters, it = None, _iteration_essentials(engines, sink)
+    keep = sink.mode != "summary"
+    requests = _request_table(table, r, reject, q) if keep else None
+    timeline = _timeline(it, s.replicas, end) if keep else None
+    summary = _summary(s, q, it, r, reject, engines, profile, end)
+    return SimResult(s, requests, iters, timeline, summary, wall_s, sink.path)
 
 
 def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str]:
@@ -174,45 +286,46 @@ def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str
                                   f"run [0, {end:g}) s is measured, warm-up and drain included")
 
 
-def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engines: Sequence[ReplicaEngine],
-             profile: Profile, end: float) -> dict[str, Any]:
+def _summary(s: Scenario, q: _Requests, it: dict[str, np.ndarray], r: RequestState, reject: np.ndarray,
+             engines: Sequence[ReplicaEngine], profile: Profile, end: float) -> dict[str, Any]:
     n = r.arrival.size
     lo, hi, note = _window(s, r, end)
     dur = max(hi - lo, 1e-12)
-    status = req.column("status").to_numpy(zero_copy_only=False)
-    done = r.status == COMPLETED
+    done = q.done
     in_win = (r.arrival >= lo) & (r.arrival <= hi)
     measured = done & in_win
-    col = {c: req.column(c).to_numpy() for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
+    col = {"ttft_s": q.ttft, "tpot_s": q.tpot, "e2e_s": q.e2e, "queue_s": q.queue}
 
     # Production inside the window.
-    it_end = iters.column("start_s").to_numpy() + iters.column("duration_s").to_numpy()
+    it_end = it["start_s"] + it["duration_s"]
     w_it = (it_end >= lo) & (it_end < hi)
-    out_tokens = int(iters.column("tokens_out").to_numpy()[w_it].sum())
+    out_tokens = int(it["tokens_out"][w_it].sum())
     fin_in = done & (r.finish >= lo) & (r.finish < hi)
     itl_v, itl_w = _itl_samples(engines, lo, hi)
     # Time-average number of requests in the system over the window (for Little's law).
     admitted = (r.status != REJECTED) & (r.status != PENDING)
     leave = np.where(done, r.finish, end)
     overlap = np.clip(np.minimum(leave, hi) - np.maximum(r.arrival, lo), 0, None)
-    met = req.column("slo_met").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    met = q.met
 
-    rep_col = iters.column("replica").to_numpy()
-    starts, durs = iters.column("start_s").to_numpy(), iters.column("duration_s").to_numpy()
+    rep_col, starts, durs = it["replica"], it["start_s"], it["duration_s"]
     busy = [busy_seconds(starts[rep_col == k], durs[rep_col == k], lo, hi) / dur for k in range(s.replicas)]
-    reasons = req.column("reject_reason").drop_null().value_counts().to_pylist()
+    # Refusals by reason, in the order reasons first occur.
+    rejected = r.status == REJECTED
+    codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
+    from sim.engine import REJECT_REASONS
+    reasons = {REJECT_REASONS[int(codes[i])]: int(counts[i]) for i in np.argsort(first)}
 
     per_class = {}
-    cls = req.column("class").to_numpy(zero_copy_only=False)
     for c in s.workload.classes:
-        m = measured & (cls == c.name)
+        m = measured & q.classes[c.name]
         per_class[c.name] = {
             "completed": int(m.sum()),
             "ttft": latency_stats(col["ttft_s"][m]),
             "tpot": latency_stats(col["tpot_s"][m]),
             "e2e": latency_stats(col["e2e_s"][m]),
             "slo_attainment": float(met[m].mean()) if m.any() else None,
-            "goodput_requests_per_s": float((met & fin_in & (cls == c.name)).sum() / dur),
+            "goodput_requests_per_s": float((met & fin_in & q.classes[c.name]).sum() / dur),
         }
 
     return {
@@ -227,12 +340,12 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
             "note": note,
         },
         "requests": {
-            "arrived": int(n - (status == "not_arrived").sum()),
-            "not_arrived": int((status == "not_arrived").sum()),
+            "arrived": int(n - (r.status == PENDING).sum()),
+            "not_arrived": int((r.status == PENDING).sum()),
             "completed": int(done.sum()),
-            "rejected": int((status == "rejected").sum()),
-            "in_flight": int((status == "in_flight").sum()),
-            "rejected_by_reason": {d["values"]: int(d["counts"]) for d in reasons},
+            "rejected": int(rejected.sum()),
+            "in_flight": int(((r.status == WAITING) | (r.status == RUNNING)).sum()),
+            "rejected_by_reason": reasons,
             "measured": int(measured.sum()),
             "preemptions": int(r.preemptions.sum()),
         },
@@ -254,5 +367,5 @@ def _summary(s: Scenario, req: pa.Table, iters: pa.Table, r: RequestState, engin
         "mean_in_system": float(overlap[admitted].sum() / dur),
         "per_class": per_class,
         "simulated_s": end,
-        "iterations": int(iters.num_rows),
+        "iterations": int(it["start_s"].size),
     }
