@@ -1,8 +1,13 @@
 """How fast capsim simulates, and how much memory it takes, as the request count grows.
 
-    python benchmarks/bench_sim.py                    # 10k and 100k requests
-    python benchmarks/bench_sim.py --sizes 2000,50000
+    python benchmarks/bench_sim.py                    # the suite: issue 8's reference workload
+    python benchmarks/bench_sim.py --sizes 2000,50000 --case default
     python benchmarks/bench_sim.py --case a100-conv --case a100-conv-x64 --sizes 10000,100000
+
+The suite (no ``--case``/``--sizes``) runs ``a100-conv`` at 10k, 100k and 1M requests and
+``a100-conv-x64`` (64 replicas at 64x the rate) at 10k and 100k, 1M with ``--records stream``
+(iteration rows to Parquet as the run goes) and the rest with every table in memory, and prints
+each case's cost per simulated request relative to one replica at the same size.
 
 Each case is the embedded default scenario (``sim.config.default_scenario()``) with its workload
 stopped after ``N`` requests instead of after ``duration_s``. Every case runs in a fresh Python
@@ -42,6 +47,11 @@ CASES = {
 }
 
 
+# The suite: (case, requests, records mode).
+SUITE = [("a100-conv", 10_000, "full"), ("a100-conv", 100_000, "full"), ("a100-conv", 1_000_000, "stream"),
+         ("a100-conv-x64", 10_000, "full"), ("a100-conv-x64", 100_000, "full")]
+
+
 def _scenario(num_requests: int, case: str = "default"):
     """Scenario ``case`` stopped after ``num_requests`` arrivals instead of a duration."""
     from sim import default_scenario, load_scenario
@@ -64,7 +74,7 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def run_case(num_requests: int, case: str = "default") -> dict[str, Any]:
+def run_case(num_requests: int, case: str = "default", records: str = "full") -> dict[str, Any]:
     """Simulate and write one case in this process; return its figures.
 
     Peak RSS is this process's, so call it in a fresh process (as :func:`measure` does) when
@@ -75,13 +85,14 @@ def run_case(num_requests: int, case: str = "default") -> dict[str, Any]:
     scenario = _scenario(num_requests, case)
     with tempfile.TemporaryDirectory(prefix="capsim-bench-") as out:
         t0 = time.perf_counter()
-        result = simulate(scenario)
+        result = simulate(scenario, records=records, stream_to=out if records == "stream" else None)
         t1 = time.perf_counter()
         result.write(out)
         t2 = time.perf_counter()
     req = result.summary["requests"]
     return {
         "case": case,
+        "records": records,
         "requests": num_requests,
         "profile": result.summary["profile"]["kind"],
         "arrived": req["arrived"],
@@ -98,10 +109,10 @@ def run_case(num_requests: int, case: str = "default") -> dict[str, Any]:
     }
 
 
-def measure(num_requests: int, case: str = "default") -> dict[str, Any]:
+def measure(num_requests: int, case: str = "default", records: str = "full") -> dict[str, Any]:
     """Run :func:`run_case` in a fresh interpreter and return what it reported."""
-    proc = subprocess.run([sys.executable, __file__, "--child", str(num_requests), "--case", case],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, "--child", str(num_requests), "--case", case,
+                           "--records", records], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark case {num_requests} failed (exit {proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -118,27 +129,39 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time capsim on the default scenario at several request counts.")
-    parser.add_argument("--sizes", type=_sizes, default=[10_000, 100_000],
-                        help="comma-separated request counts (default: 10000,100000)")
+    parser = argparse.ArgumentParser(
+        description="Time capsim: simulated requests per wall second, wall time and peak memory, writing the results. "
+                    "Without --case and --sizes it runs the suite (issue 8's reference workload at 10k, 100k and 1M "
+                    "requests on one replica; 10k and 100k on 64 replicas).")
+    parser.add_argument("--sizes", type=_sizes, help="comma-separated request counts (default with --case: 10000,100000)")
     parser.add_argument("--case", action="append", choices=sorted(CASES),
-                        help="scenario to time, repeatable (default: default). "
-                             + "; ".join(f"{k}: {v}" for k, v in CASES.items()))
+                        help="scenario to time, repeatable. " + "; ".join(f"{k}: {v}" for k, v in CASES.items()))
+    parser.add_argument("--records", choices=("full", "stream", "summary"),
+                        help="what each run keeps (sim.records): full tables in memory, iteration rows streamed to "
+                             "Parquet, or the summary alone (default: full; the suite streams its 1M case)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cases = args.case or ["default"]
     if args.child is not None:
-        print(json.dumps(run_case(args.child, cases[0])))
+        print(json.dumps(run_case(args.child, (args.case or ["default"])[0], args.records or "full")))
         return 0
+    if args.case is None and args.sizes is None:
+        plan = [(c, n, args.records or mode) for c, n, mode in SUITE]
+    else:
+        plan = [(c, n, args.records or "full") for c in args.case or ["default"] for n in args.sizes or [10_000, 100_000]]
 
-    header = ("case", "profile", "requests", "simulated s", "wall s", "sim requests / wall s", "peak RSS MB")
+    header = ("case", "records", "requests", "iterations", "simulated s", "wall s", "sim requests / wall s",
+              "peak RSS MB", "cost / request vs one replica")
     print(" | ".join(header))
     print(" | ".join("-" * len(h) for h in header))
-    for case in cases:
-        for n in args.sizes:
-            r = measure(n, case)
-            print(f"{case} | {r['profile']} | {r['requests']:,} | {r['simulated_s']:,.0f} | {r['wall_s']:.2f} | "
-                  f"{r['requests_per_wall_s']:,.0f} | {r['peak_rss_mb']:,.0f}", flush=True)
+    one_replica: dict[int, float] = {}
+    for case, n, records in plan:
+        r = measure(n, case, records)
+        per_request = r["wall_s"] / n
+        if case == "a100-conv":
+            one_replica[n] = per_request
+        ratio = f"{per_request / one_replica[n]:.2f}x" if case == "a100-conv-x64" and n in one_replica else ""
+        print(f"{case} | {records} | {n:,} | {r['iterations']:,} | {r['simulated_s']:,.0f} | {r['wall_s']:.2f} | "
+              f"{r['requests_per_wall_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {ratio}", flush=True)
     return 0
 
 

@@ -139,21 +139,17 @@ class RecordSink:
             self._writer = None
 
 
-def _iteration_essentials(engines: Sequence[ReplicaEngine], sink: RecordSink) -> dict[str, np.ndarray]:
-    """Replica, start, duration and tokens out of every iteration, ordered by start (ties by replica)."""
-    parts = []
+def _per_replica(engines: Sequence[ReplicaEngine], sink: RecordSink) -> list[dict[str, np.ndarray]]:
+    """Start, duration and tokens out of each replica's iterations, in time order (a log's order)."""
+    out = []
     for k, e in enumerate(engines):
         if sink.mode == "full":
-            cols = e.log.columns()
+            chunks = e.log.chunks
         else:
             chunks = sink.essentials[k]
-            cols = {c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
-                    for c in _ESSENTIAL}
-        parts.append({"replica": np.full(cols["start_s"].size, k, np.int64), **cols})
-    names = list(parts[0]) if parts else ["replica", *_ESSENTIAL]
-    merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in names}
-    order = np.lexsort((merged["replica"], merged["start_s"]))
-    return {c: v[order] for c, v in merged.items()}
+        out.append({c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
+                    for c in _ESSENTIAL})
+    return out
 
 
 class _Requests:
@@ -216,15 +212,12 @@ def _iteration_table(engines: Sequence[ReplicaEngine]) -> pa.Table:
     return pa.table({c: merged[c][order] for c in names})
 
 
-def _timeline(it: dict[str, np.ndarray], replicas: int, end: float) -> pa.Table:
+def _timeline(per_replica: list[dict[str, np.ndarray]], end: float) -> pa.Table:
     """Busy and idle intervals per replica: consecutive iterations merge into one busy interval."""
-    rep = it["replica"]
-    start = it["start_s"]
-    stop = np.minimum(start + it["duration_s"], end)  # cut at the horizon
     out: dict[str, list] = {"replica": [], "state": [], "start_s": [], "end_s": []}
-    for k in range(replicas):
-        m = rep == k
-        s, e = start[m], stop[m]
+    for k, it in enumerate(per_replica):
+        s = it["start_s"]
+        e = np.minimum(s + it["duration_s"], end)  # cut at the horizon
         brk = np.flatnonzero(s[1:] > e[:-1]) + 1 if s.size else np.empty(0, np.int64)
         b_start = np.concatenate([s[:1], s[brk]]) if s.size else s
         b_end = np.concatenate([e[brk - 1], e[-1:]]) if s.size else e
@@ -261,15 +254,12 @@ def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarr
     sink = sink or RecordSink("full", len(engines))
     sink.close()
     q = _Requests(s, table, r)
-    if sink.mode == "full":
-        iters = _iteration_table(engines)
-        it = {c: iters.column(c).to_numpy() for c in ("replica", *_ESSENTIAL)}
-    else:
-        iters, it = None, _iteration_essentials(engines, sink)
+    per_replica = _per_replica(engines, sink)
+    iters = _iteration_table(engines) if sink.mode == "full" else None
     keep = sink.mode != "summary"
     requests = _request_table(table, r, reject, q) if keep else None
-    timeline = _timeline(it, s.replicas, end) if keep else None
-    summary = _summary(s, q, it, r, reject, engines, profile, end)
+    timeline = _timeline(per_replica, end) if keep else None
+    summary = _summary(s, q, per_replica, r, reject, engines, profile, end)
     return SimResult(s, requests, iters, timeline, summary, wall_s, sink.path)
 
 
@@ -286,7 +276,7 @@ def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str
                                   f"run [0, {end:g}) s is measured, warm-up and drain included")
 
 
-def _summary(s: Scenario, q: _Requests, it: dict[str, np.ndarray], r: RequestState, reject: np.ndarray,
+def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]], r: RequestState, reject: np.ndarray,
              engines: Sequence[ReplicaEngine], profile: Profile, end: float) -> dict[str, Any]:
     n = r.arrival.size
     lo, hi, note = _window(s, r, end)
@@ -297,9 +287,10 @@ def _summary(s: Scenario, q: _Requests, it: dict[str, np.ndarray], r: RequestSta
     col = {"ttft_s": q.ttft, "tpot_s": q.tpot, "e2e_s": q.e2e, "queue_s": q.queue}
 
     # Production inside the window.
-    it_end = it["start_s"] + it["duration_s"]
-    w_it = (it_end >= lo) & (it_end < hi)
-    out_tokens = int(it["tokens_out"][w_it].sum())
+    out_tokens = 0
+    for it in per_replica:
+        it_end = it["start_s"] + it["duration_s"]
+        out_tokens += int(it["tokens_out"][(it_end >= lo) & (it_end < hi)].sum())
     fin_in = done & (r.finish >= lo) & (r.finish < hi)
     itl_v, itl_w = _itl_samples(engines, lo, hi)
     # Time-average number of requests in the system over the window (for Little's law).
@@ -308,8 +299,7 @@ def _summary(s: Scenario, q: _Requests, it: dict[str, np.ndarray], r: RequestSta
     overlap = np.clip(np.minimum(leave, hi) - np.maximum(r.arrival, lo), 0, None)
     met = q.met
 
-    rep_col, starts, durs = it["replica"], it["start_s"], it["duration_s"]
-    busy = [busy_seconds(starts[rep_col == k], durs[rep_col == k], lo, hi) / dur for k in range(s.replicas)]
+    busy = [busy_seconds(it["start_s"], it["duration_s"], lo, hi) / dur for it in per_replica]
     # Refusals by reason, in the order reasons first occur.
     rejected = r.status == REJECTED
     codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
@@ -367,5 +357,5 @@ def _summary(s: Scenario, q: _Requests, it: dict[str, np.ndarray], r: RequestSta
         "mean_in_system": float(overlap[admitted].sum() / dur),
         "per_class": per_class,
         "simulated_s": end,
-        "iterations": int(it["start_s"].size),
+        "iterations": sum(int(it["start_s"].size) for it in per_replica),
     }
