@@ -86,9 +86,10 @@ class ReplicaState:
         r.status[i] = RUNNING
         r.blocks[i] += blocks
         self.free_blocks -= blocks
-        if np.isnan(r.first_scheduled[i]):
+        first = r.first_scheduled[i]
+        if first != first:  # NaN: never scheduled before (np.isnan costs a ufunc call per admission)
             r.first_scheduled[i] = now
-        self.run = np.append(self.run, i)
+        self.run = np.concatenate((self.run, (i,)))
 
     def preempt(self, pos: int) -> None:
         """Preempt ``run[pos]`` by recompute: free its blocks and queue it again; its prompt and

@@ -31,21 +31,38 @@ class ContinuousScheduler:
     block_size: int
     chunked: bool
 
-    def _running_tokens(self, rep: ReplicaState) -> np.ndarray:
+    def _running_tokens(self, rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
+        """What :func:`grow_or_preempt` wants: each running request's tokens this iteration, the
+        tokens it then holds, and their sum."""
         r, run = rep.reqs, rep.run
-        rem = r.num_tokens[run] - r.computed[run]
+        num = r.num_tokens[run]
+        comp = r.computed[run]
+        rem = num - comp
+        total = sum(rem.tolist())
+        if total <= self.budget:  # the common case: every request gets all it still needs
+            return rem, num, total
         # Sequential budget in admission order, vectorised: each takes what is left after those before it.
         before = np.cumsum(rem) - rem
-        return np.minimum(rem, np.maximum(self.budget - before, 0))
+        n = np.minimum(rem, np.maximum(self.budget - before, 0))
+        return n, comp + n, sum(n.tolist())
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         r = rep.reqs
         preempted = False
         if rep.run.size:
-            n, preempted = grow_or_preempt(rep, self._running_tokens, self.block_size)
-            left = self.budget - int(n.sum())
+            n, total, preempted = grow_or_preempt(rep, self._running_tokens, self.block_size)
+            left = self.budget - total
         else:
             n, left = np.empty(0, np.int64), self.budget
+        if left <= 0:
+            # The budget may have run out part way through the running requests: those after
+            # get no tokens and sit this iteration out. Nothing new is admitted.
+            run = rep.run
+            mask = n > 0
+            return run[mask], n[mask]
+        # Every running request got all it needs (a running request always needs >= 1 token:
+        # when its computed tokens reach num_tokens it emits one), and an admitted one gets
+        # min(rem, left) >= 1: no request has n = 0, so no mask is needed.
         new_n: list[int] = []
         if not preempted:
             bs, waiting = self.block_size, rep.waiting
@@ -63,6 +80,4 @@ class ContinuousScheduler:
                 left -= c
         if new_n:
             n = np.concatenate([n, np.asarray(new_n, np.int64)])
-        run = rep.run
-        mask = n > 0
-        return run[mask], n[mask]
+        return rep.run, n

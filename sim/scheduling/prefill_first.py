@@ -18,8 +18,10 @@ from sim.state import ReplicaState
 __all__ = ["PrefillFirstScheduler"]
 
 
-def _one_each(rep: ReplicaState) -> np.ndarray:
-    return np.ones(rep.run.size, np.int64)
+def _one_each(rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
+    """One decode step for every running request (what :func:`grow_or_preempt` wants)."""
+    run = rep.run
+    return np.ones(run.size, np.int64), rep.reqs.computed[run] + 1, run.size
 
 
 @dataclass(frozen=True)
@@ -48,5 +50,5 @@ class PrefillFirstScheduler:
             return rep.run[start:], np.asarray(new_n, np.int64)
         if not rep.run.size:
             return rep.run, np.empty(0, np.int64)
-        n, _ = grow_or_preempt(rep, _one_each, self.block_size)
+        n, _, _ = grow_or_preempt(rep, _one_each, self.block_size)
         return rep.run, n
