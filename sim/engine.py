@@ -105,11 +105,12 @@ class _Run:
         env, arrival = self.env, self.reqs.arrival
         timed = np.flatnonzero(~np.isnan(arrival))
         timed = timed[np.argsort(arrival[timed], kind="stable")]
-        for i in timed.tolist():
-            dt = arrival[i] - env.now
-            if dt > 0:
-                yield env.timeout(dt)
-            self._arrive(i)
+        for block in range(0, timed.size, 1 << 16):  # Python ints a block at a time, not a million at once
+            for i in timed[block:block + (1 << 16)].tolist():
+                dt = arrival[i] - env.now
+                if dt > 0:
+                    yield env.timeout(dt)
+                self._arrive(i)
 
     def _arrive(self, i: int) -> None:
         """Request ``i`` arrives now: refused if it can never be served, else routed or held centrally."""

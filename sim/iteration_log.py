@@ -28,7 +28,7 @@ ITERATION_COLUMNS: dict[str, type] = {
     "decode_seqs": np.int64, "tokens_out": np.int64, "kv_blocks_used": np.int64, "flops": np.float64,
     "bytes": np.float64,
 }
-ITL_COLUMNS: dict[str, type] = {"value": np.float64, "count": np.int64, "time": np.float64}
+ITL_COLUMNS: dict[str, type] = {"value": np.float64, "count": np.int32, "time": np.float64}
 _ROW = tuple(ITERATION_COLUMNS)
 
 Chunk = dict[str, np.ndarray]
@@ -200,6 +200,16 @@ class IterationLog:
         """All iteration rows kept in memory (after :meth:`seal`), as whole columns."""
         return self._concat(self.chunks, ITERATION_COLUMNS)
 
-    def itl_columns(self) -> dict[str, np.ndarray]:
-        """All equal-gap rows (after :meth:`seal`), as whole columns: value, count, time."""
-        return self._concat(self.itl_chunks, ITL_COLUMNS)
+    def gaps_between(self, lo: float, hi: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(values, multiplicities) of the gaps of tokens emitted in [lo, hi), chunk by chunk
+        (after :meth:`seal`): equal-gap rows first, then the iterations of unequal gaps."""
+        vals, wts = [], []
+        for c in self.itl_chunks:
+            keep = (c["time"] >= lo) & (c["time"] < hi)
+            vals.append(c["value"][keep])
+            wts.append(c["count"][keep])
+        for x, tx in zip(self.itl_extra, self.itl_extra_time):
+            if lo <= tx < hi:
+                vals.append(x)
+                wts.append(np.ones(x.size, np.int32))
+        return vals, wts

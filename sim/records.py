@@ -117,7 +117,8 @@ class RecordSink:
         keep = self.essentials[k]
 
         def sink(chunk: dict[str, np.ndarray]) -> None:
-            keep.append({c: chunk[c] for c in _ESSENTIAL})
+            keep.append({"start_s": chunk["start_s"], "duration_s": chunk["duration_s"],
+                         "tokens_out": chunk["tokens_out"].astype(np.int32)})
             if self._writer is not None:
                 n = chunk["start_s"].size
                 self._writer.write_table(pa.table({"replica": np.full(n, k, np.int64), **chunk}, schema=ITERATION_SCHEMA))
@@ -143,12 +144,11 @@ def _per_replica(engines: Sequence[ReplicaEngine], sink: RecordSink) -> list[dic
     """Start, duration and tokens out of each replica's iterations, in time order (a log's order)."""
     out = []
     for k, e in enumerate(engines):
-        if sink.mode == "full":
-            chunks = e.log.chunks
-        else:
-            chunks = sink.essentials[k]
+        chunks = e.log.chunks if sink.mode == "full" else sink.essentials[k]
         out.append({c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
                     for c in _ESSENTIAL})
+        if sink.mode != "full":
+            chunks.clear()  # joined: the pieces can go
     return out
 
 
@@ -236,14 +236,9 @@ def _itl_samples(engines: Sequence[ReplicaEngine], lo: float, hi: float) -> tupl
     """Inter-token gaps (values, multiplicities) of the tokens emitted in [lo, hi)."""
     vals, wts = [], []
     for e in engines:
-        itl = e.log.itl_columns()
-        keep = (itl["time"] >= lo) & (itl["time"] < hi)
-        vals.append(itl["value"][keep])
-        wts.append(itl["count"][keep])
-        for x, tx in zip(e.log.itl_extra, e.log.itl_extra_time):
-            if lo <= tx < hi:
-                vals.append(x)
-                wts.append(np.ones(x.size, np.int64))
+        v, w = e.log.gaps_between(lo, hi)
+        vals += v
+        wts += w
     return (np.concatenate(vals), np.concatenate(wts)) if vals else (np.empty(0), np.empty(0, np.int64))
 
 
