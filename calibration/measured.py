@@ -137,17 +137,26 @@ class MeasuredProfile:
         return self.base.memory_shortfall_bytes(replica)
 
     def step(self, batch: BatchShape) -> StepCost:
+        # On the engine's hot path: integer sums go through Python lists (exact, and cheaper than
+        # numpy's reductions on a batch's ~40 elements), and FLOPs and bytes come from the base
+        # roofline's pricing of the same sums rather than from a second pass over the batch.
         c = self.record.coefficients
-        n_pre, n_dec = batch.prefill_chunk.size, batch.decode_context.size
-        tokens = (float(batch.prefill_chunk.sum()) if n_pre else 0.0) + n_dec
+        chunk, start, dctx = batch.prefill_chunk, batch.prefill_start, batch.decode_context
+        n_pre, n_dec = chunk.size, dctx.size
+        if n_pre:
+            chunk_tokens, start_tokens = sum(chunk.tolist()), sum(start.tolist())
+            pairs = float(np.dot(chunk, start + chunk / 2.0))
+            own = float(np.dot(chunk, chunk)) / 2.0
+        else:
+            chunk_tokens, start_tokens, pairs, own = 0, 0, 0.0, 0.0
+        context = sum(dctx.tolist()) if n_dec else 0
+        tokens = (float(chunk_tokens) if n_pre else 0.0) + n_dec
         seqs = float(n_pre + n_dec)
-        pairs = float(np.dot(batch.prefill_chunk, batch.prefill_start + batch.prefill_chunk / 2.0)) if n_pre else 0.0
-        own = float(np.dot(batch.prefill_chunk, batch.prefill_chunk)) / 2.0 if n_pre else 0.0
         # KV tokens read: every decode's context, and every prefill chunk's cached prefix.
-        ctx = (float(batch.decode_context.sum()) if n_dec else 0.0) + (float(batch.prefill_start.sum()) if n_pre else 0.0)
+        ctx = (float(context) if n_dec else 0.0) + (float(start_tokens) if n_pre else 0.0)
         seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx, self._table, own)  # type: ignore[attr-defined]
-        ref = self.base.step(batch)
-        return StepCost(seconds=float(seconds), flops=ref.flops, bytes=ref.bytes)
+        _, flops, nbytes = self.base._priced(n_pre, n_dec, chunk_tokens, pairs, start_tokens, context)
+        return StepCost(seconds=float(seconds), flops=flops, bytes=nbytes)
 
     def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
@@ -156,7 +165,7 @@ class MeasuredProfile:
         n = 0.0 + seqs
         seconds = seconds_of(self.record.coefficients, self.record.layers, n, float(seqs), 0.0, context + 0.0,
                              self._table, 0.0)  # type: ignore[attr-defined]
-        _, flops, nbytes = self.base.decode_steps(seqs, context)
+        flops, nbytes = self.base._decode_flops_bytes(seqs, context)
         return seconds, flops, nbytes
 
 
@@ -165,14 +174,15 @@ def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np
     (then its last value plus the compute slope), else the (rounded) roof max(w, c_lin·N)."""
     if table is not None:
         tok, sec = table
-        if np.ndim(tokens) == 0:  # the engine's per-iteration call: no array round trips
+        # The engine's per-iteration call passes a float: no array round trips (nor np.ndim's cost).
+        if isinstance(tokens, float) or np.ndim(tokens) == 0:
             x = float(tokens)
             return float(np.interp(x, tok, sec)) if x <= tok[-1] else float(sec[-1] + c["c_lin"] * (x - tok[-1]))
         n = np.asarray(tokens, dtype=np.float64)
         out = np.where(n <= tok[-1], np.interp(n, tok, sec), sec[-1] + c["c_lin"] * (n - tok[-1]))
         return out if out.ndim else float(out)
     k = c.get("knee", 0.0)
-    if k > 0 and np.ndim(tokens) == 0:
+    if k > 0 and (isinstance(tokens, float) or np.ndim(tokens) == 0):
         w, lin = c["w"], c["c_lin"] * float(tokens)
         top = max(w, lin)
         return top * ((w / top) ** k + (lin / top) ** k) ** (1.0 / k)

@@ -249,26 +249,49 @@ class RooflineProfile:
         return top(dc_flops / c.rate16, dc_bytes / c.byte_rate), dc_flops, dc_bytes
 
     def step(self, batch: BatchShape) -> StepCost:
+        chunk, dctx = batch.prefill_chunk, batch.decode_context
+        n_pre, n_dec = chunk.size, dctx.size
+        if n_pre:
+            cf = chunk.astype(np.float64)
+            pairs = float(np.dot(cf, batch.prefill_start + cf / 2.0))
+            chunk_tokens, start_tokens = sum(chunk.tolist()), sum(batch.prefill_start.tolist())
+        else:
+            pairs, chunk_tokens, start_tokens = 0.0, 0, 0
+        t, flops, nbytes = self._priced(n_pre, n_dec, chunk_tokens, pairs, start_tokens,
+                                        sum(dctx.tolist()) if n_dec else 0)
+        return StepCost(seconds=t, flops=flops, bytes=nbytes)
+
+    def _priced(self, n_pre: int, n_dec: int, chunk_tokens: int, pairs: float, start_tokens: int,
+                context: int) -> tuple[float, float, float]:
+        """Seconds, FLOPs and bytes of a batch of ``n_pre`` prefill chunks of ``chunk_tokens``
+        tokens in all, starting at positions summing to ``start_tokens``, with Σ c(p + c/2) =
+        ``pairs``, and ``n_dec`` decodes whose contexts sum to ``context``: :meth:`step`'s
+        arithmetic from the batch's sums (:class:`calibration.measured.MeasuredProfile` shares them).
+
+        Token sums are Python ints: a float64 sum of integer-valued floats is exact below 2**53,
+        so ``float(Σ(p + c))`` equals ``float(Σp + Σc)`` whatever the order of summation."""
         c = self._constants
-        n_dec = batch.decode_context.size
-        n_pre = batch.prefill_chunk.size
-        n_tok = (int(batch.prefill_chunk.sum()) if n_pre else 0) + n_dec
+        n_tok = chunk_tokens + n_dec
         # Sequences that sample a token: every decode, and (at most) every prefill chunk.
         t, flops, nbytes = self._dense_part(n_tok, n_dec + n_pre)
         if n_pre:
-            chunk = batch.prefill_chunk.astype(np.float64)
-            pairs = float(np.dot(chunk, batch.prefill_start + chunk / 2.0))
             pf_flops = c.attn_flops * pairs
-            pf_bytes = c.kv_tok * float((batch.prefill_start + chunk).sum())
+            pf_bytes = c.kv_tok * float(start_tokens + chunk_tokens)
             t += max(pf_flops / c.rate16, pf_bytes / c.byte_rate)
             flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
-            dt, dc_flops, dc_bytes = self._decode_attention(float(batch.decode_context.sum()))
+            dt, dc_flops, dc_bytes = self._decode_attention(float(context))
             t += dt
             flops, nbytes = flops + dc_flops, nbytes + dc_bytes
         if self.tp > 1 and n_tok:
             t += c.ar_latency + c.ar_per_token * n_tok
-        return StepCost(seconds=t + self.overhead_s, flops=flops, bytes=nbytes)
+        return t + self.overhead_s, flops, nbytes
+
+    def _decode_flops_bytes(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FLOPs and bytes of :meth:`decode_steps` alone (a measured profile times the steps itself)."""
+        _, flops, nbytes = self._dense_part(seqs, seqs)
+        c = self._constants
+        return flops + c.attn_flops * context, nbytes + c.kv_tok * context
 
     def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
