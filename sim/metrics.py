@@ -23,10 +23,10 @@ def weighted_percentiles(values: np.ndarray, weights: np.ndarray, qs=PERCENTILES
     if not values.size:
         return [float("nan")] * len(qs)
     order = np.argsort(values, kind="stable")
-    v, cw = values[order], np.cumsum(weights[order])
+    cw = np.cumsum(weights[order])
     targets = np.asarray(qs, dtype=np.float64) / 100.0 * cw[-1]
-    pos = np.minimum(np.searchsorted(cw, targets, side="left"), v.size - 1)
-    return [float(x) for x in v[pos]]
+    pos = np.minimum(np.searchsorted(cw, targets, side="left"), values.size - 1)
+    return [float(x) for x in values[order[pos]]]
 
 
 def latency_stats(x: np.ndarray) -> dict[str, Any]:

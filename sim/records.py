@@ -144,11 +144,16 @@ def _per_replica(engines: Sequence[ReplicaEngine], sink: RecordSink) -> list[dic
     """Start, duration and tokens out of each replica's iterations, in time order (a log's order)."""
     out = []
     for k, e in enumerate(engines):
-        chunks = e.log.chunks if sink.mode == "full" else sink.essentials[k]
-        out.append({c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
+        if sink.mode == "full":
+            chunks = e.log.chunks
+            out.append({c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
+                        for c in _ESSENTIAL})
+            continue
+        # Join one column at a time, letting its pieces go, so a long run is never held twice over.
+        chunks = sink.essentials[k]
+        out.append({c: np.concatenate([ch.pop(c) for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
                     for c in _ESSENTIAL})
-        if sink.mode != "full":
-            chunks.clear()  # joined: the pieces can go
+        chunks.clear()
     return out
 
 
