@@ -103,9 +103,10 @@ class ReplicaEngine:
                 raise RuntimeError(f"replica {st.index}: scheduler formed an empty batch with work pending")
             comp = r.computed[idx]
             pre = comp < r.prefill_target[idx]
-            if pre.all():
+            prefills = np.count_nonzero(pre)
+            if prefills == idx.size:
                 shape = BatchShape(n, comp, empty)
-            elif not pre.any():
+            elif not prefills:
                 if run_mode is not None and idx.size == st.run.size and st.preemptions == preempted:
                     yield from self._decode_run(idx, comp, now)
                     continue
@@ -114,7 +115,7 @@ class ReplicaEngine:
                 dec = ~pre
                 shape = BatchShape(n[pre], comp[pre], comp[dec] + 1)
             cost = self.profile.step(shape)
-            row = log.begin(now, cost.seconds, int(shape.prefill_chunk.sum()), shape.prefill_chunk.size,
+            row = log.begin(now, cost.seconds, int(shape.prefill_chunk.sum()) if prefills else 0, shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
             yield env.timeout(cost.seconds)
             row[5] = self._commit(idx, comp + n, env.now)  # tokens_out
