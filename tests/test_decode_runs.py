@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
 from calibration.profile import BatchShape
 from sim.replica import ReplicaEngine
+from tests.test_conservation import scenarios
 from tests.test_determinism import SCENARIOS, _same_result
 
 _CHAT = {"name": "chat", "prompt_tokens": {"dist": "lognormal", "mean": 900, "p99": 6000, "max": 12000},
@@ -124,3 +125,37 @@ def test_decode_steps_equals_step_bit_for_bit(which: int, contexts: list[int]) -
     seconds, flops, nbytes = p.decode_steps(b, (int(ctx.sum()) - 2 * b + b * np.arange(3)).astype(np.float64))
     assert seconds[2] == want.seconds
     np.testing.assert_array_equal([flops[2], nbytes[2]], [want.flops, want.bytes])  # NaN equals NaN here
+
+
+class _StepOnly:
+    """A profile with ``step`` alone (no ``decode_steps``), as a user's own profile may be."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+        self.provenance = inner.provenance
+
+    def kv_capacity_tokens(self, replica: Any) -> int:
+        return self._inner.kv_capacity_tokens(replica)
+
+    def memory_shortfall_bytes(self, replica: Any) -> float:
+        return self._inner.memory_shortfall_bytes(replica)
+
+    def step(self, batch: BatchShape) -> Any:
+        return self._inner.step(batch)
+
+
+def test_a_profile_without_decode_steps_is_priced_step_by_step_in_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _load("explicit_three_replicas_preempting")
+    plain = sim.Scenario.build_profile
+    monkeypatch.setattr(sim.Scenario, "build_profile", lambda self: _StepOnly(plain(self)))
+    assert not hasattr(s.build_profile(), "decode_steps")
+    _same_result(sim.simulate(s, decode_runs=False), sim.simulate(s))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_decode_runs_equal_step_by_step_on_random_scenarios(data: dict[str, Any]) -> None:
+    """Random engines, schedulers, KV sizes, routers, horizons and workloads (the conservation
+    test's strategy, which found the unreachable-boundary tie): the same results either way."""
+    s = sim.load_scenario(data)
+    _same_result(sim.simulate(s, decode_runs=False), sim.simulate(s))
