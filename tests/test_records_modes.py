@@ -14,7 +14,7 @@ import pytest
 
 import sim
 from sim import iteration_log
-from tests.helpers import run_app
+from tests.helpers import assert_one_line_error, run_app
 from tests.test_decode_runs import ALL
 
 
@@ -100,5 +100,5 @@ def test_cli_records_option(tmp_path: Path) -> None:
     assert full.exit_code == 0, full.output
     a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("s", "f"))
     assert a == b
-    bad = run_app("run", "--records", "nope")
-    assert bad.exit_code == 2 and "--records 'nope': must be one of full, stream, summary" in bad.stderr
+    assert_one_line_error(run_app("run", "--records", "nope"), "--records 'nope': must be one of full, stream, summary")
+    assert_one_line_error(run_app("run", "--records", "stream", "--no-write"), "cannot go with --no-write")
