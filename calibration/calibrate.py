@@ -19,7 +19,7 @@ from calibration.catalog import GPUS, MODELS, QUANTIZATIONS, CatalogError
 from calibration.fit import FitResult, fit_step_model
 from calibration.measured import ProfileRecord, write_profile
 
-__all__ = ["CalibrationRun", "calibrate", "default_hardware"]
+__all__ = ["NOISY_SPREAD", "CalibrationRun", "calibrate", "default_hardware", "timing_spread"]
 
 # Catalog hardware a CUDA device's name maps to (first match wins).
 _CUDA_NAMES = (("H200", "h200"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"), ("B200", "b200"),
@@ -48,6 +48,18 @@ def default_hardware(device: str, device_name: str | None = None) -> str:
             return key
     raise CatalogError(f"cannot tell which catalog GPU {device_name!r} is: pass --hardware with one of "
                        f"{', '.join(sorted(GPUS))}")
+
+
+# A median repeat spread past which the machine's timing noise is as large as the 10% held-out
+# p90 a good profile reaches: the median of ~10 repeats spread S apart is uncertain by ~0.15 S.
+NOISY_SPREAD = 0.10
+
+
+def timing_spread(table: pa.Table) -> float:
+    """How noisily this machine timed the steps: the median over steps of the p10-p90 spread of a
+    step's timed repeats, relative to its median."""
+    seconds = table.column("seconds").to_numpy()
+    return float(np.median((table.column("p90_s").to_numpy() - table.column("p10_s").to_numpy()) / seconds))
 
 
 def _validity(table: pa.Table) -> dict[str, float]:

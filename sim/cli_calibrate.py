@@ -146,6 +146,13 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
               f"{c['c_dc'] * 1e9:.3f} ns/decode KV token; per iteration {c['t0'] * 1e3:.3f} ms + "
               f"{c['c_head'] * 1e3:.3f} ms/sequence")
     con.print(f"profile: {run.path} (+ .parquet with {run.measurements.num_rows} measured steps)")
+    from calibration.calibrate import NOISY_SPREAD, timing_spread
+
+    spread = timing_spread(run.measurements)
+    con.print(f"timing noise: a step's timed repeats spread {spread:.1%} (median p10–p90)"
+              + ("" if spread <= NOISY_SPREAD else
+                 f" — over {NOISY_SPREAD:.0%}: this machine times noisily (shared cores?), and the held-out errors "
+                 "above include that noise; calibrate on a quiet machine for a sharper profile"))
 
 
 def _from_benchmarks(path: Path, out: Path, seed: int) -> None:

@@ -117,3 +117,11 @@ def test_missing_measured_profile_is_one_line(tmp_path):
     with pytest.raises(sim.ScenarioError, match=r"no profile for llama-3.1-8b/bf16/h100-sxm/tp1 in .*there: "
                                                 r"llama-3.1-8b/bf16/h100-sxm/tp2.*capsim calibrate"):
         _scenario({"kind": "measured", "path": str(tmp_path)})
+
+
+def test_timing_spread_is_the_median_relative_p10_p90_spread() -> None:
+    from calibration.calibrate import timing_spread
+
+    t = pa.table({"seconds": [1.0, 2.0, 4.0], "p10_s": [0.9, 1.9, 3.0], "p90_s": [1.1, 2.3, 4.4]})
+    # Spreads 20%, 20%, 35%: the median is 20%.
+    assert timing_spread(t) == pytest.approx(0.20)
