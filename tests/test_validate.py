@@ -298,7 +298,7 @@ def calibrated(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
-    "met in every CI run of 2026-11-23, missed on the 2026-12-04 VM: held-out p90 12-26% over 8-10 steps "
+    "met in every CI run of 2026-11-23, missed on the 2026-12-04 VM: held-out p90 14-21% over 8-10 steps "
     "per phase in four calibrations, whose step timings were noisy (median repeat spread 8.4-13.1%) and whose "
     "small decode batches the formula's linear LM-head term over-prices (see the closing note of issue 8)"))
 def test_cpu_calibration_heldout_error_meets_the_acceptance(calibrated):
