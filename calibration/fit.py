@@ -28,10 +28,11 @@ import pyarrow as pa
 
 from calibration.measured import COEFFICIENTS, seconds_of
 
-# What the harness fit estimates: the formula's coefficients, and c_pf_self, the price of a chunk's
+# What the harness fit estimates: the formula's coefficients; c_pf_self, the price of a chunk's
 # own causal pairs, which the CPU computes in a causal kernel apart from the pairs against its
-# cached prefix (see calibration.harness.model.chunk_attention).
-FITTED = (*COEFFICIENTS, "c_pf_self")
+# cached prefix (see calibration.harness.model.chunk_attention); and head_w, the LM head's weight
+# read, which small batches pay whatever their size (its time is max(head_w, c_head·S)).
+FITTED = (*COEFFICIENTS, "c_pf_self", "head_w")
 
 __all__ = ["FitResult", "features", "fit_step_model"]
 
@@ -83,22 +84,39 @@ def _initial(f: dict[str, np.ndarray]) -> np.ndarray:
     scale[scale == 0] = 1.0
     sol, _ = nnls(a / scale[None, :] / y[:, None], np.ones_like(y))
     coef = sol / scale
-    return np.log(np.maximum(coef, _FLOOR * 1e3))
+    return np.log(np.maximum(coef, _FLOOR * 1e3))  # every coefficient but head_w
 
 
 def _fit(f: dict[str, np.ndarray]) -> np.ndarray:
+    """Log-coefficients (in FITTED's order) of the robust relative fit. The LM head is fitted two
+    ways, linear in sequences (head_w at the floor) and as max(head_w, c_head·S), and the better
+    fit by the robust loss is kept: the roof only where the data show a flat head."""
     from scipy.optimize import least_squares
 
     x0 = _initial(f)
     y = np.log(f["seconds"])
+    floor = np.log(_FLOOR)
 
-    def resid(x: np.ndarray) -> np.ndarray:
-        return np.log(_predict(x, f)) - y
+    def solve(start: np.ndarray, free_head: bool) -> tuple[np.ndarray, float]:
+        def full(x: np.ndarray) -> np.ndarray:
+            return x if free_head else np.append(x, floor)
 
-    lo = np.full(len(FITTED), np.log(_FLOOR))
-    res = least_squares(resid, np.clip(x0, lo + 1e-9, 5.0), bounds=(lo, np.full_like(lo, 5.0)), loss="soft_l1",
-                        f_scale=0.05, x_scale=1.0, max_nfev=4000)
-    return res.x
+        def resid(x: np.ndarray) -> np.ndarray:
+            return np.log(_predict(full(x), f)) - y
+
+        lo = np.full(start.size, floor)
+        res = least_squares(resid, np.clip(start, lo + 1e-9, 5.0), bounds=(lo, np.full_like(lo, 5.0)),
+                            loss="soft_l1", f_scale=0.05, x_scale=1.0, max_nfev=4000)
+        return full(res.x), float(res.cost)
+
+    linear, linear_cost = solve(x0, False)
+    # The head's weight read hides in the fixed part of the linear fit: start the roof from half
+    # of it, plus one sequence's head, so that max(head_w, c_head·S) binds for small batches.
+    t0, c_head = np.exp(linear[0]), np.exp(linear[1])
+    start = linear.copy()
+    start[0], start[-1] = np.log(max(t0 / 2.0, _FLOOR * 1e3)), np.log(max(t0 / 2.0 + c_head, _FLOOR * 1e3))
+    roof, roof_cost = solve(start, True)
+    return roof if roof_cost < linear_cost else linear
 
 
 def _errors(x: np.ndarray, f: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, float]:
@@ -145,6 +163,8 @@ def fit_step_model(table: pa.Table, *, holdout: float = 0.25, seed: int = 0) -> 
         depth = _errors(xs, f, deep)
         depth["fitted_layers"], depth["scored_layers"] = float(layers[0]), float(layers[-1])
     coef = {k: float(v) for k, v in zip(FITTED, np.exp(x))}
+    if coef["head_w"] <= _FLOOR * 1.5:  # the linear head fitted better: leave the roof out
+        del coef["head_w"]
     return FitResult(coefficients=coef, heldout_error=held, depth_error=depth, train_rows=int(train.size),
                      heldout_rows=int(test.sum()))
 

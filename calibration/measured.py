@@ -51,7 +51,8 @@ __all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "sec
 
 # The fitted coefficients, in the order of the step-time formula above.
 COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_tok", "c_seq", "c_pf", "c_dc")
-OPTIONAL = ("knee", "c_pf_self")  # absent: the plain max; the chunk's own pairs priced at c_pf
+# Absent: the plain max; the chunk's own pairs priced at c_pf; the LM head linear in sequences.
+OPTIONAL = ("knee", "c_pf_self", "head_w")
 FORMAT_VERSION = 1
 
 
@@ -204,7 +205,10 @@ def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seq
         attention = attention + (c["c_pf_self"] - c["c_pf"]) * own_pairs
     per_layer = (linear_seconds(c, tokens, table) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs
                  + attention + c["c_dc"] * ctx)
-    return c["t0"] + c["c_head"] * seqs + layers * per_layer
+    head = c["c_head"] * seqs
+    if "head_w" in c:  # the LM head reads its weights once: flat until its per-sequence work is slower
+        head = max(c["head_w"], head) if isinstance(head, float) else np.maximum(c["head_w"], head)
+    return c["t0"] + head + layers * per_layer
 
 
 def coefficients_from_roofline(p: RooflineProfile) -> dict[str, float]:

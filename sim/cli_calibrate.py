@@ -143,8 +143,9 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
     con.print("per layer: weights " + f"{c['w'] * 1e3:.3f} ms, or {c['c_lin'] * 1e6:.3f} µs/token if slower, "
               f"+ {c['c_tok'] * 1e6:.3f} µs/token, "
               f"{c['c_seq'] * 1e6:.3f} µs/sequence, {c['c_pf'] * 1e9:.3f} ns/prefill pair, "
-              f"{c['c_dc'] * 1e9:.3f} ns/decode KV token; per iteration {c['t0'] * 1e3:.3f} ms + "
-              f"{c['c_head'] * 1e3:.3f} ms/sequence")
+              f"{c['c_dc'] * 1e9:.3f} ns/decode KV token; per iteration {c['t0'] * 1e3:.3f} ms + LM head "
+              + (f"max({c['head_w'] * 1e3:.3f} ms, {c['c_head'] * 1e3:.3f} ms/sequence)" if "head_w" in c
+                 else f"{c['c_head'] * 1e3:.3f} ms/sequence"))
     con.print(f"profile: {run.path} (+ .parquet with {run.measurements.num_rows} measured steps)")
     from calibration.calibrate import NOISY_SPREAD, timing_spread
 
