@@ -140,17 +140,12 @@ class RecordSink:
             self._writer = None
 
 
-def _per_replica(engines: Sequence[ReplicaEngine], sink: RecordSink) -> list[dict[str, np.ndarray]]:
-    """Start, duration and tokens out of each replica's iterations, in time order (a log's order)."""
+def _streamed_essentials(sink: RecordSink) -> list[dict[str, np.ndarray]]:
+    """Start, duration and tokens out of each replica's iterations, in time order (a log's order),
+    joined from the chunks a ``stream`` or ``summary`` sink kept."""
     out = []
-    for k, e in enumerate(engines):
-        if sink.mode == "full":
-            chunks = e.log.chunks
-            out.append({c: np.concatenate([ch[c] for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
-                        for c in _ESSENTIAL})
-            continue
+    for chunks in sink.essentials:
         # Join one column at a time, letting its pieces go, so a long run is never held twice over.
-        chunks = sink.essentials[k]
         out.append({c: np.concatenate([ch.pop(c) for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
                     for c in _ESSENTIAL})
         chunks.clear()
@@ -205,12 +200,9 @@ def _request_table(table: pa.Table, r: RequestState, reject: np.ndarray, q: _Req
     })
 
 
-def _iteration_table(engines: Sequence[ReplicaEngine]) -> pa.Table:
-    """Every replica's iteration rows, ordered by start time (ties by replica)."""
-    parts = []
-    for k, e in enumerate(engines):
-        cols = e.log.columns()
-        parts.append({"replica": np.full(cols["start_s"].size, k, np.int64), **cols})
+def _iteration_table(columns: Sequence[dict[str, np.ndarray]]) -> pa.Table:
+    """Every replica's iteration rows (``columns[k]``: replica k's), ordered by start time (ties by replica)."""
+    parts = [{"replica": np.full(cols["start_s"].size, k, np.int64), **cols} for k, cols in enumerate(columns)]
     names = ["replica", *ITERATION_COLUMNS]
     merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in names}
     order = np.lexsort((merged["replica"], merged["start_s"]))
@@ -254,8 +246,12 @@ def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarr
     sink = sink or RecordSink("full", len(engines))
     sink.close()
     q = _Requests(s, table, r)
-    per_replica = _per_replica(engines, sink)
-    iters = _iteration_table(engines) if sink.mode == "full" else None
+    if sink.mode == "full":
+        columns = [e.log.columns() for e in engines]  # joined once, for the table and the summary
+        per_replica = [{c: cols[c] for c in _ESSENTIAL} for cols in columns]
+        iters = _iteration_table(columns)
+    else:
+        per_replica, iters = _streamed_essentials(sink), None
     keep = sink.mode != "summary"
     requests = _request_table(table, r, reject, q) if keep else None
     timeline = _timeline(per_replica, end) if keep else None
