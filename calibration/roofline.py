@@ -239,12 +239,16 @@ class RooflineProfile:
         t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / rate16, head_bytes / byte_rate)
         return t, lin_flops + head_flops, lin_bytes + head_bytes
 
+    def _decode_traffic(self, ctx):
+        """FLOPs and bytes of decode attention over ``ctx`` KV tokens in all (a float or an array)."""
+        c = self._constants
+        return c.attn_flops * ctx, c.kv_tok * ctx
+
     def _decode_attention(self, ctx):
         """Seconds, FLOPs and bytes of decode attention over ``ctx`` KV tokens in all (a float or
         an array of them: the same operations either way)."""
         c = self._constants
-        dc_flops = c.attn_flops * ctx
-        dc_bytes = c.kv_tok * ctx
+        dc_flops, dc_bytes = self._decode_traffic(ctx)
         top = max if isinstance(ctx, float) else np.maximum
         return top(dc_flops / c.rate16, dc_bytes / c.byte_rate), dc_flops, dc_bytes
 
@@ -290,8 +294,8 @@ class RooflineProfile:
     def _decode_flops_bytes(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """FLOPs and bytes of :meth:`decode_steps` alone (a measured profile times the steps itself)."""
         _, flops, nbytes = self._dense_part(seqs, seqs)
-        c = self._constants
-        return flops + c.attn_flops * context, nbytes + c.kv_tok * context
+        dc_flops, dc_bytes = self._decode_traffic(context)
+        return flops + dc_flops, nbytes + dc_bytes
 
     def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
