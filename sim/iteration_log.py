@@ -34,11 +34,18 @@ _ROW = tuple(ITERATION_COLUMNS)
 Chunk = dict[str, np.ndarray]
 
 
-def _segments(lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """For segments of ``lengths`` laid end to end: each row's segment, and each segment's first row."""
-    lens = np.asarray(lengths, np.int64)
+def _layout(order: list[int], run_lengths: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where entries recorded in ``order`` (0: one row, 1: a run of ``run_lengths[i]`` rows) land in
+    a chunk: the rows of the single-row entries; the rows of every run's rows; and for each run row,
+    its run and its position within the run."""
+    kinds = np.asarray(order, np.int8)
+    lens = np.ones(kinds.size, np.int64)
+    lens[kinds == 1] = run_lengths
     first = np.cumsum(lens) - lens
-    return np.repeat(np.arange(lens.size), lens), first
+    run_lens = np.asarray(run_lengths, np.int64)
+    seg = np.repeat(np.arange(run_lens.size), run_lens)
+    within = np.arange(seg.size) - (np.cumsum(run_lens) - run_lens)[seg]
+    return first[kinds == 0], np.repeat(first[kinds == 1], run_lens) + within, seg, within
 
 
 class IterationLog:
@@ -59,7 +66,7 @@ class IterationLog:
         self._open()
 
     def _open(self) -> None:
-        # One iteration per entry, in order; an entry is a tuple of the row's values, or a run:
+        # One iteration per entry, in order; an entry is a list of the row's values, or a run:
         # (first start, durations, flops, bytes, ends, decode seqs, kv blocks at its first iteration,
         # cumulative new blocks after it or None, rows, rows that emitted).
         self._rows: list[tuple] = []
@@ -125,71 +132,54 @@ class IterationLog:
         self._open()
 
     def _iteration_chunk(self) -> Chunk:
-        order = np.asarray(self._order, np.int8)
-        lens = np.ones(order.size, np.int64)
-        if self._runs:
-            lens[order == 1] = [r[8] for r in self._runs]
-        first = np.cumsum(lens) - lens
+        runs = self._runs
+        lengths = [r[8] for r in runs]
+        at_rows, at, seg, within = _layout(self._order, lengths)
         out = {k: np.empty(self._n, dt) for k, dt in ITERATION_COLUMNS.items()}
         if self._rows:
-            at = first[order == 0]
-            cols = list(zip(*self._rows))
-            for k, values in zip(_ROW, cols):
-                out[k][at] = values
-        if self._runs:
-            runs = self._runs
-            seg, seg_first = _segments([r[8] for r in runs])
-            at = np.repeat(first[order == 1], [r[8] for r in runs]) + (np.arange(seg.size) - seg_first[seg])
+            for k, values in zip(_ROW, zip(*self._rows)):
+                out[k][at_rows] = values
+        if runs:
             out["duration_s"][at] = np.concatenate([r[1][:r[8]] for r in runs])
             out["flops"][at] = np.concatenate([r[2][:r[8]] for r in runs])
             out["bytes"][at] = np.concatenate([r[3][:r[8]] for r in runs])
             # An iteration starts where the one before it in its run ended; the first at the run's start.
-            starts = np.empty(seg.size)
-            starts[1:] = np.concatenate([r[4][:r[8]] for r in runs])[:-1]
-            starts[seg_first] = [r[0] for r in runs]
+            starts = np.concatenate([r[4][:r[8]] for r in runs])
+            starts[1:] = starts[:-1].copy()
+            starts[within == 0] = [r[0] for r in runs]
             out["start_s"][at] = starts
             out["prefill_tokens"][at] = 0
             out["prefill_seqs"][at] = 0
-            seqs = np.repeat([r[5] for r in runs], [r[8] for r in runs])
+            seqs = np.asarray([r[5] for r in runs])[seg]
             out["decode_seqs"][at] = seqs
-            within = np.arange(seg.size) - seg_first[seg]
             out["tokens_out"][at] = np.where(within < np.asarray([r[9] for r in runs])[seg], seqs, 0)
-            kv = np.repeat([r[6] for r in runs], [r[8] for r in runs])
+            kv = np.asarray([r[6] for r in runs], np.int64)[seg]
             grown = [r[7][:r[8] - 1] for r in runs if r[7] is not None and r[8] > 1]
             if grown:
-                later = within > 0
-                has = np.asarray([r[7] is not None for r in runs])[seg] & later
+                has = np.asarray([r[7] is not None for r in runs])[seg] & (within > 0)
                 kv[has] += np.concatenate(grown)
             out["kv_blocks_used"][at] = kv
         return out
 
     def _gap_chunk(self) -> Chunk:
-        order = np.asarray(self._gap_order, np.int8)
         runs = self._gap_runs
-        lens = np.ones(order.size, np.int64)
-        if runs:
-            lens[order == 1] = [e.size - 1 for e, _ in runs]
-        first = np.cumsum(lens) - lens
-        n = int(lens.sum())
-        out = {k: np.empty(n, dt) for k, dt in ITL_COLUMNS.items()}
+        sizes = [e.size - 1 for e, _ in runs]
+        at_rows, at, seg, _ = _layout(self._gap_order, sizes)
+        out = {k: np.empty(at_rows.size + at.size, dt) for k, dt in ITL_COLUMNS.items()}
         if self._gap_rows:
-            at = first[order == 0]
             v, c, t = zip(*self._gap_rows)
-            out["value"][at], out["count"][at], out["time"][at] = v, c, t
+            out["value"][at_rows], out["count"][at_rows], out["time"][at_rows] = v, c, t
         if runs:
-            sizes = [e.size - 1 for e, _ in runs]
-            seg, seg_first = _segments(sizes)
-            at = np.repeat(first[order == 1], sizes) + (np.arange(seg.size) - seg_first[seg])
+            # A run's gaps after its first iteration (whose gaps gaps() recorded): each end minus the
+            # one before, for all runs at once, dropping each run's first end.
             ends = np.concatenate([e for e, _ in runs])
-            # Drop each run's first end: its gaps were recorded by gaps(); the rest follow one another.
-            heads = np.cumsum([e.size for e, _ in runs]) - np.asarray([e.size for e, _ in runs])
             keep = np.ones(ends.size, bool)
-            keep[heads] = False
+            keep[np.cumsum([e.size for e, _ in runs]) - np.asarray([e.size for e, _ in runs])] = False
             diff = np.empty(ends.size)
             diff[1:] = ends[1:] - ends[:-1]
             out["value"][at] = diff[keep]
             out["time"][at] = ends[keep]
-            out["count"][at] = np.repeat([b for _, b in runs], sizes)
+            out["count"][at] = np.asarray([b for _, b in runs])[seg]
         return out
 
     @staticmethod
