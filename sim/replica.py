@@ -69,17 +69,16 @@ class ReplicaEngine:
         self._run_mode = mode  # None: step one by one; "grow": runs allocate blocks; "reserved": they do not
         self._decode_steps = getattr(profile, "decode_steps", None)
         self._wake: simpy.Event | None = None
-        # The decode run in flight: its iteration end times and the index of the last one it will do.
-        self._run_ends: np.ndarray | None = None
+        # The decode run in flight (None: none) and the index of the last iteration it will do.
+        self._run: tuple | None = None
         self._run_cut = 0
-        self._run: tuple = ()
         self.process = env.process(self.loop())
 
     def wake(self) -> None:
         """Called when work arrives: resumes the loop if it sleeps, or cuts a decode run in flight
         at its first iteration boundary after now."""
-        if self._run_ends is not None:
-            j = int(np.searchsorted(self._run_ends, self.env.now, side="right"))
+        if self._run is not None:
+            j = int(np.searchsorted(self._run[7], self.env.now, side="right"))  # its iteration end times
             if j < self._run_cut:
                 self._run_cut = j
                 self.process.interrupt()
@@ -152,20 +151,20 @@ class ReplicaEngine:
         ends[0] += now
         ends.cumsum(out=ends)
         self._run = (idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k)
-        self._run_ends, self._run_cut = ends, k - 1
+        self._run_cut = k - 1
         while True:
             try:
                 yield _timeout_at(env, float(ends[self._run_cut]))
                 break
             except simpy.Interrupt:  # wake() moved the cut earlier
                 continue
-        self._run_ends = None
         self._commit_run(self._run_cut + 1, self._run_cut + 1)
 
     def _commit_run(self, j: int, started: int) -> None:
         """Commit the first ``j`` iterations of the decode run in flight and log the first
         ``started`` of them (``j``, or one more when the horizon falls inside an iteration)."""
-        idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k = self._run
+        assert self._run is not None
+        (idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k), self._run = self._run, None
         st, r, log = self.state, self.state.reqs, self.log
         b = idx.size
         log.run(now, seconds, flops, nbytes, ends, b, st.total_blocks - st.free_blocks, need, started, j)
@@ -223,9 +222,7 @@ class ReplicaEngine:
     def settle(self, horizon: float) -> None:
         """At the end of a run cut at ``horizon``: commit the iterations of a decode run in flight
         that ended before it and log the one running at it, as stepping one by one would have."""
-        if self._run_ends is None:
+        if self._run is None:
             return
-        ends = self._run_ends
-        j = int(np.searchsorted(ends, horizon, side="left"))  # iterations that ended before it
-        self._run_ends = None
+        j = int(np.searchsorted(self._run[7], horizon, side="left"))  # iterations that ended before it
         self._commit_run(j, min(j + 1, self._run_cut + 1))

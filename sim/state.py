@@ -69,11 +69,6 @@ class ReplicaState:
         self.run = np.empty(0, np.int64)
         self.preemptions = 0  # on this replica so far (the engine checks whether a schedule preempted)
 
-    @property
-    def outstanding(self) -> int:
-        """Requests routed here and not finished: waiting plus running."""
-        return len(self.waiting) + self.run.size
-
     def enqueue(self, i: int) -> None:
         r = self.reqs
         r.status[i] = WAITING
