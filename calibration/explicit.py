@@ -61,14 +61,22 @@ class ExplicitProfile:
             seconds += self.decode_attention_s * float(sum(dctx.tolist()))
         return StepCost(seconds=seconds)
 
-    def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Seconds of decode-only iterations of ``seqs`` sequences whose KV contexts sum to
-        ``context[k]``, in :meth:`step`'s order of operations (equal to it bit for bit); FLOPs and
-        bytes are not modelled (NaN)."""
-        seconds = np.full(context.size, self.fixed_s)
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Seconds of decode-only iterations: iteration k has ``seqs[k]`` >= 1 sequences (an int:
+        the same number in each) whose KV contexts sum to ``context[k]``; FLOPs and bytes are not
+        modelled (NaN).
+
+        Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
+        varies as sequences complete inside a run, and the same + and * run on arrays in
+        :meth:`step`'s order (an int64 batch size becomes a float64 exactly, as in Python's
+        ``float * int``; no ``**`` here, so no per-size table is needed)."""
+        if isinstance(seqs, (int, np.integer)):
+            seqs = np.full(context.size, seqs)
         if self.per_token_s:
-            seconds = seconds + self.per_token_s * seqs
-        if self.decode_attention_s and seqs:
+            seconds = self.fixed_s + self.per_token_s * seqs
+        else:
+            seconds = np.full(context.size, self.fixed_s)
+        if self.decode_attention_s:
             seconds = seconds + self.decode_attention_s * context
         nan = np.full(context.size, np.nan)
         return seconds, nan, nan.copy()

@@ -43,10 +43,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, grow_size_table
 from calibration.roofline import RooflineProfile
 
-__all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
+__all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "seconds_parts", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
            "read_profile", "shipped_profile_dir", "write_profile"]
 
 # The fitted coefficients, in the order of the step-time formula above.
@@ -121,6 +121,8 @@ class MeasuredProfile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_table", self.record.linear_arrays())
+        # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
+        object.__setattr__(self, "_decode_sizes", np.empty((4, 0)))
 
     @property
     def provenance(self) -> Provenance:
@@ -159,15 +161,37 @@ class MeasuredProfile:
         _, flops, nbytes = self.base._priced(n_pre, n_dec, chunk_tokens, pairs, start_tokens, context)
         return StepCost(seconds=float(seconds), flops=flops, bytes=nbytes)
 
-    def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
-        contexts sum to ``context[k]``: :meth:`step`'s formula with the same operands in the same
-        order, so each element equals what :meth:`step` gives for that batch, bit for bit."""
-        n = 0.0 + seqs
-        seconds = seconds_of(self.record.coefficients, self.record.layers, n, float(seqs), 0.0, context + 0.0,
-                             self._table, 0.0)  # type: ignore[attr-defined]
-        flops, nbytes = self.base._decode_flops_bytes(seqs, context)
-        return seconds, flops, nbytes
+    def _decode_size_row(self, seqs: int) -> tuple[float, float, float, float]:
+        """The parts of a decode-only iteration of ``seqs`` sequences that depend on ``seqs``
+        alone, from the scalar code :meth:`step` runs: the seconds outside the layers, one
+        layer's seconds before its KV reads (:func:`seconds_parts` with :meth:`step`'s operands),
+        and the base roofline's FLOPs and bytes of the linear layers and LM head."""
+        outside, layer = seconds_parts(self.record.coefficients, 0.0 + seqs, float(seqs), 0.0,
+                                       self._table, 0.0)  # type: ignore[attr-defined]
+        _, flops, nbytes = self.base._dense_part(seqs, seqs)
+        return outside, layer, flops, nbytes
+
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
+        sequences (an int: the same number in each) whose KV contexts sum to ``context[k]``.
+
+        Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
+        varies as sequences complete inside a run, and the parts that depend on it alone (the
+        linear-layer table's interpolation, the knee's ``**``, whose vectorised numpy form may
+        differ from Python's in the last bit) come from a table filled by :meth:`step`'s own
+        scalar code, once per size; the KV-read terms are added on arrays in :meth:`step`'s order.
+        (:meth:`step` reads ``ctx + 0.0``: the same as ``ctx`` for the positive sums here.)"""
+        if isinstance(seqs, (int, np.integer)):
+            seqs = np.full(context.size, seqs)
+        sizes = self._decode_sizes  # type: ignore[attr-defined]
+        top = int(seqs.max()) if seqs.size else 0
+        if top >= sizes.shape[1]:
+            sizes = grow_size_table(sizes, top, self._decode_size_row)
+            object.__setattr__(self, "_decode_sizes", sizes)
+        outside, layer, flops, nbytes = sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost
+        seconds = outside + self.record.layers * (layer + self.record.coefficients["c_dc"] * context)
+        dc_flops, dc_bytes = self.base._decode_traffic(context)
+        return seconds, flops + dc_flops, nbytes + dc_bytes
 
 
 def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
@@ -200,15 +224,23 @@ def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seq
                table: tuple[np.ndarray, np.ndarray] | None = None, own_pairs: Any = 0.0) -> Any:
     """The step-time formula (scalars or numpy arrays). ``own_pairs`` (Σ c²/2, the chunks' causal
     pairs among themselves, part of ``pairs``) is priced at ``c_pf_self`` where the profile has it."""
+    outside, layer = seconds_parts(c, tokens, seqs, pairs, table, own_pairs)
+    return outside + layers * (layer + c["c_dc"] * ctx)
+
+
+def seconds_parts(c: dict[str, float], tokens: Any, seqs: Any, pairs: Any,
+                  table: tuple[np.ndarray, np.ndarray] | None = None, own_pairs: Any = 0.0) -> tuple[Any, Any]:
+    """:func:`seconds_of` but for the KV reads, in its order of operations: the seconds outside
+    the layers (t0 and the LM head) and one layer's seconds before its ``c_dc·Σ l`` term. A
+    profile's ``decode_steps`` tabulates them per batch size and adds the KV reads itself."""
     attention = c["c_pf"] * pairs
     if "c_pf_self" in c:
         attention = attention + (c["c_pf_self"] - c["c_pf"]) * own_pairs
-    per_layer = (linear_seconds(c, tokens, table) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs
-                 + attention + c["c_dc"] * ctx)
+    layer = linear_seconds(c, tokens, table) + c.get("c_tok", 0.0) * tokens + c["c_seq"] * seqs + attention
     head = c["c_head"] * seqs
     if "head_w" in c:  # the LM head reads its weights once: flat until its per-sequence work is slower
         head = max(c["head_w"], head) if isinstance(head, float) else np.maximum(c["head_w"], head)
-    return c["t0"] + head + layers * per_layer
+    return c["t0"] + head, layer
 
 
 def coefficients_from_roofline(p: RooflineProfile) -> dict[str, float]:

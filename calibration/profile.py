@@ -9,11 +9,11 @@ can say which numbers it rests on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost"]
+__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost", "grow_size_table"]
 
 ProvenanceKind = Literal["measured", "derived-from-measured", "derived", "explicit"]
 
@@ -87,3 +87,25 @@ class Profile(Protocol):
     def step(self, batch: BatchShape) -> StepCost:
         """Price one iteration."""
         ...
+
+
+def grow_size_table(table: np.ndarray, top: int, row: Callable[[int], Sequence[float]]) -> np.ndarray:
+    """``table`` grown to hold batch size ``top``: column ``s`` holds ``row(s)``.
+
+    Profiles' ``decode_steps`` price many decode iterations at once, and their batch sizes vary
+    (sequences complete inside a run). The parts of the price that depend on the batch size
+    alone are tabulated by calling the scalar code ``step`` runs, once per size, rather than
+    computed on arrays: numpy's vectorised ``**`` may differ from Python's in the last bit, and
+    ``decode_steps`` must equal ``step`` bit for bit. The length doubles (from 64) until it
+    exceeds ``top`` and every new size is filled at once, so a table is grown a few times in
+    all. The result is a new array (``table`` is never written), so a copy of a profile never
+    sees another's table change."""
+    n = table.shape[1]
+    size = max(n, 64)
+    while size <= top:
+        size *= 2
+    out = np.empty((table.shape[0], size))
+    out[:, :n] = table
+    for s in range(n, size):
+        out[:, s] = row(s)
+    return out

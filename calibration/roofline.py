@@ -36,7 +36,7 @@ from importlib import resources
 import numpy as np
 
 from calibration.catalog import GPU, ModelArch, ResolvedPrecision
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, grow_size_table
 
 __all__ = ["RooflineProfile"]
 
@@ -96,6 +96,10 @@ class RooflineProfile:
     overrides: tuple[str, ...] = ()
     # Measured all-reduce (latency s, algorithm bandwidth B/s) at this TP; None: the datasheet link.
     allreduce: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
+        object.__setattr__(self, "_decode_sizes", np.empty((4, 0)))
 
     @property
     def quantization(self) -> str:
@@ -291,19 +295,31 @@ class RooflineProfile:
             t += c.ar_latency + c.ar_per_token * n_tok
         return t + self.overhead_s, flops, nbytes
 
-    def _decode_flops_bytes(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """FLOPs and bytes of :meth:`decode_steps` alone (a measured profile times the steps itself)."""
-        _, flops, nbytes = self._dense_part(seqs, seqs)
-        dc_flops, dc_bytes = self._decode_traffic(context)
-        return flops + dc_flops, nbytes + dc_bytes
+    def _decode_size_row(self, seqs: int) -> tuple[float, float, float, float]:
+        """Seconds, FLOPs and bytes of the linear layers and LM head of a decode-only iteration
+        of ``seqs`` sequences, and its all-reduce seconds: :meth:`_priced`'s scalar code."""
+        c = self._constants
+        return (*self._dense_part(seqs, seqs), c.ar_latency + c.ar_per_token * seqs)
 
-    def decode_steps(self, seqs: int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Seconds, FLOPs and bytes of decode-only iterations of ``seqs`` sequences whose KV
-        contexts sum to ``context[k]`` after step k: :meth:`step`'s arithmetic in the same order,
-        so each element equals what :meth:`step` gives for that batch, bit for bit."""
-        t, flops, nbytes = self._dense_part(seqs, seqs)
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
+        sequences (an int: the same number in each) whose KV contexts sum to ``context[k]``.
+
+        Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
+        varies as sequences complete inside a run, and the parts that depend on it alone (the
+        MoE experts touched take a ``**``, whose vectorised numpy form may differ from Python's
+        in the last bit) come from a table filled by :meth:`step`'s own scalar code, once per
+        size; the rest is :meth:`step`'s + , * , / and max on arrays, in the same order."""
+        if isinstance(seqs, (int, np.integer)):
+            seqs = np.full(context.size, seqs)
+        sizes = self._decode_sizes  # type: ignore[attr-defined]
+        top = int(seqs.max()) if seqs.size else 0
+        if top >= sizes.shape[1]:
+            sizes = grow_size_table(sizes, top, self._decode_size_row)
+            object.__setattr__(self, "_decode_sizes", sizes)
+        t, flops, nbytes, allreduce = sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost
         dt, dc_flops, dc_bytes = self._decode_attention(context)
         t = t + dt
-        if self.tp > 1 and seqs:
-            t = t + (self._constants.ar_latency + self._constants.ar_per_token * seqs)
+        if self.tp > 1:
+            t = t + allreduce
         return t + self.overhead_s, flops + dc_flops, nbytes + dc_bytes

@@ -71,16 +71,24 @@ class _Run:
         self.reject = _reject_codes(s, prompt, output, self.total_blocks)
         e = s.engine
         self.states = [ReplicaState(k, self.total_blocks, self.reqs) for k in range(s.replicas)]
+        self.max_out = s.router.max_outstanding_per_replica
+        # Completions inside a replica's plan (sim.replica) must reach what acts on them when they
+        # happen: follow-up requests and the central queue need an event at that time; routing by
+        # load among several replicas needs them only when it routes, so they wait in a heap it
+        # drains first; one replica has no one to tell before the plan's iterations are committed.
+        self.pending: list = []
+        tell = ("events" if self.followers is not None or self.max_out is not None
+                else "pending" if s.replicas > 1 else "commit")
         self.engines = [
             ReplicaEngine(self.env, st, make_scheduler(e.scheduler, max_num_seqs=e.max_num_seqs,
                                                        max_num_batched_tokens=e.max_num_batched_tokens,
                                                        block_size=e.block_size, chunked=e.chunked),
-                          self.profile, self._on_finish, decode_runs=decode_runs,
+                          self.profile, self._on_finish, decode_runs=decode_runs, horizon=s.measurement.horizon_s,
+                          tell=tell, pending=self.pending,
                           log=IterationLog(sink.for_replica(k) if sink is not None else None))
             for k, st in enumerate(self.states)
         ]
         self.router = make_router(s.router.policy)
-        self.max_out = s.router.max_outstanding_per_replica
         self.central: list[tuple[int, int, int]] = []
         self.load = np.zeros(s.replicas, np.int64)  # outstanding (waiting + running) requests per replica
         self.finished = 0
@@ -123,6 +131,10 @@ class _Run:
             self._ended(1)
             self._release_followers(np.array([i]))
             return
+        pending = self.pending
+        while pending and pending[0][0] <= self.env.now:  # completions inside plans up to now
+            _, _, engine, plan, pos = heapq.heappop(pending)
+            engine._tell(plan, pos)
         eligible = self._eligible()
         if eligible is None or eligible.size:
             self._send(i, self.router.choose(self.load, eligible))

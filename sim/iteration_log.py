@@ -67,13 +67,13 @@ class IterationLog:
 
     def _open(self) -> None:
         # One iteration per entry, in order; an entry is a list of the row's values, or a run:
-        # (first start, durations, flops, bytes, ends, decode seqs, kv blocks at its first iteration,
-        # cumulative new blocks after it or None, rows, rows that emitted).
+        # (first start, durations, flops, bytes, ends, decode seqs, kv blocks, rows, rows that emitted),
+        # the arrays per iteration of the run.
         self._rows: list[tuple] = []
         self._runs: list[tuple] = []
         self._order: list[int] = []  # 0: a row, 1: a run, in the order recorded
         self._n = 0
-        # Gap rows likewise: (value, count, time) or a run's end times and its batch size.
+        # Gap rows likewise: (value, count, time) or a run's end times and batch sizes.
         self._gap_rows: list[tuple[float, int, float]] = []
         self._gap_runs: list[tuple[np.ndarray, int]] = []
         self._gap_order: list[int] = []
@@ -94,13 +94,14 @@ class IterationLog:
         return row
 
     def run(self, start: float, seconds: np.ndarray, flops: np.ndarray, nbytes: np.ndarray, ends: np.ndarray,
-            seqs: int, kv_blocks: int, new_blocks: np.ndarray | None, rows: int, emitted: int) -> None:
-        """Record the first ``rows`` iterations of a decode run that began at ``start``: iteration i
-        took ``seconds[i]`` and ended at ``ends[i]``; ``new_blocks[i]`` blocks had been added by
-        its iteration i + 1; the first ``emitted`` iterations produced a token for every sequence."""
+            seqs: np.ndarray, kv_blocks: np.ndarray, rows: int, emitted: int) -> None:
+        """Record the first ``rows`` iterations of a run of decode iterations that began at
+        ``start``: iteration i took ``seconds[i]``, ended at ``ends[i]``, decoded ``seqs[i]``
+        sequences with ``kv_blocks[i]`` KV blocks in use; the first ``emitted`` of them produced a
+        token for every sequence (the one after, cut by the horizon, none)."""
         if self._n >= CHUNK_ROWS:
             self.seal()
-        self._runs.append((start, seconds, flops, nbytes, ends, seqs, kv_blocks, new_blocks, rows, emitted))
+        self._runs.append((start, seconds, flops, nbytes, ends, seqs, kv_blocks, rows, emitted))
         self._order.append(1)
         self._n += rows
         self.rows += rows
@@ -116,9 +117,9 @@ class IterationLog:
             self.itl_extra.append(gaps)
             self.itl_extra_time.append(t)
 
-    def run_gaps(self, ends: np.ndarray, seqs: int) -> None:
-        """The gaps of a decode run's iterations after its first: ``seqs`` tokens at each of
-        ``ends[1:]``, each ``ends[i] - ends[i - 1]`` after the one before."""
+    def run_gaps(self, ends: np.ndarray, seqs: np.ndarray) -> None:
+        """The gaps of a run's iterations after its first: ``seqs[i]`` tokens at each ``ends[i]``
+        (i >= 1), each ``ends[i] - ends[i - 1]`` after the one before."""
         self._gap_runs.append((ends, seqs))
         self._gap_order.append(1)
 
@@ -133,32 +134,27 @@ class IterationLog:
 
     def _iteration_chunk(self) -> Chunk:
         runs = self._runs
-        lengths = [r[8] for r in runs]
+        lengths = [r[7] for r in runs]
         at_rows, at, seg, within = _layout(self._order, lengths)
         out = {k: np.empty(self._n, dt) for k, dt in ITERATION_COLUMNS.items()}
         if self._rows:
             for k, values in zip(_ROW, zip(*self._rows)):
                 out[k][at_rows] = values
         if runs:
-            out["duration_s"][at] = np.concatenate([r[1][:r[8]] for r in runs])
-            out["flops"][at] = np.concatenate([r[2][:r[8]] for r in runs])
-            out["bytes"][at] = np.concatenate([r[3][:r[8]] for r in runs])
+            out["duration_s"][at] = np.concatenate([r[1][:r[7]] for r in runs])
+            out["flops"][at] = np.concatenate([r[2][:r[7]] for r in runs])
+            out["bytes"][at] = np.concatenate([r[3][:r[7]] for r in runs])
             # An iteration starts where the one before it in its run ended; the first at the run's start.
-            starts = np.concatenate([r[4][:r[8]] for r in runs])
+            starts = np.concatenate([r[4][:r[7]] for r in runs])
             starts[1:] = starts[:-1].copy()
             starts[within == 0] = [r[0] for r in runs]
             out["start_s"][at] = starts
             out["prefill_tokens"][at] = 0
             out["prefill_seqs"][at] = 0
-            seqs = np.asarray([r[5] for r in runs])[seg]
+            seqs = np.concatenate([r[5][:r[7]] for r in runs])
             out["decode_seqs"][at] = seqs
-            out["tokens_out"][at] = np.where(within < np.asarray([r[9] for r in runs])[seg], seqs, 0)
-            kv = np.asarray([r[6] for r in runs], np.int64)[seg]
-            grown = [r[7][:r[8] - 1] for r in runs if r[7] is not None and r[8] > 1]
-            if grown:
-                has = np.asarray([r[7] is not None for r in runs])[seg] & (within > 0)
-                kv[has] += np.concatenate(grown)
-            out["kv_blocks_used"][at] = kv
+            out["tokens_out"][at] = np.where(within < np.asarray([r[8] for r in runs])[seg], seqs, 0)
+            out["kv_blocks_used"][at] = np.concatenate([r[6][:r[7]] for r in runs])
         return out
 
     def _gap_chunk(self) -> Chunk:
@@ -179,7 +175,7 @@ class IterationLog:
             diff[1:] = ends[1:] - ends[:-1]
             out["value"][at] = diff[keep]
             out["time"][at] = ends[keep]
-            out["count"][at] = np.asarray([b for _, b in runs])[seg]
+            out["count"][at] = np.concatenate([c[1:e.size] for e, c in runs])
         return out
 
     @staticmethod

@@ -3,23 +3,40 @@
 One SimPy timeout per iteration and one event to wake an idle replica (STYLE rule 2); all
 per-request work inside an iteration is numpy over the batch.
 
-**Decode runs.** Most iterations of a loaded replica are decode-only and change nothing but
-token counts. When an iteration is decode-only and holds every running sequence, and the
-scheduler says its next iterations would be the same batch until something changes it
-(:attr:`~sim.scheduling.BatchScheduler.decode_run`), the engine prices the whole run at once:
-up to the first completion, or the last iteration whose KV blocks fit (the next would preempt).
-It waits for the run's end with one timeout; a request routed to this replica meanwhile cuts the
-run at the first iteration boundary after its arrival, where stepping one by one would have seen
-it. Iteration start times are the same running float sums SimPy forms, and each iteration's
-price is the profile's :meth:`decode_steps`, equal bit for bit to its ``step`` of that batch, so
-results are those of stepping one by one (``tests/test_decode_runs.py``). An external event at
-*exactly* an iteration boundary is taken as just after it, where one-by-one stepping orders such
-ties by SimPy's event ids; with continuous arrival times they do not occur.
+**Plans.** Stepping every iteration through SimPy costs more than the iteration's arithmetic, and
+most iterations of a loaded replica change nothing but token counts. So, where the scheduler says
+how its batches repeat (:attr:`~sim.scheduling.BatchScheduler.decode_run`), the engine plans ahead:
+
+- iteration 0 is whatever the scheduler forms (admissions, prefill chunks, decodes), priced by
+  the profile's ``step`` and committed at once: nothing outside the replica reads a request's
+  token counts, so committing them early changes nothing but when the work is done;
+- if after it every running request decodes (one token short of its next) and nothing waits to be
+  admitted, the following iterations are decodes of every running request, which leave the batch
+  as they complete: the *continuation*, priced at once by the profile's :meth:`decode_steps` (equal
+  bit for bit to ``step`` of each iteration's batch), up to the last completion, the last
+  iteration whose new KV blocks fit (counted as if nothing freed any: never too far), or a
+  look-ahead limit. While a request waits (blocked for blocks or slots), a completion could admit
+  it, so then the continuation ends at the first completion.
+
+The engine then waits for the plan's end with one timeout. A request routed to this replica
+meanwhile cuts the plan at the first iteration boundary after its arrival, where stepping one by
+one would have seen it (the wait is moved to that boundary; nothing is thrown into the process).
+Completions inside a plan reach the router (its load array, follow-up requests, the central
+queue) by a timeout at their own iteration's end, so everything outside sees them when stepping
+would; one that routes a request back to this replica cuts the plan at that very boundary, as the
+next iteration's schedule would have seen it. Iteration ends are the running float sums SimPy forms
+stepping one by one, so results are those of stepping one by one (``tests/test_decode_runs.py``).
+An external event at *exactly* an iteration boundary is taken as just after it, where one-by-one
+stepping orders such ties by SimPy's event ids; with continuous arrival times they do not occur.
+A plan never commits iteration 0 past a horizon: an iteration that would end at or after it is
+stepped on its own, and :meth:`settle` closes a continuation the horizon falls in.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
+from functools import partial
 from typing import Callable, Generator
 
 import numpy as np
@@ -32,6 +49,15 @@ from sim.scheduling import BatchScheduler
 from sim.state import COMPLETED, RUNNING, ReplicaState
 
 __all__ = ["ReplicaEngine"]
+
+_ORDER = itertools.count()  # tie-break of equal times in the shared heap of pending completions
+
+# How many iterations a continuation looks ahead: it starts at LOOKAHEAD, doubles while plans run
+# to their end uncut and halves while arrivals cut them early (up to MAX_LOOKAHEAD); the plan's
+# arithmetic is numpy over this many iterations, so looking far ahead only to be cut costs time.
+LOOKAHEAD, MIN_LOOKAHEAD, MAX_LOOKAHEAD = 32, 8, 1024
+# Without decode_steps each iteration of a continuation is priced through step(): look less far.
+STEP_PRICED_LOOKAHEAD = 8
 
 
 def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
@@ -53,42 +79,86 @@ def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
     return ev
 
 
+class _Plan:
+    """A plan in flight: iteration 0 (committed) and its continuation of ``k`` decode iterations.
+
+    ``run``: the running requests after iteration 0, in admission order; ``comp``, ``blocks``: their
+    computed tokens and KV blocks then; ``rem``: the continuation iteration each completes in (past
+    ``k``: not in this plan); ``slack``: free token slots in its last block (grow mode; a request
+    takes a block at iterations slack + 1, slack + 1 + block size, ...); ``seqs``, ``seconds``,
+    ``flops``, ``nbytes``: per continuation iteration; ``ends``: end times, ``ends[0]`` iteration
+    0's and ``ends[m]`` continuation iteration m's; ``need``: blocks taken by iteration m's end
+    counting no completion (None: reserved blocks); ``used0``: blocks in use after iteration 0;
+    ``done0``: iteration 0's completions; ``marks``: plan iterations < k with completions, whose
+    timeouts tell the router; ``told``: the last of them told so far (-1: none)."""
+
+    __slots__ = ("run", "comp", "blocks", "rem", "slack", "seqs", "seconds", "flops", "nbytes", "ends", "need",
+                 "used0", "k", "done0", "marks", "told")
+
+    def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray,
+                 slack: np.ndarray | None, need: np.ndarray | None, used0: int, k: int):
+        self.run, self.comp, self.blocks, self.rem, self.slack = run, comp, blocks, rem, slack
+        self.need, self.used0, self.k = need, used0, k
+        self.told = -1
+
+
 class ReplicaEngine:
     """Drives one :class:`ReplicaState` through iterations on the shared SimPy environment."""
 
     def __init__(self, env: simpy.Environment, state: ReplicaState, scheduler: BatchScheduler,
                  profile: Profile, on_finish: Callable[[int, np.ndarray], None], *, decode_runs: bool = True,
-                 log: IterationLog | None = None):
+                 log: IterationLog | None = None, horizon: float | None = None, tell: str = "events",
+                 pending: list | None = None):
         self.env = env
         self.state = state
         self.scheduler = scheduler
         self.profile = profile
         self.on_finish = on_finish
         self.log = log or IterationLog()
+        self.horizon = horizon
+        # How completions inside a plan reach the router (see _Run in sim.engine): "events", a
+        # timeout at each (follow-up requests and the central queue act on them at once);
+        # "pending", an entry in the shared heap ``pending`` it drains before routing by load;
+        # "commit", when the plan's iterations are committed (nothing reads them sooner).
+        self._tell_mode = tell
+        self._pending = pending
         mode = getattr(scheduler, "decode_run", None) if decode_runs else None
-        self._run_mode = mode  # None: step one by one; "grow": runs allocate blocks; "reserved": they do not
+        self._run_mode = mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
+        self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
+        self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
+        bs = getattr(scheduler, "block_size", 1)
+        self._phase = np.arange(MAX_LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
+        self._m = np.arange(1, MAX_LOOKAHEAD + 1)
         self._wake: simpy.Event | None = None
-        # The decode run in flight (None: none) and the index of the last iteration it will do.
-        self._run: tuple | None = None
-        self._run_cut = 0
+        self._plan: _Plan | None = None  # the plan in flight, and the last iteration it will do
+        self._cut = 0
+        self._telling = False  # inside a completion's timeout: a request it routes here is seen next iteration
         self.process = env.process(self.loop())
 
     def wake(self) -> None:
-        """Called when work arrives: resumes the loop if it sleeps, or cuts a decode run in flight
-        at its first iteration boundary after now."""
-        if self._run is not None:
-            j = int(np.searchsorted(self._run[7], self.env.now, side="right"))  # its iteration end times
-            if j < self._run_cut:
-                self._run_cut = j
-                self.process.interrupt()
+        """Called when work arrives: resumes the loop if it sleeps, or cuts the plan in flight at
+        its first iteration boundary after now (at now, when a completion here routed the work)."""
+        p = self._plan
+        if p is not None:
+            j = int(p.ends.searchsorted(self.env.now, side="left" if self._telling else "right"))
+            if j < self._cut:
+                self._cut = j
+                # Move the process's wait to the new end (what Process.interrupt does, without the
+                # exception and the extra event).
+                proc = self.process
+                proc._target.callbacks.remove(proc._resume)  # type: ignore[union-attr]
+                ev = _timeout_at(self.env, float(p.ends[j]))
+                ev.callbacks.append(proc._resume)  # type: ignore[union-attr]
+                proc._target = ev
         elif self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def loop(self) -> Generator[simpy.Event, None, None]:
         env, st, r, log = self.env, self.state, self.state.reqs, self.log
         empty = np.empty(0, np.int64)
-        run_mode = self._run_mode
+        planning = self._run_mode is not None
+        horizon = self.horizon
         while True:
             if not st.run.size and not st.waiting:
                 self._wake = env.event()
@@ -106,9 +176,6 @@ class ReplicaEngine:
             if prefills == idx.size:
                 shape = BatchShape(n, comp, empty)
             elif not prefills:
-                if run_mode is not None and idx.size == st.run.size and st.preemptions == preempted:
-                    yield from self._decode_run(idx, comp, now)
-                    continue
                 shape = BatchShape(empty, empty, comp + 1)
             else:
                 dec = ~pre
@@ -116,75 +183,200 @@ class ReplicaEngine:
             cost = self.profile.step(shape)
             row = log.begin(now, cost.seconds, int(shape.prefill_chunk.sum()) if prefills else 0, shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
-            yield env.timeout(cost.seconds)
-            row[5] = self._commit(idx, comp + n, env.now)  # tokens_out
+            end = now + cost.seconds  # where env.timeout(cost.seconds) fires
+            if not planning or (horizon is not None and not end < horizon):
+                yield env.timeout(cost.seconds)
+                row[5], done = self._commit(idx, comp + n, env.now)  # tokens_out
+                if done.size:
+                    self.on_finish(st.index, done)
+                continue
+            # Iteration 0 of a plan: committed now, its completions told at its end.
+            whole = not prefills and idx.size == st.run.size and st.preemptions == preempted
+            every = idx.size == st.run.size
+            row[5], done0 = self._commit(idx, comp + n, end)
+            plan = None
+            if row[5] == idx.size and (every or self._all_decode()):
+                plan = self._continuation(end, whole and not done0.size)
+            if plan is None:
+                yield env.timeout(cost.seconds)
+                if done0.size:
+                    self.on_finish(st.index, done0)
+                continue
+            plan.done0 = done0
+            if done0.size:
+                plan.marks.insert(0, 0)
+            self._plan, self._cut = plan, plan.k
+            if plan.marks:
+                if self._tell_mode == "events":
+                    self._tell_next(plan, 0)
+                elif self._tell_mode == "pending":
+                    for pos, m in enumerate(plan.marks):
+                        heapq.heappush(self._pending, (float(plan.ends[m]), next(_ORDER), self, plan, pos))
+            yield _timeout_at(env, float(plan.ends[plan.k]))
+            cut = self._cut
+            self._commit_run(cut, cut)
+            # Look further ahead while plans run to their end, less far while arrivals cut them early.
+            if cut == plan.k and plan.k >= self._lookahead:
+                self._lookahead = min(2 * self._lookahead, MAX_LOOKAHEAD)
+            elif 4 * cut < self._lookahead:
+                self._lookahead = max(self._lookahead // 2, MIN_LOOKAHEAD)
 
-    def _decode_run(self, idx: np.ndarray, comp: np.ndarray, now: float) -> Generator[simpy.Event, None, None]:
-        """Run the decode-only batch ``idx`` (already scheduled for one iteration) for as many
-        iterations as nothing can change it, in one timeout; see the module docstring."""
-        env, st, r = self.env, self.state, self.state.reqs
-        b = idx.size
-        left = r.output[idx] - r.generated[idx]
-        k = int(left.min())  # the run ends with the first completion at the latest
-        need = slack = None
-        if k > 1 and self._run_mode == "grow":
-            # Iteration 1's blocks are allocated. Sequence i has ``slack`` free slots after it, so it
-            # takes a new block at iterations 2 + slack, 2 + slack + bs, ...
+    def _all_decode(self) -> bool:
+        """Whether every running request is one token short of emitting, past its prefill (for
+        batches that left some running requests out: prefill-first's admissions)."""
+        r, run = self.state.reqs, self.state.run
+        num = r.num_tokens[run]
+        return bool((num - r.computed[run] == 1).all() and (r.prefill_target[run] < num).all())
+
+    def _continuation(self, end: float, whole: bool) -> _Plan | None:
+        """Plan the decode iterations after an iteration 0 ending at ``end`` (its tokens committed,
+        every running request decoding next); None when not one can be planned. ``whole``:
+        iteration 0 decoded every running request, preempted and completed none, so a request still
+        waiting could not be admitted and cannot be until a completion."""
+        st, r = self.state, self.state.reqs
+        run = st.run
+        b = run.size
+        if not b or (self._max_decodes is not None and b > self._max_decodes):
+            return None
+        grow = self._run_mode == "grow"
+        rem = r.output[run] - r.generated[run]
+        if st.waiting and grow:
+            if not whole:
+                return None
+            k = int(rem.min())  # the first completion could admit it
+        else:
+            k = int(rem.max())
+        k = min(k, self._lookahead)
+        comp = r.computed[run]
+        blocks = r.blocks[run]
+        used0 = st.total_blocks - st.free_blocks
+        slack = need = None
+        if grow:
             bs = self.scheduler.block_size
-            slack = r.blocks[idx] * bs - comp - 1
-            if int(slack.max()) < bs:
-                need = np.bincount(slack, minlength=bs)[np.arange(k - 1) % bs].cumsum()
-                k = 1 + int(need.searchsorted(st.free_blocks, side="right"))  # iteration k + 1 would preempt
-            else:
-                k = 1
-        s0 = int(comp.sum())
-        context = np.arange(s0 + b, s0 + b * k + 1, b, dtype=np.float64)  # Σ context after each iteration
+            slack = blocks * bs - comp
+            if int(slack.max()) >= bs:
+                return None
+            # Blocks taken by iteration m's end if nothing completed: periodic in m.
+            need = np.bincount(slack, minlength=bs)[self._phase[:k]].cumsum()
+            k = int(need.searchsorted(st.free_blocks, side="right"))
+            if not k:
+                return None
+        p = _Plan(run, comp, blocks, rem, slack, need, used0, k)
+        # Sequences and Σ context per iteration m = 1..k: request i decodes at context comp_i + m
+        # while m <= rem_i.
+        m = self._m[:k]
+        c0 = float(comp.sum())
+        if int(rem.min()) > k:
+            seqs = np.full(k, b)
+            ctx = m * b + c0
+            p.marks = []
+        else:
+            rc = np.minimum(rem, k + 1)
+            ends_at = np.bincount(rc, minlength=k + 2)
+            seqs = b - ends_at.cumsum()[:k]
+            ctx = (c0 - np.bincount(rc, weights=comp, minlength=k + 2).cumsum()[:k]) + m * seqs
+            p.marks = (np.flatnonzero(ends_at[1:k]) + 1).tolist()
+        p.seqs = seqs
         if self._decode_steps is not None:
-            seconds, flops, nbytes = self._decode_steps(b, context)
+            p.seconds, p.flops, p.nbytes = self._decode_steps(seqs, ctx)
         else:  # a profile without decode_steps: price each iteration through step()
             empty = np.empty(0, np.int64)
-            costs = [self.profile.step(BatchShape(empty, empty, comp + 1 + j)) for j in range(k)]
-            seconds, flops, nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
-                                      for a in ("seconds", "flops", "bytes"))
-        # Iteration end times: the running sums SimPy forms stepping one by one, in the same order.
-        ends = seconds.copy()
-        ends[0] += now
+            costs = [self.profile.step(BatchShape(empty, empty, comp[rem >= j] + j)) for j in range(1, k + 1)]
+            p.seconds, p.flops, p.nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
+                                            for a in ("seconds", "flops", "bytes"))
+        # End times: the running sums SimPy forms stepping one by one, in the same order.
+        ends = np.empty(k + 1)
+        ends[0] = end
+        ends[1:] = p.seconds
         ends.cumsum(out=ends)
-        self._run = (idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k)
-        self._run_cut = k - 1
-        while True:
-            try:
-                yield _timeout_at(env, float(ends[self._run_cut]))
-                break
-            except simpy.Interrupt:  # wake() moved the cut earlier
-                continue
-        self._commit_run(self._run_cut + 1, self._run_cut + 1)
+        p.ends = ends
+        return p
+
+    def _tell_next(self, plan: _Plan, pos: int) -> None:
+        """Schedule the timeout that tells the router of the completions at plan iteration ``marks[pos]``."""
+        ev = _timeout_at(self.env, float(plan.ends[plan.marks[pos]]))
+        ev.callbacks.append(partial(self._tell, plan, pos))
+
+    def _tell(self, plan: _Plan, pos: int, _ev: simpy.Event | None = None) -> None:
+        """Tell the router of the completions at plan iteration ``marks[pos]``, now its end time
+        has come (unless the plan was cut before it)."""
+        m = plan.marks[pos]
+        if self._plan is not plan or m > self._cut:
+            return  # the plan was cut before this iteration
+        if pos + 1 < len(plan.marks) and self._tell_mode == "events":
+            self._tell_next(plan, pos + 1)
+        plan.told = m
+        self._telling = True
+        try:
+            self.on_finish(self.state.index, plan.done0 if m == 0 else plan.run[plan.rem == m])
+        finally:
+            self._telling = False
 
     def _commit_run(self, j: int, started: int) -> None:
-        """Commit the first ``j`` iterations of the decode run in flight and log the first
-        ``started`` of them (``j``, or one more when the horizon falls inside an iteration)."""
-        assert self._run is not None
-        (idx, comp, left, now, seconds, flops, nbytes, ends, need, slack, k), self._run = self._run, None
+        """Commit the first ``j`` iterations of the continuation in flight, log the first
+        ``started`` of them (``j``, or one more when the horizon falls inside an iteration) and
+        tell the router of completions in them not yet told."""
+        p, self._plan = self._plan, None
+        assert p is not None
         st, r, log = self.state, self.state.reqs, self.log
-        b = idx.size
-        log.run(now, seconds, flops, nbytes, ends, b, st.total_blocks - st.free_blocks, need, started, j)
+        run, rem, ends = p.run, p.rem, p.ends
+        if started:
+            log.run(float(ends[0]), p.seconds, p.flops, p.nbytes, ends[1:], p.seqs, self._kv(p, started), started, j)
+        late = p.done0 if p.told < 0 and p.done0.size else None
         if not j:
+            if late is not None:
+                self.on_finish(st.index, late)
             return
-        if need is not None and j > 1:
-            r.blocks[idx] += np.maximum((j - 2 - slack) // self.scheduler.block_size + 1, 0)
-            st.free_blocks -= int(need[j - 2])
-        r.computed[idx] = comp + j
-        r.generated[idx] += j
-        r.num_tokens[idx] += j
-        log.gaps(float(ends[0]), ends[0] - r.last_token[idx])
+        jj = np.minimum(rem, j)  # iterations each request did
+        r.computed[run] = p.comp + jj
+        r.generated[run] += jj
+        r.num_tokens[run] += jj
+        log.gaps(float(ends[1]), ends[1] - r.last_token[run])
         if j > 1:
-            log.run_gaps(ends[:j], b)
-        t = float(ends[j - 1])
-        r.last_token[idx] = t
-        if j == k:
-            done = idx[left == k]
-            if done.size:
-                self._complete(done, t)
+            log.run_gaps(ends[1:j + 1], p.seqs[:j])
+        r.last_token[run] = ends[jj]
+        if p.slack is not None:
+            taken = np.maximum((jj - p.slack - 1) // self.scheduler.block_size + 1, 0)
+            r.blocks[run] += taken
+            st.free_blocks -= int(taken.sum())
+        done = rem <= j
+        if done.any():
+            d = run[done]
+            r.status[d] = COMPLETED
+            r.finish[d] = ends[rem[done]]
+            st.free_blocks += int(r.blocks[d].sum())
+            r.blocks[d] = 0
+            st.run = run[~done]
+            told = p.told
+            if late is not None:
+                self.on_finish(st.index, late)
+            if told < j:
+                d = d[rem[done] > told]
+                if d.size:
+                    self.on_finish(st.index, d)
+        elif late is not None:
+            self.on_finish(st.index, late)
+
+    def _kv(self, p: _Plan, rows: int) -> np.ndarray:
+        """KV blocks in use during each of the continuation's first ``rows`` iterations (after
+        its allocation): blocks taken as if nothing completed, less what completions freed and
+        the blocks completed requests would have gone on to take."""
+        kv = p.used0 + p.need[:rows] if p.need is not None else np.full(rows, p.used0)
+        gone = np.flatnonzero(p.rem < rows)
+        if gone.size:
+            bs = self.scheduler.block_size
+            for i in gone.tolist():
+                m = int(p.rem[i])
+                held = int(p.blocks[i])
+                if p.slack is not None:
+                    s = int(p.slack[i])
+                    taken = max((m - s - 1) // bs + 1, 0)
+                    held += taken
+                    first = s + 1 + taken * bs  # the first block it would have taken after completing
+                    if first <= rows:
+                        kv[first - 1:] -= np.arange(rows - first + 1) // bs + 1
+                kv[m:] -= held
+        return kv
 
     def _complete(self, done: np.ndarray, t: float) -> None:
         r, st = self.state.reqs, self.state
@@ -193,15 +385,15 @@ class ReplicaEngine:
         st.free_blocks += int(r.blocks[done].sum())
         r.blocks[done] = 0
         st.run = st.run[r.status[st.run] == RUNNING]
-        self.on_finish(st.index, done)
 
-    def _commit(self, idx: np.ndarray, comp: np.ndarray, t: float) -> int:
-        """Record the iteration's computed tokens at its end time ``t``; return tokens emitted."""
+    def _commit(self, idx: np.ndarray, comp: np.ndarray, t: float) -> tuple[int, np.ndarray]:
+        """Record the iteration's computed tokens at its end time ``t``; return the tokens emitted
+        and the requests completed (the caller tells the router)."""
         r = self.state.reqs
         r.computed[idx] = comp
         emit = idx[comp == r.num_tokens[idx]]
         if not emit.size:
-            return 0
+            return 0, emit
         g = r.generated[emit] + 1
         r.generated[emit] = g
         r.num_tokens[emit] += 1
@@ -217,12 +409,12 @@ class ReplicaEngine:
         done = emit[g == r.output[emit]]
         if done.size:
             self._complete(done, t)
-        return emit.size
+        return emit.size, done
 
     def settle(self, horizon: float) -> None:
-        """At the end of a run cut at ``horizon``: commit the iterations of a decode run in flight
+        """At the end of a run cut at ``horizon``: commit the continuation iterations in flight
         that ended before it and log the one running at it, as stepping one by one would have."""
-        if self._run is None:
+        if self._plan is None:
             return
-        j = int(np.searchsorted(self._run[7], horizon, side="left"))  # iterations that ended before it
-        self._commit_run(j, min(j + 1, self._run_cut + 1))
+        j = int(self._plan.ends.searchsorted(horizon, side="left")) - 1  # iteration 0 ended before it
+        self._commit_run(j, min(j + 1, self._cut))

@@ -16,10 +16,14 @@ __all__ = ["BatchScheduler", "make_scheduler"]
 
 
 class BatchScheduler(Protocol):
-    """``decode_run`` (optional): ``"grow"`` or ``"reserved"`` when a decode-only batch of every
-    running request would repeat unchanged until an arrival, a completion or a preemption, its
-    sequences taking KV blocks as they grow or holding reserved ones; absent, the engine steps one
-    iteration at a time."""
+    """``decode_run`` (optional) says how the engine may plan ahead (:mod:`sim.replica`) once
+    every running request decodes: ``"grow"`` when the following iterations would decode every
+    running request, each taking KV blocks as it grows, until an arrival or a block shortage (or,
+    while requests wait that such an iteration could not admit, until the first completion);
+    ``"reserved"`` when they would decode the batch, its blocks reserved, until its last request
+    completes, whatever waits. Absent, the engine steps one iteration at a time.
+    ``max_decodes`` (with ``decode_run``): the most sequences one iteration decodes (None: all).
+    """
 
     block_size: int
 

@@ -31,6 +31,11 @@ class ContinuousScheduler:
     block_size: int
     chunked: bool
 
+    @property
+    def max_decodes(self) -> int:
+        """The most sequences one iteration decodes: one token each from the budget."""
+        return self.budget
+
     def _running_tokens(self, rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
         """What :func:`grow_or_preempt` wants: each running request's tokens this iteration, the
         tokens it then holds, and their sum."""

@@ -32,6 +32,7 @@ class PrefillFirstScheduler:
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
     block_size: int
+    max_decodes: ClassVar[None] = None  # decodes are not counted against the token budget
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         r = rep.reqs
