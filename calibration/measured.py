@@ -173,7 +173,8 @@ class MeasuredProfile:
 
     def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
-        sequences (an int: the same number in each) whose KV contexts sum to ``context[k]``.
+        sequences, never more than the first iteration's (an int: the same number in each), whose
+        KV contexts sum to ``context[k]``.
 
         Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
         varies as sequences complete inside a run, and the parts that depend on it alone (the
@@ -184,7 +185,7 @@ class MeasuredProfile:
         if isinstance(seqs, (int, np.integer)):
             seqs = np.full(context.size, seqs)
         sizes = self._decode_sizes  # type: ignore[attr-defined]
-        top = int(seqs.max()) if seqs.size else 0
+        top = int(seqs[0]) if seqs.size else 0  # the largest: sequences only leave a run
         if top >= sizes.shape[1]:
             sizes = grow_size_table(sizes, top, self._decode_size_row)
             object.__setattr__(self, "_decode_sizes", sizes)

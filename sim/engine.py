@@ -102,26 +102,34 @@ class _Run:
             return None
         return np.flatnonzero(self.load < self.max_out)
 
-    def _send(self, i: int, k: int) -> None:
+    def _send(self, i: int, k: int, created: tuple[float, int]) -> None:
         self.reqs.replica[i] = k
         self.load[k] += 1
         self.states[k].enqueue(i)
-        self.engines[k].wake()
+        self.engines[k].wake(created)
+
+    def _stamp(self) -> tuple[float, int]:
+        """When the event being created now was created: the time, and an id from SimPy's own
+        counter, which orders it against every other event as SimPy does (ids skipped are harmless)."""
+        return self.env.now, next(self.env._eid)  # type: ignore[attr-defined]
 
     def _source(self) -> Generator[simpy.Event, None, None]:
         """Release every request that has an arrival time, at that time."""
         env, arrival = self.env, self.reqs.arrival
         timed = np.flatnonzero(~np.isnan(arrival))
         timed = timed[np.argsort(arrival[timed], kind="stable")]
+        created = self._stamp()
         for block in range(0, timed.size, 1 << 16):  # Python ints a block at a time, not a million at once
             for i in timed[block:block + (1 << 16)].tolist():
                 dt = arrival[i] - env.now
                 if dt > 0:
+                    created = self._stamp()
                     yield env.timeout(dt)
-                self._arrive(i)
+                self._arrive(i, created)
 
-    def _arrive(self, i: int) -> None:
-        """Request ``i`` arrives now: refused if it can never be served, else routed or held centrally."""
+    def _arrive(self, i: int, created: tuple[float, int]) -> None:
+        """Request ``i`` arrives now: refused if it can never be served, else routed or held centrally.
+        ``created``: when the event that brings it was created (see ReplicaEngine.wake)."""
         r = self.reqs
         r.arrival[i] = self.env.now
         r.seq[i] = self.next_seq
@@ -137,7 +145,7 @@ class _Run:
             engine._tell(plan, pos)
         eligible = self._eligible()
         if eligible is None or eligible.size:
-            self._send(i, self.router.choose(self.load, eligible))
+            self._send(i, self.router.choose(self.load, eligible), created)
         else:
             r.status[i] = WAITING  # arrived, held in the router's central queue
             heapq.heappush(self.central, (int(r.priority[i]), int(r.seq[i]), i))
@@ -150,8 +158,9 @@ class _Run:
         starts, order = self.followers
         for i in done.tolist():
             for j in order[starts[i]:starts[i + 1]].tolist():
+                created = self._stamp()
                 ev = self.env.timeout(float(self.think[j]))
-                ev.callbacks.append(lambda _ev, j=j: self._arrive(j))
+                ev.callbacks.append(lambda _ev, j=j, c=created: self._arrive(j, c))
 
     def _on_finish(self, replica: int, done: np.ndarray) -> None:
         self._ended(done.size)
@@ -162,7 +171,7 @@ class _Run:
             if eligible is not None and not eligible.size:
                 break
             _, _, i = heapq.heappop(self.central)
-            self._send(i, self.router.choose(self.load, eligible))
+            self._send(i, self.router.choose(self.load, eligible), self._stamp())
 
     def run(self, progress: ProgressFn | None) -> float:
         """Run to the horizon or until every request has ended; return the end time."""

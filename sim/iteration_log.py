@@ -118,8 +118,8 @@ class IterationLog:
             self.itl_extra_time.append(t)
 
     def run_gaps(self, ends: np.ndarray, seqs: np.ndarray) -> None:
-        """The gaps of a run's iterations after its first: ``seqs[i]`` tokens at each ``ends[i]``
-        (i >= 1), each ``ends[i] - ends[i - 1]`` after the one before."""
+        """The gaps of a run of decode iterations: ``seqs[i]`` tokens at ``ends[i + 1]``, each
+        ``ends[i + 1] - ends[i]`` after the one before."""
         self._gap_runs.append((ends, seqs))
         self._gap_order.append(1)
 
@@ -166,8 +166,7 @@ class IterationLog:
             v, c, t = zip(*self._gap_rows)
             out["value"][at_rows], out["count"][at_rows], out["time"][at_rows] = v, c, t
         if runs:
-            # A run's gaps after its first iteration (whose gaps gaps() recorded): each end minus the
-            # one before, for all runs at once, dropping each run's first end.
+            # Each end minus the one before, for all runs at once, dropping each run's first end.
             ends = np.concatenate([e for e, _ in runs])
             keep = np.ones(ends.size, bool)
             keep[np.cumsum([e.size for e, _ in runs]) - np.asarray([e.size for e, _ in runs])] = False
@@ -175,7 +174,7 @@ class IterationLog:
             diff[1:] = ends[1:] - ends[:-1]
             out["value"][at] = diff[keep]
             out["time"][at] = ends[keep]
-            out["count"][at] = np.concatenate([c[1:e.size] for e, c in runs])
+            out["count"][at] = np.concatenate([c for _, c in runs])
         return out
 
     @staticmethod

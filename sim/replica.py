@@ -90,14 +90,16 @@ class _Plan:
     0's and ``ends[m]`` continuation iteration m's; ``need``: blocks taken by iteration m's end
     counting no completion (None: reserved blocks); ``used0``: blocks in use after iteration 0;
     ``done0``: iteration 0's completions; ``marks``: plan iterations < k with completions, whose
-    timeouts tell the router; ``told``: the last of them told so far (-1: none)."""
+    timeouts tell the router; ``told``: the last of them told so far (-1: none); ``first``: the
+    first continuation iteration in which a request completes; ``uniform``: every running request
+    emitted its last token at iteration 0's end (so every inter-token gap of an iteration is one)."""
 
-    __slots__ = ("run", "comp", "blocks", "rem", "slack", "seqs", "seconds", "flops", "nbytes", "ends", "need",
-                 "used0", "k", "done0", "marks", "told")
+    __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
+                 "need", "used0", "k", "done0", "marks", "told", "uniform", "stamp")
 
-    def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray,
+    def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray, first: int,
                  slack: np.ndarray | None, need: np.ndarray | None, used0: int, k: int):
-        self.run, self.comp, self.blocks, self.rem, self.slack = run, comp, blocks, rem, slack
+        self.run, self.comp, self.blocks, self.rem, self.first, self.slack = run, comp, blocks, rem, first, slack
         self.need, self.used0, self.k = need, used0, k
         self.told = -1
 
@@ -127,7 +129,7 @@ class ReplicaEngine:
         self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
-        bs = getattr(scheduler, "block_size", 1)
+        bs = self._bs = getattr(scheduler, "block_size", 1)
         self._phase = np.arange(MAX_LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
         self._m = np.arange(1, MAX_LOOKAHEAD + 1)
         self._wake: simpy.Event | None = None
@@ -136,19 +138,34 @@ class ReplicaEngine:
         self._telling = False  # inside a completion's timeout: a request it routes here is seen next iteration
         self.process = env.process(self.loop())
 
-    def wake(self) -> None:
+    def wake(self, created: tuple[float, int] | None = None) -> None:
         """Called when work arrives: resumes the loop if it sleeps, or cuts the plan in flight at
-        its first iteration boundary after now (at now, when a completion here routed the work)."""
+        the iteration boundary where stepping one by one would have scheduled it.
+
+        That is the first boundary after now; at a boundary exactly (a tie), the one where the work
+        arrived if stepping would have seen it first: if a completion here routed it, or if the
+        event that brought it (``created``: its creation time and SimPy id) was created before the
+        iteration ending now would have been scheduled, at the previous boundary (a creation at
+        that very boundary counts as after, which only stepping's event ids could tell apart)."""
         p = self._plan
         if p is not None:
-            j = int(p.ends.searchsorted(self.env.now, side="left" if self._telling else "right"))
+            now = self.env.now
+            ends = p.ends
+            j = int(ends.searchsorted(now, side="left"))  # the first boundary at or after now
+            if ends[j] == now and not self._telling:
+                if created is None:
+                    j += 1
+                elif j == 0:
+                    j += created[1] > p.stamp
+                else:
+                    j += created[0] >= ends[j - 1]
             if j < self._cut:
                 self._cut = j
                 # Move the process's wait to the new end (what Process.interrupt does, without the
                 # exception and the extra event).
                 proc = self.process
                 proc._target.callbacks.remove(proc._resume)  # type: ignore[union-attr]
-                ev = _timeout_at(self.env, float(p.ends[j]))
+                ev = _timeout_at(self.env, float(ends[j]))
                 ev.callbacks.append(proc._resume)  # type: ignore[union-attr]
                 proc._target = ev
         elif self._wake is not None and not self._wake.triggered:
@@ -197,6 +214,8 @@ class ReplicaEngine:
             plan = None
             if row[5] == idx.size and (every or self._all_decode()):
                 plan = self._continuation(end, whole and not done0.size)
+                if plan is not None:
+                    plan.uniform = every
             if plan is None:
                 yield env.timeout(cost.seconds)
                 if done0.size:
@@ -206,6 +225,7 @@ class ReplicaEngine:
             if done0.size:
                 plan.marks.insert(0, 0)
             self._plan, self._cut = plan, plan.k
+            plan.stamp = next(env._eid)  # type: ignore[attr-defined]  # where stepping schedules iteration 0's end
             if plan.marks:
                 if self._tell_mode == "events":
                     self._tell_next(plan, 0)
@@ -240,10 +260,11 @@ class ReplicaEngine:
             return None
         grow = self._run_mode == "grow"
         rem = r.output[run] - r.generated[run]
+        first = int(rem.min())
         if st.waiting and grow:
             if not whole:
                 return None
-            k = int(rem.min())  # the first completion could admit it
+            k = first  # the first completion could admit it
         else:
             k = int(rem.max())
         k = min(k, self._lookahead)
@@ -261,12 +282,12 @@ class ReplicaEngine:
             k = int(need.searchsorted(st.free_blocks, side="right"))
             if not k:
                 return None
-        p = _Plan(run, comp, blocks, rem, slack, need, used0, k)
+        p = _Plan(run, comp, blocks, rem, first, slack, need, used0, k)
         # Sequences and Σ context per iteration m = 1..k: request i decodes at context comp_i + m
         # while m <= rem_i.
         m = self._m[:k]
         c0 = float(comp.sum())
-        if int(rem.min()) > k:
+        if first > k:
             seqs = np.full(k, b)
             ctx = m * b + c0
             p.marks = []
@@ -319,63 +340,78 @@ class ReplicaEngine:
         p, self._plan = self._plan, None
         assert p is not None
         st, r, log = self.state, self.state.reqs, self.log
-        run, rem, ends = p.run, p.rem, p.ends
+        run, ends = p.run, p.ends
         if started:
             log.run(float(ends[0]), p.seconds, p.flops, p.nbytes, ends[1:], p.seqs, self._kv(p, started), started, j)
         late = p.done0 if p.told < 0 and p.done0.size else None
-        if not j:
-            if late is not None:
-                self.on_finish(st.index, late)
-            return
-        jj = np.minimum(rem, j)  # iterations each request did
-        r.computed[run] = p.comp + jj
-        r.generated[run] += jj
-        r.num_tokens[run] += jj
-        log.gaps(float(ends[1]), ends[1] - r.last_token[run])
-        if j > 1:
-            log.run_gaps(ends[1:j + 1], p.seqs[:j])
-        r.last_token[run] = ends[jj]
-        if p.slack is not None:
-            taken = np.maximum((jj - p.slack - 1) // self.scheduler.block_size + 1, 0)
-            r.blocks[run] += taken
-            st.free_blocks -= int(taken.sum())
-        done = rem <= j
-        if done.any():
-            d = run[done]
-            r.status[d] = COMPLETED
-            r.finish[d] = ends[rem[done]]
-            st.free_blocks += int(r.blocks[d].sum())
-            r.blocks[d] = 0
-            st.run = run[~done]
-            told = p.told
-            if late is not None:
-                self.on_finish(st.index, late)
-            if told < j:
-                d = d[rem[done] > told]
-                if d.size:
-                    self.on_finish(st.index, d)
-        elif late is not None:
+        if j:
+            if p.uniform:  # every gap of iteration m is ends[m] - ends[m - 1]
+                log.run_gaps(ends[:j + 1], p.seqs[:j])
+            else:
+                log.gaps(float(ends[1]), ends[1] - r.last_token[run])
+                if j > 1:
+                    log.run_gaps(ends[1:j + 1], p.seqs[1:j])
+            if j < p.first:  # nothing completed: the same count for every request
+                self._advance(p, j, p.comp + j, float(ends[j]))
+                if p.need is not None:
+                    st.free_blocks -= int(p.need[j - 1])
+            else:
+                rem = p.rem
+                jj = np.minimum(rem, j)  # iterations each request did
+                taken = self._advance(p, jj, p.comp + jj, ends[jj])
+                if taken is not None:
+                    st.free_blocks -= int(taken.sum())
+                done = rem <= j
+                d = run[done]
+                r.status[d] = COMPLETED
+                r.finish[d] = ends[rem[done]]
+                st.free_blocks += int(r.blocks[d].sum())
+                r.blocks[d] = 0
+                st.run = run[~done]
+                if late is not None:
+                    self.on_finish(st.index, late)
+                    late = None
+                if p.told < j:
+                    d = d[rem[done] > p.told]
+                    if d.size:
+                        self.on_finish(st.index, d)
+        if late is not None:
             self.on_finish(st.index, late)
+
+    def _advance(self, p: _Plan, did: np.ndarray | int, comp: np.ndarray, last: np.ndarray | float) -> np.ndarray | None:
+        """Advance the plan's requests by ``did`` decode iterations each, to ``comp`` computed
+        tokens and their last token at ``last``; return the KV blocks each took (grow mode)."""
+        r, run = self.state.reqs, p.run
+        r.computed[run] = comp
+        r.generated[run] += did
+        r.num_tokens[run] += did
+        r.last_token[run] = last
+        if p.slack is None:
+            return None
+        # Each running request holds ceil(computed / block size) blocks (what slack < block size says).
+        held = (comp + (self._bs - 1)) // self._bs
+        r.blocks[run] = held
+        return held - p.blocks
 
     def _kv(self, p: _Plan, rows: int) -> np.ndarray:
         """KV blocks in use during each of the continuation's first ``rows`` iterations (after
         its allocation): blocks taken as if nothing completed, less what completions freed and
         the blocks completed requests would have gone on to take."""
         kv = p.used0 + p.need[:rows] if p.need is not None else np.full(rows, p.used0)
-        gone = np.flatnonzero(p.rem < rows)
-        if gone.size:
-            bs = self.scheduler.block_size
-            for i in gone.tolist():
-                m = int(p.rem[i])
-                held = int(p.blocks[i])
-                if p.slack is not None:
-                    s = int(p.slack[i])
-                    taken = max((m - s - 1) // bs + 1, 0)
-                    held += taken
-                    first = s + 1 + taken * bs  # the first block it would have taken after completing
-                    if first <= rows:
-                        kv[first - 1:] -= np.arange(rows - first + 1) // bs + 1
-                kv[m:] -= held
+        if p.first >= rows:
+            return kv
+        bs = self._bs
+        for i in np.flatnonzero(p.rem < rows).tolist():
+            m = int(p.rem[i])
+            held = int(p.blocks[i])
+            if p.slack is not None:
+                s = int(p.slack[i])
+                taken = max((m - s - 1) // bs + 1, 0)
+                held += taken
+                first = s + 1 + taken * bs  # the first block it would have taken after completing
+                if first <= rows:
+                    kv[first - 1:] -= np.arange(rows - first + 1) // bs + 1
+            kv[m:] -= held
         return kv
 
     def _complete(self, done: np.ndarray, t: float) -> None:
