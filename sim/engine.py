@@ -77,6 +77,8 @@ class _Run:
         # load among several replicas needs them only when it routes, so they wait in a heap it
         # drains first; one replica has no one to tell before the plan's iterations are committed.
         self.pending: list = []
+        # The next arrival the source will release (a hint for one replica's plans, see ReplicaEngine).
+        self.next_arrival = [float("inf")]
         tell = ("events" if self.followers is not None or self.max_out is not None
                 else "pending" if s.replicas > 1 else "commit")
         self.engines = [
@@ -84,7 +86,7 @@ class _Run:
                                                        max_num_batched_tokens=e.max_num_batched_tokens,
                                                        block_size=e.block_size, chunked=e.chunked),
                           self.profile, self._on_finish, decode_runs=decode_runs, horizon=s.measurement.horizon_s,
-                          tell=tell, pending=self.pending,
+                          tell=tell, pending=self.pending, next_arrival=self.next_arrival if s.replicas == 1 else None,
                           log=IterationLog(sink.for_replica(k) if sink is not None else None))
             for k, st in enumerate(self.states)
         ]
@@ -124,8 +126,10 @@ class _Run:
                 dt = arrival[i] - env.now
                 if dt > 0:
                     created = self._stamp()
+                    self.next_arrival[0] = arrival[i]
                     yield env.timeout(dt)
                 self._arrive(i, created)
+        self.next_arrival[0] = float("inf")
 
     def _arrive(self, i: int, created: tuple[float, int]) -> None:
         """Request ``i`` arrives now: refused if it can never be served, else routed or held centrally.

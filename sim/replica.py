@@ -52,10 +52,10 @@ __all__ = ["ReplicaEngine"]
 
 _ORDER = itertools.count()  # tie-break of equal times in the shared heap of pending completions
 
-# How many iterations a continuation looks ahead: it starts at LOOKAHEAD, doubles while plans run
-# to their end uncut and halves while arrivals cut them early (up to MAX_LOOKAHEAD); the plan's
-# arithmetic is numpy over this many iterations, so looking far ahead only to be cut costs time.
-LOOKAHEAD, MIN_LOOKAHEAD, MAX_LOOKAHEAD = 32, 8, 1024
+# How many iterations a continuation looks ahead at most. A plan that reaches it uncut costs a
+# new plan; looking further costs numpy work over iterations an arrival mostly cuts off, and
+# completions to tell that never come. 32 was fastest for the benchmark suite (16 to 128 tried).
+LOOKAHEAD = 32
 # Without decode_steps each iteration of a continuation is priced through step(): look less far.
 STEP_PRICED_LOOKAHEAD = 8
 
@@ -110,7 +110,7 @@ class ReplicaEngine:
     def __init__(self, env: simpy.Environment, state: ReplicaState, scheduler: BatchScheduler,
                  profile: Profile, on_finish: Callable[[int, np.ndarray], None], *, decode_runs: bool = True,
                  log: IterationLog | None = None, horizon: float | None = None, tell: str = "events",
-                 pending: list | None = None):
+                 pending: list | None = None, next_arrival: list[float] | None = None):
         self.env = env
         self.state = state
         self.scheduler = scheduler
@@ -124,14 +124,18 @@ class ReplicaEngine:
         # "commit", when the plan's iterations are committed (nothing reads them sooner).
         self._tell_mode = tell
         self._pending = pending
+        # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
+        # its next request, says whether one will cut a plan during its iteration 0 anyway (then
+        # planning the continuation would be work thrown away). Only a hint: it never changes results.
+        self._next_arrival = next_arrival
         mode = getattr(scheduler, "decode_run", None) if decode_runs else None
         self._run_mode = mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
         self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
         bs = self._bs = getattr(scheduler, "block_size", 1)
-        self._phase = np.arange(MAX_LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
-        self._m = np.arange(1, MAX_LOOKAHEAD + 1)
+        self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
+        self._m = np.arange(1, LOOKAHEAD + 1)
         self._wake: simpy.Event | None = None
         self._plan: _Plan | None = None  # the plan in flight, and the last iteration it will do
         self._cut = 0
@@ -212,7 +216,8 @@ class ReplicaEngine:
             every = idx.size == st.run.size
             row[5], done0 = self._commit(idx, comp + n, end)
             plan = None
-            if row[5] == idx.size and (every or self._all_decode()):
+            soon = self._next_arrival is not None and self._next_arrival[0] <= end
+            if not soon and row[5] == idx.size and (every or self._all_decode()):
                 plan = self._continuation(end, whole and not done0.size)
                 if plan is not None:
                     plan.uniform = every
@@ -233,13 +238,7 @@ class ReplicaEngine:
                     for pos, m in enumerate(plan.marks):
                         heapq.heappush(self._pending, (float(plan.ends[m]), next(_ORDER), self, plan, pos))
             yield _timeout_at(env, float(plan.ends[plan.k]))
-            cut = self._cut
-            self._commit_run(cut, cut)
-            # Look further ahead while plans run to their end, less far while arrivals cut them early.
-            if cut == plan.k and plan.k >= self._lookahead:
-                self._lookahead = min(2 * self._lookahead, MAX_LOOKAHEAD)
-            elif 4 * cut < self._lookahead:
-                self._lookahead = max(self._lookahead // 2, MIN_LOOKAHEAD)
+            self._commit_run(self._cut, self._cut)
 
     def _all_decode(self) -> bool:
         """Whether every running request is one token short of emitting, past its prefill (for
@@ -287,16 +286,15 @@ class ReplicaEngine:
         # while m <= rem_i.
         m = self._m[:k]
         c0 = float(comp.sum())
+        ends_at = None
         if first > k:
             seqs = np.full(k, b)
             ctx = m * b + c0
-            p.marks = []
         else:
             rc = np.minimum(rem, k + 1)
             ends_at = np.bincount(rc, minlength=k + 2)
             seqs = b - ends_at.cumsum()[:k]
             ctx = (c0 - np.bincount(rc, weights=comp, minlength=k + 2).cumsum()[:k]) + m * seqs
-            p.marks = (np.flatnonzero(ends_at[1:k]) + 1).tolist()
         p.seqs = seqs
         if self._decode_steps is not None:
             p.seconds, p.flops, p.nbytes = self._decode_steps(seqs, ctx)
@@ -311,6 +309,11 @@ class ReplicaEngine:
         ends[1:] = p.seconds
         ends.cumsum(out=ends)
         p.ends = ends
+        if self._next_arrival is not None:
+            # One replica: end at the boundary where the next arrival would cut the plan (ending
+            # a plan early is always exact: the loop steps on from there as it would anyway).
+            p.k = k = min(k, int(ends.searchsorted(self._next_arrival[0], side="left")))
+        p.marks = [] if ends_at is None else (np.flatnonzero(ends_at[1:k]) + 1).tolist()
         return p
 
     def _tell_next(self, plan: _Plan, pos: int) -> None:
