@@ -109,9 +109,10 @@ class IterationLog:
 
     def gaps(self, t: float, gaps: np.ndarray) -> None:
         """Inter-token gaps of the tokens emitted at time ``t``."""
-        lo = gaps.min()
-        if lo == gaps.max():
-            self._gap_rows.append((float(lo), gaps.size, t))
+        values = gaps.tolist()  # Python's min and max on a list beat numpy's reductions on small arrays
+        lo = min(values)
+        if lo == max(values):
+            self._gap_rows.append((lo, gaps.size, t))
             self._gap_order.append(0)
         else:
             self.itl_extra.append(gaps)

@@ -202,7 +202,7 @@ class ReplicaEngine:
                 dec = ~pre
                 shape = BatchShape(n[pre], comp[pre], comp[dec] + 1)
             cost = self.profile.step(shape)
-            row = log.begin(now, cost.seconds, int(shape.prefill_chunk.sum()) if prefills else 0, shape.prefill_chunk.size,
+            row = log.begin(now, cost.seconds, sum(shape.prefill_chunk.tolist()) if prefills else 0, shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
             end = now + cost.seconds  # where env.timeout(cost.seconds) fires
             if not planning or (horizon is not None and not end < horizon):
@@ -259,13 +259,14 @@ class ReplicaEngine:
             return None
         grow = self._run_mode == "grow"
         rem = r.output[run] - r.generated[run]
-        first = int(rem.min())
+        left = rem.tolist()  # Python's min and max on a list beat numpy's reductions on ~40 elements
+        first = min(left)
         if st.waiting and grow:
             if not whole:
                 return None
             k = first  # the first completion could admit it
         else:
-            k = int(rem.max())
+            k = max(left)
         k = min(k, self._lookahead)
         comp = r.computed[run]
         blocks = r.blocks[run]
@@ -274,7 +275,7 @@ class ReplicaEngine:
         if grow:
             bs = self.scheduler.block_size
             slack = blocks * bs - comp
-            if int(slack.max()) >= bs:
+            if max(slack.tolist()) >= bs:
                 return None
             # Blocks taken by iteration m's end if nothing completed: periodic in m.
             need = np.bincount(slack, minlength=bs)[self._phase[:k]].cumsum()
@@ -285,7 +286,7 @@ class ReplicaEngine:
         # Sequences and Σ context per iteration m = 1..k: request i decodes at context comp_i + m
         # while m <= rem_i.
         m = self._m[:k]
-        c0 = float(comp.sum())
+        c0 = float(sum(comp.tolist()))
         ends_at = None
         if first > k:
             seqs = np.full(k, b)
@@ -436,10 +437,10 @@ class ReplicaEngine:
         g = r.generated[emit] + 1
         r.generated[emit] = g
         r.num_tokens[emit] += 1
-        later = g > 1
-        if later.all():
+        if min(g.tolist()) > 1:  # none emitted its first token
             gaps = t - r.last_token[emit]
         else:
+            later = g > 1
             r.first_token[emit[~later]] = t
             gaps = t - r.last_token[emit[later]]
         if gaps.size:
