@@ -61,10 +61,13 @@ class ExplicitProfile:
             seconds += self.decode_attention_s * float(sum(dctx.tolist()))
         return StepCost(seconds=seconds)
 
-    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray,
+                     work: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Seconds of decode-only iterations: iteration k has ``seqs[k]`` >= 1 sequences (an int:
         the same number in each) whose KV contexts sum to ``context[k]``; FLOPs and bytes are not
         modelled (NaN).
+        ``work=False`` leaves FLOPs and bytes out (None): the engine needs only the seconds as it
+        runs, and the iteration log asks for the rest in bulk when it seals a chunk.
 
         Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
         varies as sequences complete inside a run, and the same + and * run on arrays in
@@ -78,5 +81,7 @@ class ExplicitProfile:
             seconds = np.full(context.size, self.fixed_s)
         if self.decode_attention_s:
             seconds = seconds + self.decode_attention_s * context
+        if not work:
+            return seconds, None, None
         nan = np.full(context.size, np.nan)
         return seconds, nan, nan.copy()

@@ -171,10 +171,13 @@ class MeasuredProfile:
         _, flops, nbytes = self.base._dense_part(seqs, seqs)
         return outside, layer, flops, nbytes
 
-    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray,
+                     work: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
         sequences, never more than the first iteration's (an int: the same number in each), whose
         KV contexts sum to ``context[k]``.
+        ``work=False`` leaves FLOPs and bytes out (None): the engine needs only the seconds as it
+        runs, and the iteration log asks for the rest in bulk when it seals a chunk.
 
         Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
         varies as sequences complete inside a run, and the parts that depend on it alone (the
@@ -191,6 +194,8 @@ class MeasuredProfile:
             object.__setattr__(self, "_decode_sizes", sizes)
         outside, layer, flops, nbytes = sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost
         seconds = outside + self.record.layers * (layer + self.record.coefficients["c_dc"] * context)
+        if not work:
+            return seconds, None, None
         dc_flops, dc_bytes = self.base._decode_traffic(context)
         return seconds, flops + dc_flops, nbytes + dc_bytes
 

@@ -301,10 +301,13 @@ class RooflineProfile:
         c = self._constants
         return (*self._dense_part(seqs, seqs), c.ar_latency + c.ar_per_token * seqs)
 
-    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray,
+                     work: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
         sequences, never more than the first iteration's (an int: the same number in each), whose
         KV contexts sum to ``context[k]``.
+        ``work=False`` leaves FLOPs and bytes out (None): the engine needs only the seconds as it
+        runs, and the iteration log asks for the rest in bulk when it seals a chunk.
 
         Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
         varies as sequences complete inside a run, and the parts that depend on it alone (the
@@ -323,4 +326,6 @@ class RooflineProfile:
         t = t + dt
         if self.tp > 1:
             t = t + allreduce
+        if not work:
+            return t + self.overhead_s, None, None
         return t + self.overhead_s, flops + dc_flops, nbytes + dc_bytes

@@ -56,6 +56,9 @@ class IterationLog:
     """
 
     def __init__(self, sink: Callable[[Chunk], None] | None = None):
+        # ``work(seqs, context) -> (_, flops, bytes)``: a profile's decode_steps, for runs recorded
+        # without their FLOPs and bytes (the engine sets it).
+        self.work: Callable[..., tuple] | None = None
         self.chunks: list[Chunk] = []
         self.itl_chunks: list[Chunk] = []
         self.sink = sink or self.chunks.append
@@ -67,8 +70,8 @@ class IterationLog:
 
     def _open(self) -> None:
         # One iteration per entry, in order; an entry is a list of the row's values, or a run:
-        # (first start, durations, flops, bytes, ends, decode seqs, kv blocks, rows, rows that emitted),
-        # the arrays per iteration of the run.
+        # (first start, durations, ends, decode seqs, kv blocks, rows, rows that emitted, Σ context,
+        # flops or None, bytes or None), the arrays per iteration of the run.
         self._rows: list[tuple] = []
         self._runs: list[tuple] = []
         self._order: list[int] = []  # 0: a row, 1: a run, in the order recorded
@@ -93,15 +96,17 @@ class IterationLog:
         self.last_end = start + duration
         return row
 
-    def run(self, start: float, seconds: np.ndarray, flops: np.ndarray, nbytes: np.ndarray, ends: np.ndarray,
-            seqs: np.ndarray, kv_blocks: np.ndarray, rows: int, emitted: int) -> None:
+    def run(self, start: float, seconds: np.ndarray, ends: np.ndarray, seqs: np.ndarray, kv_blocks: np.ndarray,
+            rows: int, emitted: int, context: np.ndarray, flops: np.ndarray | None = None,
+            nbytes: np.ndarray | None = None) -> None:
         """Record the first ``rows`` iterations of a run of decode iterations that began at
         ``start``: iteration i took ``seconds[i]``, ended at ``ends[i]``, decoded ``seqs[i]``
-        sequences with ``kv_blocks[i]`` KV blocks in use; the first ``emitted`` of them produced a
-        token for every sequence (the one after, cut by the horizon, none)."""
+        sequences whose KV contexts sum to ``context[i]``, with ``kv_blocks[i]`` KV blocks in use;
+        the first ``emitted`` of them produced a token for every sequence (the one after, cut by
+        the horizon, none). FLOPs and bytes not given come from :attr:`work` at sealing."""
         if self._n >= CHUNK_ROWS:
             self.seal()
-        self._runs.append((start, seconds, flops, nbytes, ends, seqs, kv_blocks, rows, emitted))
+        self._runs.append((start, seconds, ends, seqs, kv_blocks, rows, emitted, context, flops, nbytes))
         self._order.append(1)
         self._n += rows
         self.rows += rows
@@ -135,27 +140,32 @@ class IterationLog:
 
     def _iteration_chunk(self) -> Chunk:
         runs = self._runs
-        lengths = [r[7] for r in runs]
+        lengths = [r[5] for r in runs]
         at_rows, at, seg, within = _layout(self._order, lengths)
         out = {k: np.empty(self._n, dt) for k, dt in ITERATION_COLUMNS.items()}
         if self._rows:
             for k, values in zip(_ROW, zip(*self._rows)):
                 out[k][at_rows] = values
         if runs:
-            out["duration_s"][at] = np.concatenate([r[1][:r[7]] for r in runs])
-            out["flops"][at] = np.concatenate([r[2][:r[7]] for r in runs])
-            out["bytes"][at] = np.concatenate([r[3][:r[7]] for r in runs])
+            def joined(i: int) -> np.ndarray:
+                return np.concatenate([r[i][:r[5]] for r in runs])
+
+            out["duration_s"][at] = joined(1)
             # An iteration starts where the one before it in its run ended; the first at the run's start.
-            starts = np.concatenate([r[4][:r[7]] for r in runs])
+            starts = joined(2)
             starts[1:] = starts[:-1].copy()
             starts[within == 0] = [r[0] for r in runs]
             out["start_s"][at] = starts
             out["prefill_tokens"][at] = 0
             out["prefill_seqs"][at] = 0
-            seqs = np.concatenate([r[5][:r[7]] for r in runs])
+            seqs = joined(3)
             out["decode_seqs"][at] = seqs
-            out["tokens_out"][at] = np.where(within < np.asarray([r[8] for r in runs])[seg], seqs, 0)
-            out["kv_blocks_used"][at] = np.concatenate([r[6][:r[7]] for r in runs])
+            out["tokens_out"][at] = np.where(within < np.asarray([r[6] for r in runs])[seg], seqs, 0)
+            out["kv_blocks_used"][at] = joined(4)
+            if runs[0][8] is None:  # priced without FLOPs and bytes: all of the chunk's runs at once
+                _, out["flops"][at], out["bytes"][at] = self.work(seqs, joined(7))
+            else:
+                out["flops"][at], out["bytes"][at] = joined(8), joined(9)
         return out
 
     def _gap_chunk(self) -> Chunk:

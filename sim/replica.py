@@ -85,8 +85,8 @@ class _Plan:
     ``run``: the running requests after iteration 0, in admission order; ``comp``, ``blocks``: their
     computed tokens and KV blocks then; ``rem``: the continuation iteration each completes in (past
     ``k``: not in this plan); ``slack``: free token slots in its last block (grow mode; a request
-    takes a block at iterations slack + 1, slack + 1 + block size, ...); ``seqs``, ``seconds``,
-    ``flops``, ``nbytes``: per continuation iteration; ``ends``: end times, ``ends[0]`` iteration
+    takes a block at iterations slack + 1, slack + 1 + block size, ...); ``seqs``, ``ctx`` (Σ context),
+    ``seconds``, ``flops``, ``nbytes`` (None: left to the log): per continuation iteration; ``ends``: end times, ``ends[0]`` iteration
     0's and ``ends[m]`` continuation iteration m's; ``need``: blocks taken by iteration m's end
     counting no completion (None: reserved blocks); ``used0``: blocks in use after iteration 0;
     ``done0``: iteration 0's completions; ``marks``: plan iterations < k with completions, whose
@@ -95,7 +95,7 @@ class _Plan:
     emitted its last token at iteration 0's end (so every inter-token gap of an iteration is one)."""
 
     __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
-                 "need", "used0", "k", "done0", "marks", "told", "uniform", "stamp")
+                 "need", "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx")
 
     def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray, first: int,
                  slack: np.ndarray | None, need: np.ndarray | None, used0: int, k: int):
@@ -132,6 +132,7 @@ class ReplicaEngine:
         self._run_mode = mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
         self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
+        self.log.work = self._decode_steps
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
         bs = self._bs = getattr(scheduler, "block_size", 1)
         self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
@@ -297,8 +298,9 @@ class ReplicaEngine:
             seqs = b - ends_at.cumsum()[:k]
             ctx = (c0 - np.bincount(rc, weights=comp, minlength=k + 2).cumsum()[:k]) + m * seqs
         p.seqs = seqs
-        if self._decode_steps is not None:
-            p.seconds, p.flops, p.nbytes = self._decode_steps(seqs, ctx)
+        p.ctx = ctx
+        if self._decode_steps is not None:  # FLOPs and bytes later, in bulk (IterationLog.work)
+            p.seconds, p.flops, p.nbytes = self._decode_steps(seqs, ctx, False)
         else:  # a profile without decode_steps: price each iteration through step()
             empty = np.empty(0, np.int64)
             costs = [self.profile.step(BatchShape(empty, empty, comp[rem >= j] + j)) for j in range(1, k + 1)]
@@ -346,7 +348,7 @@ class ReplicaEngine:
         st, r, log = self.state, self.state.reqs, self.log
         run, ends = p.run, p.ends
         if started:
-            log.run(float(ends[0]), p.seconds, p.flops, p.nbytes, ends[1:], p.seqs, self._kv(p, started), started, j)
+            log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, self._kv(p, started), started, j, p.ctx, p.flops, p.nbytes)
         late = p.done0 if p.told < 0 and p.done0.size else None
         if j:
             if p.uniform:  # every gap of iteration m is ends[m] - ends[m - 1]
