@@ -124,15 +124,15 @@ class ReplicaEngine:
         # "commit", when the plan's iterations are committed (nothing reads them sooner).
         self._tell_mode = tell
         self._pending = pending
-        # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
-        # its next request, says whether one will cut a plan during its iteration 0 anyway (then
-        # planning the continuation would be work thrown away). Only a hint: it never changes results.
-        self._next_arrival = next_arrival
         mode = getattr(scheduler, "decode_run", None) if decode_runs else None
         self._run_mode = mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
         self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
         self.log.work = self._decode_steps
+        # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
+        # its next request, says whether one will cut a plan during its iteration 0 anyway (then
+        # planning the continuation would be work thrown away). Only a hint: it never changes results.
+        self._next_arrival = next_arrival
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
         bs = self._bs = getattr(scheduler, "block_size", 1)
         self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
@@ -307,16 +307,15 @@ class ReplicaEngine:
             p.seconds, p.flops, p.nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
                                             for a in ("seconds", "flops", "bytes"))
         # End times: the running sums SimPy forms stepping one by one, in the same order.
-        ends = np.empty(k + 1)
-        ends[0] = end
-        ends[1:] = p.seconds
+        ends = np.concatenate(((end,), p.seconds))
         ends.cumsum(out=ends)
         p.ends = ends
         if self._next_arrival is not None:
+            hint = self._next_arrival[0]
             # One replica: end at the boundary where the next arrival would cut the plan (ending
             # a plan early is always exact: the loop steps on from there as it would anyway).
-            p.k = k = min(k, int(ends.searchsorted(self._next_arrival[0], side="left")))
-        p.marks = [] if ends_at is None else (np.flatnonzero(ends_at[1:k]) + 1).tolist()
+            p.k = k = min(k, int(ends.searchsorted(hint, side="left")))
+        p.marks = [] if ends_at is None or self._tell_mode == "commit" else (np.flatnonzero(ends_at[1:k]) + 1).tolist()
         return p
 
     def _tell_next(self, plan: _Plan, pos: int) -> None:
