@@ -236,8 +236,7 @@ class ReplicaEngine:
                 if self._tell_mode == "events":
                     self._tell_next(plan, 0)
                 elif self._tell_mode == "pending":
-                    for pos, m in enumerate(plan.marks):
-                        heapq.heappush(self._pending, (float(plan.ends[m]), next(_ORDER), self, plan, pos))
+                    self._push_pending(plan, 0)
             yield _timeout_at(env, float(plan.ends[plan.k]))
             self._commit_run(self._cut, self._cut)
 
@@ -323,14 +322,21 @@ class ReplicaEngine:
         ev = _timeout_at(self.env, float(plan.ends[plan.marks[pos]]))
         ev.callbacks.append(partial(self._tell, plan, pos))
 
+    def _push_pending(self, plan: _Plan, pos: int) -> None:
+        """Put the completions at plan iteration ``marks[pos]`` in the shared heap the router drains."""
+        heapq.heappush(self._pending, (float(plan.ends[plan.marks[pos]]), next(_ORDER), self, plan, pos))
+
     def _tell(self, plan: _Plan, pos: int, _ev: simpy.Event | None = None) -> None:
         """Tell the router of the completions at plan iteration ``marks[pos]``, now its end time
         has come (unless the plan was cut before it)."""
         m = plan.marks[pos]
         if self._plan is not plan or m > self._cut:
             return  # the plan was cut before this iteration
-        if pos + 1 < len(plan.marks) and self._tell_mode == "events":
-            self._tell_next(plan, pos + 1)
+        if pos + 1 < len(plan.marks):  # one at a time: a cut plan leaves no stale ones behind
+            if self._tell_mode == "events":
+                self._tell_next(plan, pos + 1)
+            else:
+                self._push_pending(plan, pos + 1)
         plan.told = m
         self._telling = True
         try:
