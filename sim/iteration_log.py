@@ -59,6 +59,7 @@ class IterationLog:
         # ``work(seqs, context) -> (_, flops, bytes)``: a profile's decode_steps, for runs recorded
         # without their FLOPs and bytes (the engine sets it).
         self.work: Callable[..., tuple] | None = None
+        self.block_size = 1  # the KV block size, for runs' block counts (the engine sets it)
         self.chunks: list[Chunk] = []
         self.itl_chunks: list[Chunk] = []
         self.sink = sink or self.chunks.append
@@ -70,8 +71,8 @@ class IterationLog:
 
     def _open(self) -> None:
         # One iteration per entry, in order; an entry is a list of the row's values, or a run:
-        # (first start, durations, ends, decode seqs, kv blocks, rows, rows that emitted, Σ context,
-        # flops or None, bytes or None), the arrays per iteration of the run.
+        # (first start, durations, ends, decode seqs, kv (see run()), rows, rows that emitted,
+        # Σ context, flops or None, bytes or None), the arrays per iteration of the run.
         self._rows: list[tuple] = []
         self._runs: list[tuple] = []
         self._order: list[int] = []  # 0: a row, 1: a run, in the order recorded
@@ -96,17 +97,23 @@ class IterationLog:
         self.last_end = start + duration
         return row
 
-    def run(self, start: float, seconds: np.ndarray, ends: np.ndarray, seqs: np.ndarray, kv_blocks: np.ndarray,
-            rows: int, emitted: int, context: np.ndarray, flops: np.ndarray | None = None,
-            nbytes: np.ndarray | None = None) -> None:
+    def run(self, start: float, seconds: np.ndarray, ends: np.ndarray, seqs: np.ndarray,
+            kv: tuple[int, np.ndarray, np.ndarray | None, np.ndarray], rows: int, emitted: int, context: np.ndarray,
+            flops: np.ndarray | None = None, nbytes: np.ndarray | None = None) -> None:
         """Record the first ``rows`` iterations of a run of decode iterations that began at
-        ``start``: iteration i took ``seconds[i]``, ended at ``ends[i]``, decoded ``seqs[i]``
-        sequences whose KV contexts sum to ``context[i]``, with ``kv_blocks[i]`` KV blocks in use;
-        the first ``emitted`` of them produced a token for every sequence (the one after, cut by
-        the horizon, none). FLOPs and bytes not given come from :attr:`work` at sealing."""
+        ``start``: iteration i took ``seconds[i]``, ended at ``ends[i]`` and decoded ``seqs[i]``
+        sequences whose KV contexts sum to ``context[i]``; the first ``emitted`` of them produced a
+        token for every sequence (the one after, cut by the horizon, none). FLOPs and bytes not
+        given come from :attr:`work` at sealing.
+
+        ``kv = (used, blocks, slack, done)`` says what KV blocks are in use: ``used`` before the
+        run, of which request j holds ``blocks[j]``, with ``slack[j]`` free slots in its last block
+        (it takes another at iterations slack + 1, slack + 1 + block size, ...; None: blocks
+        reserved, none taken) until it completes in iteration ``done[j]`` (1-based) and frees all
+        it holds. Sealing turns that into each row's count, for all runs at once."""
         if self._n >= CHUNK_ROWS:
             self.seal()
-        self._runs.append((start, seconds, ends, seqs, kv_blocks, rows, emitted, context, flops, nbytes))
+        self._runs.append((start, seconds, ends, seqs, kv, rows, emitted, context, flops, nbytes))
         self._order.append(1)
         self._n += rows
         self.rows += rows
@@ -161,12 +168,40 @@ class IterationLog:
             seqs = joined(3)
             out["decode_seqs"][at] = seqs
             out["tokens_out"][at] = np.where(within < np.asarray([r[6] for r in runs])[seg], seqs, 0)
-            out["kv_blocks_used"][at] = joined(4)
+            out["kv_blocks_used"][at] = self._run_kv(np.asarray(lengths, np.int64))
             if runs[0][8] is None:  # priced without FLOPs and bytes: all of the chunk's runs at once
                 _, out["flops"][at], out["bytes"][at] = self.work(seqs, joined(7))
             else:
                 out["flops"][at], out["bytes"][at] = joined(8), joined(9)
         return out
+
+    def _run_kv(self, rows: np.ndarray) -> np.ndarray:
+        """KV blocks in use in each row of the open chunk's runs (see :meth:`run`), for all runs at
+        once: a run's count starts at its ``used`` and steps by +1 where a request takes a block
+        and by minus what it holds in the iteration after it completes."""
+        runs, bs = self._runs, self.block_size
+        total = int(rows.sum())
+        first = np.cumsum(rows) - rows  # each run's first row among the runs' rows
+        sizes = np.asarray([r[4][1].size for r in runs], np.int64)
+        which = np.repeat(np.arange(len(runs)), sizes)  # each request's run
+        held = np.concatenate([r[4][1] for r in runs])
+        done = np.concatenate([r[4][3] for r in runs])
+        start, last = first[which], rows[which]
+        step = np.zeros(total + 1, np.int64)
+        if runs[0][4][2] is not None:  # blocks taken as sequences grow
+            slack = np.concatenate([r[4][2] for r in runs])
+            taken = np.maximum((np.minimum(done, last) - slack - 1) // bs + 1, 0)  # in the rows logged
+            n = int(taken.sum())
+            if n:
+                at = np.repeat(start + slack, taken) + bs * (np.arange(n) - np.repeat(np.cumsum(taken) - taken, taken))
+                step += np.bincount(at, minlength=total + 1)
+            held = held + np.maximum((done - slack - 1) // bs + 1, 0)  # what each holds when it completes
+        gone = done < last
+        if gone.any():
+            step -= np.bincount((start + done)[gone], weights=held[gone], minlength=total + 1).astype(np.int64)
+        count = np.cumsum(step[:total])
+        before = count[first] - step[first]  # the running count before each run's first row
+        return np.repeat(np.asarray([r[4][0] for r in runs], np.int64) - before, rows) + count
 
     def _gap_chunk(self) -> Chunk:
         runs = self._gap_runs

@@ -87,20 +87,19 @@ class _Plan:
     ``k``: not in this plan); ``slack``: free token slots in its last block (grow mode; a request
     takes a block at iterations slack + 1, slack + 1 + block size, ...); ``seqs``, ``ctx`` (Σ context),
     ``seconds``, ``flops``, ``nbytes`` (None: left to the log): per continuation iteration; ``ends``: end times, ``ends[0]`` iteration
-    0's and ``ends[m]`` continuation iteration m's; ``need``: blocks taken by iteration m's end
-    counting no completion (None: reserved blocks); ``used0``: blocks in use after iteration 0;
+    0's and ``ends[m]`` continuation iteration m's; ``used0``: blocks in use after iteration 0;
     ``done0``: iteration 0's completions; ``marks``: plan iterations < k with completions, whose
     timeouts tell the router; ``told``: the last of them told so far (-1: none); ``first``: the
     first continuation iteration in which a request completes; ``uniform``: every running request
     emitted its last token at iteration 0's end (so every inter-token gap of an iteration is one)."""
 
     __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
-                 "need", "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx")
+                 "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx")
 
     def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray, first: int,
-                 slack: np.ndarray | None, need: np.ndarray | None, used0: int, k: int):
+                 slack: np.ndarray | None, used0: int, k: int):
         self.run, self.comp, self.blocks, self.rem, self.first, self.slack = run, comp, blocks, rem, first, slack
-        self.need, self.used0, self.k = need, used0, k
+        self.used0, self.k = used0, k
         self.told = -1
 
 
@@ -129,6 +128,7 @@ class ReplicaEngine:
         self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
         self.log.work = self._decode_steps
+        self.log.block_size = getattr(scheduler, "block_size", 1)
         # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
         # its next request, says whether one will cut a plan during its iteration 0 anyway (then
         # planning the continuation would be work thrown away). Only a hint: it never changes results.
@@ -271,18 +271,20 @@ class ReplicaEngine:
         comp = r.computed[run]
         blocks = r.blocks[run]
         used0 = st.total_blocks - st.free_blocks
-        slack = need = None
+        slack = None
         if grow:
-            bs = self.scheduler.block_size
+            bs = self._bs
             slack = blocks * bs - comp
             if max(slack.tolist()) >= bs:
                 return None
-            # Blocks taken by iteration m's end if nothing completed: periodic in m.
-            need = np.bincount(slack, minlength=bs)[self._phase[:k]].cumsum()
-            k = int(need.searchsorted(st.free_blocks, side="right"))
-            if not k:
-                return None
-        p = _Plan(run, comp, blocks, rem, first, slack, need, used0, k)
+            if b * ((k - 1) // bs + 1) > st.free_blocks:  # the blocks may run out within k iterations
+                # Blocks taken by iteration m's end if nothing completed (periodic in m): stop at the
+                # last iteration whose blocks fit, as if nothing completed (never too far).
+                need = np.bincount(slack, minlength=bs)[self._phase[:k]].cumsum()
+                k = int(need.searchsorted(st.free_blocks, side="right"))
+                if not k:
+                    return None
+        p = _Plan(run, comp, blocks, rem, first, slack, used0, k)
         # Sequences and Σ context per iteration m = 1..k: request i decodes at context comp_i + m
         # while m <= rem_i.
         m = self._m[:k]
@@ -353,7 +355,8 @@ class ReplicaEngine:
         st, r, log = self.state, self.state.reqs, self.log
         run, ends = p.run, p.ends
         if started:
-            log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, self._kv(p, started), started, j, p.ctx, p.flops, p.nbytes)
+            log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, (p.used0, p.blocks, p.slack, p.rem), started, j, p.ctx,
+                    p.flops, p.nbytes)
         late = p.done0 if p.told < 0 and p.done0.size else None
         if j:
             if p.uniform:  # every gap of iteration m is ends[m] - ends[m - 1]
@@ -363,9 +366,9 @@ class ReplicaEngine:
                 if j > 1:
                     log.run_gaps(ends[1:j + 1], p.seqs[1:j])
             if j < p.first:  # nothing completed: the same count for every request
-                self._advance(p, j, p.comp + j, float(ends[j]))
-                if p.need is not None:
-                    st.free_blocks -= int(p.need[j - 1])
+                taken = self._advance(p, j, p.comp + j, float(ends[j]))
+                if taken is not None:
+                    st.free_blocks -= sum(taken.tolist())
             else:
                 rem = p.rem
                 jj = np.minimum(rem, j)  # iterations each request did
@@ -403,27 +406,6 @@ class ReplicaEngine:
         held = (comp + (self._bs - 1)) // self._bs
         r.blocks[run] = held
         return held - p.blocks
-
-    def _kv(self, p: _Plan, rows: int) -> np.ndarray:
-        """KV blocks in use during each of the continuation's first ``rows`` iterations (after
-        its allocation): blocks taken as if nothing completed, less what completions freed and
-        the blocks completed requests would have gone on to take."""
-        kv = p.used0 + p.need[:rows] if p.need is not None else np.full(rows, p.used0)
-        if p.first >= rows:
-            return kv
-        bs = self._bs
-        for i in np.flatnonzero(p.rem < rows).tolist():
-            m = int(p.rem[i])
-            held = int(p.blocks[i])
-            if p.slack is not None:
-                s = int(p.slack[i])
-                taken = max((m - s - 1) // bs + 1, 0)
-                held += taken
-                first = s + 1 + taken * bs  # the first block it would have taken after completing
-                if first <= rows:
-                    kv[first - 1:] -= np.arange(rows - first + 1) // bs + 1
-            kv[m:] -= held
-        return kv
 
     def _complete(self, done: np.ndarray, t: float) -> None:
         r, st = self.state.reqs, self.state
