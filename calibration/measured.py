@@ -146,7 +146,12 @@ class MeasuredProfile:
         c = self.record.coefficients
         chunk, start, dctx = batch.prefill_chunk, batch.prefill_start, batch.decode_context
         n_pre, n_dec = chunk.size, dctx.size
-        if n_pre:
+        if n_pre == 1:  # one prompt chunk (the common case): the same products in Python floats
+            chunk_tokens, start_tokens = int(chunk[0]), int(start[0])
+            cf = float(chunk_tokens)
+            pairs = cf * (float(start_tokens) + cf / 2.0)
+            own = float(chunk_tokens * chunk_tokens) / 2.0
+        elif n_pre:
             chunk_tokens, start_tokens = sum(chunk.tolist()), sum(start.tolist())
             pairs = float(np.dot(chunk, start + chunk / 2.0))
             own = float(np.dot(chunk, chunk)) / 2.0

@@ -259,7 +259,11 @@ class RooflineProfile:
     def step(self, batch: BatchShape) -> StepCost:
         chunk, dctx = batch.prefill_chunk, batch.decode_context
         n_pre, n_dec = chunk.size, dctx.size
-        if n_pre:
+        if n_pre == 1:  # one prompt chunk (the common case): the same product in Python floats
+            chunk_tokens, start_tokens = int(chunk[0]), int(batch.prefill_start[0])
+            cf1 = float(chunk_tokens)
+            pairs = cf1 * (float(start_tokens) + cf1 / 2.0)
+        elif n_pre:
             cf = chunk.astype(np.float64)
             pairs = float(np.dot(cf, batch.prefill_start + cf / 2.0))
             chunk_tokens, start_tokens = sum(chunk.tolist()), sum(batch.prefill_start.tolist())

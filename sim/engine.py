@@ -147,6 +147,9 @@ class _Run:
         while pending and pending[0][0] <= self.env.now:  # completions inside plans up to now
             _, _, engine, plan, pos = heapq.heappop(pending)
             engine._tell(plan, pos)
+        if self.max_out is None and self.load.size == 1:  # one replica and no limit: nothing to choose
+            self._send(i, 0, created)
+            return
         eligible = self._eligible()
         if eligible is None or eligible.size:
             self._send(i, self.router.choose(self.load, eligible), created)
