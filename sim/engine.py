@@ -143,9 +143,11 @@ class _Run:
             self._ended(1)
             self._release_followers(np.array([i]))
             return
-        pending = self.pending
-        while pending and pending[0][0] <= self.env.now:  # completions inside plans up to now
-            _, _, engine, plan, pos = heapq.heappop(pending)
+        # Completions inside plans up to now: those at this very time only if stepping would have
+        # handled them first (their iteration's end scheduled before this arrival's event).
+        pending, now = self.pending, self.env.now
+        while pending and (pending[0][0] < now or (pending[0][0] == now and pending[0][1] < created[0])):
+            _, _, _, engine, plan, pos = heapq.heappop(pending)
             engine._tell(plan, pos)
         if self.max_out is None and self.load.size == 1:  # one replica and no limit: nothing to choose
             self._send(i, 0, created)

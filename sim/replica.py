@@ -1,7 +1,7 @@
 """One replica's engine loop: schedule a batch, price it, wait that long, commit its tokens.
 
-One SimPy timeout per iteration and one event to wake an idle replica (STYLE rule 2); all
-per-request work inside an iteration is numpy over the batch.
+One SimPy timeout per iteration stepped on its own, or per plan of many (below), and one event
+to wake an idle replica (STYLE rule 2); all per-request work is numpy over the batch.
 
 **Plans.** Stepping every iteration through SimPy costs more than the iteration's arithmetic, and
 most iterations of a loaded replica change nothing but token counts. So, where the scheduler says
@@ -19,19 +19,27 @@ how its batches repeat (:attr:`~sim.scheduling.BatchScheduler.decode_run`), the 
   it, so then the continuation ends at the first completion.
 
 The engine then waits for the plan's end with one timeout. A request routed to this replica
-meanwhile cuts the plan at the first iteration boundary after its arrival, where stepping one by
-one would have seen it (the wait is moved to that boundary; nothing is thrown into the process).
-Completions inside a plan reach the router (its load array, follow-up requests, the central
-queue) by a timeout at their own iteration's end, so everything outside sees them when stepping
-would; one that routes a request back to this replica cuts the plan at that very boundary, as the
-next iteration's schedule would have seen it. Iteration ends are the running float sums SimPy forms
-stepping one by one, so results are those of stepping one by one (``tests/test_decode_runs.py``).
-An external event at *exactly* an iteration boundary is taken as just after it, where one-by-one
-stepping orders such ties by SimPy's event ids; with continuous arrival times they do not occur.
-A plan never commits iteration 0 past a horizon: an iteration that would end at or after it is
-stepped on its own, and :meth:`settle` closes a continuation the horizon falls in.
-"""
+meanwhile cuts the plan at the iteration boundary where stepping one by one would have scheduled
+it (the wait is moved there; nothing is thrown into the process). Completions inside a plan reach
+the router (its load array, follow-up requests, the central queue) when they happen (a timeout at
+their iteration's end, or an entry in a heap the router drains before it routes by load), so
+everything outside sees them when stepping would. Iteration ends are the running float sums SimPy
+forms stepping one by one, so results are those of stepping one by one
+(``tests/test_decode_runs.py``). With one replica, an arrival already scheduled during iteration 0
+means no continuation is planned (it would be cut at once), and a plan ends where the next arrival
+lands. A plan never commits iteration 0 past a horizon: an iteration that would end at or after it
+is stepped on its own, and :meth:`settle` closes a continuation the horizon falls in.
 
+**Ties.** An event at *exactly* an iteration boundary is ordered by SimPy's event ids when
+stepping: the one scheduled first goes first. Plans do the same for a request arriving at a
+boundary (it is seen there if the event that brings it was created before stepping would have
+scheduled the iteration ending there; a completion routing it here counts as before) and for a
+completion at the time of an arrival routed by load. Two ties remain approximate: a request
+released exactly at the boundary before the one it lands on (created at the same instant as that
+iteration would have been: taken as after), and, among several replicas, a plan's end or a
+completion's timeout against another replica's event at the same time. With continuous arrival
+times none of these occur; the tests check exact ties on one replica.
+"""
 from __future__ import annotations
 
 import heapq
@@ -94,7 +102,7 @@ class _Plan:
     emitted its last token at iteration 0's end (so every inter-token gap of an iteration is one)."""
 
     __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
-                 "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx")
+                 "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx", "start")
 
     def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray, first: int,
                  slack: np.ndarray | None, used0: int, k: int):
@@ -231,6 +239,7 @@ class ReplicaEngine:
             if done0.size:
                 plan.marks.insert(0, 0)
             self._plan, self._cut = plan, plan.k
+            plan.start = now
             plan.stamp = next(env._eid)  # type: ignore[attr-defined]  # where stepping schedules iteration 0's end
             if plan.marks:
                 if self._tell_mode == "events":
@@ -325,8 +334,12 @@ class ReplicaEngine:
         ev.callbacks.append(partial(self._tell, plan, pos))
 
     def _push_pending(self, plan: _Plan, pos: int) -> None:
-        """Put the completions at plan iteration ``marks[pos]`` in the shared heap the router drains."""
-        heapq.heappush(self._pending, (float(plan.ends[plan.marks[pos]]), next(_ORDER), self, plan, pos))
+        """Put the completions at plan iteration ``marks[pos]`` in the shared heap the router drains:
+        keyed by their time and, for ties, by when stepping would have scheduled that iteration's
+        end (its start), which orders it against an arrival at the same time."""
+        m = plan.marks[pos]
+        start = float(plan.ends[m - 1]) if m else plan.start
+        heapq.heappush(self._pending, (float(plan.ends[m]), start, next(_ORDER), self, plan, pos))
 
     def _tell(self, plan: _Plan, pos: int, _ev: simpy.Event | None = None) -> None:
         """Tell the router of the completions at plan iteration ``marks[pos]``, now its end time

@@ -186,3 +186,61 @@ def test_decode_runs_equal_step_by_step_on_random_scenarios(data: dict[str, Any]
     test's strategy, which found the unreachable-boundary tie): the same results either way."""
     s = sim.load_scenario(data)
     _same_result(sim.simulate(s, decode_runs=False), sim.simulate(s))
+
+
+@st.composite
+def _tied_runs(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
+    """A small one-replica scenario whose iterations last 0.625 s plus a quarter second per token
+    and whose requests arrive on whole or half seconds, so arrivals land exactly on iteration
+    boundaries; with follow-up requests (think times of 0, 0.5 or 1 s) and priorities.
+
+    No iteration lasts a multiple of half a second, so no request is released exactly one
+    iteration before the boundary it lands on. What plans order only approximately (see
+    sim.replica) stays out: that double tie, and, among several replicas, events at one
+    replica's boundary that land on another's."""
+    import pyarrow as pa
+
+    n = draw(st.integers(2, 24))
+    arrival = [float(draw(st.integers(0, 24))) / 2 for _ in range(n)]
+    after = [-1] * n
+    think = [0.0] * n
+    for i in range(1, n):
+        if draw(st.integers(0, 3)) == 0:  # follows an earlier request
+            after[i] = draw(st.integers(0, i - 1))
+            arrival[i] = float("nan")
+            think[i] = draw(st.sampled_from([0.0, 0.5, 1.0]))
+    table = pa.table({
+        "request_id": np.arange(n, dtype=np.int64),
+        "arrival_s": np.asarray(arrival),
+        "prompt_tokens": np.asarray([draw(st.integers(1, 6)) for _ in range(n)], np.int64),
+        "output_tokens": np.asarray([draw(st.integers(1, 9)) for _ in range(n)], np.int64),
+        "class": pa.array(["x"] * n, pa.string()),
+        "priority": np.asarray([draw(st.integers(0, 1)) for _ in range(n)], np.int64),
+        "after_id": np.asarray(after, np.int64),
+        "think_s": np.asarray(think),
+    })
+    scheduler = draw(st.sampled_from(["continuous", "prefill_first", "static"]))
+    data: dict[str, Any] = {
+        "profile": {"kind": "explicit", "fixed_s": 0.625,
+                    "per_token_s": draw(st.sampled_from([0.0, 0.25])),
+                    "kv_capacity_tokens": draw(st.sampled_from([16, 24, 1000]))},
+        "engine": {"scheduler": scheduler, "max_num_seqs": draw(st.integers(2, 6)),
+                   "max_num_batched_tokens": draw(st.integers(6, 16)), "block_size": draw(st.sampled_from([1, 2])),
+                   "chunked_prefill": scheduler == "continuous" and draw(st.booleans())},
+        "workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": n,
+                     "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 1},
+                                  "output_tokens": {"dist": "fixed", "value": 1}}]},
+    }
+    if draw(st.integers(0, 3)) == 0:
+        data["measurement"] = {"horizon_s": float(draw(st.integers(1, 16)))}
+    return data, table
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_tied_runs())
+def test_plans_order_ties_at_iteration_boundaries_as_stepping_does(case: tuple[dict[str, Any], Any]) -> None:
+    """Arrivals and follow-up requests exactly at iteration boundaries: the plans see each where
+    stepping one by one would."""
+    data, table = case
+    s = sim.load_scenario(data)
+    _same_result(sim.simulate(s, requests=table, decode_runs=False), sim.simulate(s, requests=table))
