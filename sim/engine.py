@@ -7,6 +7,7 @@ reached, and hand the state to :mod:`sim.records` and :mod:`sim.metrics`.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import os
 import time
@@ -239,6 +240,19 @@ class _Run:
         return float(max(ends + [last_arrival]))
 
 
+def _without_gc(fn: Callable[..., float], *args: object) -> float:
+    """``fn(*args)`` with Python's cyclic garbage collector paused. The engine allocates millions
+    of small containers (event tuples, iteration rows) that form no reference cycles, and the
+    collector's passes over them cost about 5% of a run's wall time; it resumes afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        if was:
+            gc.enable()
+
+
 def _pred_rows(table: pa.Table) -> np.ndarray:
     """Row of each request's predecessor (``after_id`` mapped from request ids to rows); -1 for none."""
     after = table.column("after_id").to_numpy()
@@ -341,7 +355,7 @@ def simulate(scenario: Scenario, *, requests: pa.Table | None = None,
         else:
             table = _checked(requests)
         run = _Run(scenario, table, decode_runs, sink)
-        end = run.run(progress)
+        end = _without_gc(run.run, progress)
         return build_result(scenario, table, run.reqs, run.reject, run.engines, run.profile, end,
                             time.perf_counter() - wall, sink)
     except BaseException:
