@@ -90,16 +90,26 @@ def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
 class _Plan:
     """A plan in flight: iteration 0 (committed) and its continuation of ``k`` decode iterations.
 
-    ``run``: the running requests after iteration 0, in admission order; ``comp``, ``blocks``: their
-    computed tokens and KV blocks then; ``rem``: the continuation iteration each completes in (past
-    ``k``: not in this plan); ``slack``: free token slots in its last block (grow mode; a request
-    takes a block at iterations slack + 1, slack + 1 + block size, ...); ``seqs``, ``ctx`` (Σ context),
-    ``seconds``, ``flops``, ``nbytes`` (None: left to the log): per continuation iteration; ``ends``: end times, ``ends[0]`` iteration
-    0's and ``ends[m]`` continuation iteration m's; ``used0``: blocks in use after iteration 0;
-    ``done0``: iteration 0's completions; ``marks``: plan iterations < k with completions, whose
-    timeouts tell the router; ``told``: the last of them told so far (-1: none); ``first``: the
-    first continuation iteration in which a request completes; ``uniform``: every running request
-    emitted its last token at iteration 0's end (so every inter-token gap of an iteration is one)."""
+    The requests, after iteration 0:
+
+    - ``run``: the running requests, in admission order;
+    - ``comp``, ``blocks``: their computed tokens and KV blocks;
+    - ``rem``: the continuation iteration each completes in (past ``k``: not in this plan), and
+      ``first``, the earliest of them;
+    - ``slack``: the free token slots in each one's last block (grow mode; None: blocks reserved).
+      A request takes a block at iterations slack + 1, slack + 1 + block size, ...;
+    - ``used0``: the KV blocks in use;
+    - ``uniform``: every one emitted its last token at iteration 0's end, so all the inter-token
+      gaps of a continuation iteration are one.
+
+    Per continuation iteration: ``seqs``, ``ctx`` (their contexts' sum), ``seconds``, ``flops`` and
+    ``nbytes`` (None: left to the iteration log). ``ends``: end times, ``ends[0]`` iteration 0's and
+    ``ends[m]`` continuation iteration m's. ``start``, ``stamp``: when the plan began, and a SimPy
+    id taken then (where stepping would have scheduled iteration 0's end; it orders ties).
+
+    Completions: ``done0``, iteration 0's; ``marks``, the plan iterations before ``k`` with
+    completions, which are told to the router at their own time; ``told``, the last of them told
+    so far (-1: none)."""
 
     __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
                  "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx", "start")

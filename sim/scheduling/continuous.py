@@ -22,9 +22,10 @@ __all__ = ["ContinuousScheduler"]
 
 @dataclass(frozen=True)
 class ContinuousScheduler:
-    # Decode runs (sim.replica): a decode-only batch of every running request stays one until an
-    # arrival, a completion or a preemption: a waiting request it could not admit stays blocked (the
-    # budget and slots left are the same, the free blocks only fewer).
+    # Plans (sim.replica): once every running request decodes, each iteration decodes them all (at
+    # most ``budget`` of them) until an arrival or a preemption; with nothing waiting, a completion
+    # changes only who is running; a waiting request that a decode-only batch could not admit stays
+    # blocked until a completion (the budget and slots left are the same, free blocks only fewer).
     decode_run: ClassVar[str] = "grow"
     max_num_seqs: int
     budget: int  # max_num_batched_tokens

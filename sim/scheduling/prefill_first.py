@@ -26,8 +26,8 @@ def _one_each(rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
 
 @dataclass(frozen=True)
 class PrefillFirstScheduler:
-    # Decode runs (sim.replica): when no prompt could be admitted, none can until an arrival or a
-    # completion (free blocks only shrink), so decodes repeat.
+    # Plans (sim.replica): when no prompt could be admitted, none can until an arrival or a
+    # completion (free blocks only shrink), so decodes of every running request repeat.
     decode_run: ClassVar[str] = "grow"
     max_num_seqs: int
     budget: int  # max_num_batched_tokens

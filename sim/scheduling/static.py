@@ -21,8 +21,8 @@ __all__ = ["StaticScheduler"]
 
 @dataclass(frozen=True)
 class StaticScheduler:
-    # Decode runs (sim.replica): a batch in flight decodes, its blocks reserved, until a request of
-    # it completes.
+    # Plans (sim.replica): a batch in flight decodes, its blocks reserved, until its last request
+    # completes, whatever waits.
     decode_run: ClassVar[str] = "reserved"
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
