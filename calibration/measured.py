@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, grow_size_table
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, size_rows
 from calibration.roofline import RooflineProfile
 
 __all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "seconds_parts", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
@@ -178,26 +178,15 @@ class MeasuredProfile:
 
     def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray,
                      work: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
-        sequences, never more than the first iteration's (an int: the same number in each), whose
-        KV contexts sum to ``context[k]``.
-        ``work=False`` leaves FLOPs and bytes out (None): the engine needs only the seconds as it
-        runs, and the iteration log asks for the rest in bulk when it seals a chunk.
+        """Seconds, FLOPs and bytes of decode-only iterations, with the arguments and the
+        ``work`` switch of :meth:`RooflineProfile.decode_steps`, equal to :meth:`step` bit for bit.
 
-        Each element equals what :meth:`step` gives for that batch, bit for bit: the batch size
-        varies as sequences complete inside a run, and the parts that depend on it alone (the
-        linear-layer table's interpolation, the knee's ``**``, whose vectorised numpy form may
-        differ from Python's in the last bit) come from a table filled by :meth:`step`'s own
-        scalar code, once per size; the KV-read terms are added on arrays in :meth:`step`'s order.
-        (:meth:`step` reads ``ctx + 0.0``: the same as ``ctx`` for the positive sums here.)"""
-        if isinstance(seqs, (int, np.integer)):
-            seqs = np.full(context.size, seqs)
-        sizes = self._decode_sizes  # type: ignore[attr-defined]
-        top = int(seqs[0]) if seqs.size else 0  # the largest: sequences only leave a run
-        if top >= sizes.shape[1]:
-            sizes = grow_size_table(sizes, top, self._decode_size_row)
-            object.__setattr__(self, "_decode_sizes", sizes)
-        outside, layer, flops, nbytes = sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost
+        Here the parts that depend on the batch size alone are the linear-layer table's
+        interpolation and the knee's ``**`` (numpy's vectorised form may differ from Python's in
+        the last bit), tabulated once per size by :meth:`step`'s own scalar code; the KV-read
+        terms are added on arrays in :meth:`step`'s order (which reads ``ctx + 0.0``: the same as
+        ``ctx`` for the positive sums here). FLOPs and bytes are the base roofline's."""
+        seqs, (outside, layer, flops, nbytes) = size_rows(self, seqs, context.size)
         seconds = outside + self.record.layers * (layer + self.record.coefficients["c_dc"] * context)
         if not work:
             return seconds, None, None

@@ -9,11 +9,11 @@ can say which numbers it rests on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost", "grow_size_table"]
+__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost", "grow_size_table", "size_rows"]
 
 ProvenanceKind = Literal["measured", "derived-from-measured", "derived", "explicit"]
 
@@ -109,3 +109,17 @@ def grow_size_table(table: np.ndarray, top: int, row: Callable[[int], Sequence[f
     for s in range(n, size):
         out[:, s] = row(s)
     return out
+
+
+def size_rows(owner: Any, seqs: np.ndarray | int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``seqs`` as an array of ``n`` batch sizes (an int: the same in each, else non-increasing,
+    as sequences only leave a run) and the columns of ``owner``'s per-size table for them (its
+    ``_decode_sizes``, grown with its ``_decode_size_row`` as :func:`grow_size_table` says)."""
+    if isinstance(seqs, (int, np.integer)):
+        seqs = np.full(n, seqs)
+    sizes = owner._decode_sizes
+    top = int(seqs[0]) if seqs.size else 0  # the largest
+    if top >= sizes.shape[1]:
+        sizes = grow_size_table(sizes, top, owner._decode_size_row)
+        object.__setattr__(owner, "_decode_sizes", sizes)
+    return seqs, sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost

@@ -36,7 +36,7 @@ from importlib import resources
 import numpy as np
 
 from calibration.catalog import GPU, ModelArch, ResolvedPrecision
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, grow_size_table
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, size_rows
 
 __all__ = ["RooflineProfile"]
 
@@ -318,14 +318,7 @@ class RooflineProfile:
         MoE experts touched take a ``**``, whose vectorised numpy form may differ from Python's
         in the last bit) come from a table filled by :meth:`step`'s own scalar code, once per
         size; the rest is :meth:`step`'s + , * , / and max on arrays, in the same order."""
-        if isinstance(seqs, (int, np.integer)):
-            seqs = np.full(context.size, seqs)
-        sizes = self._decode_sizes  # type: ignore[attr-defined]
-        top = int(seqs[0]) if seqs.size else 0  # the largest: sequences only leave a run
-        if top >= sizes.shape[1]:
-            sizes = grow_size_table(sizes, top, self._decode_size_row)
-            object.__setattr__(self, "_decode_sizes", sizes)
-        t, flops, nbytes, allreduce = sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost
+        seqs, (t, flops, nbytes, allreduce) = size_rows(self, seqs, context.size)
         dt, dc_flops, dc_bytes = self._decode_attention(context)
         t = t + dt
         if self.tp > 1:
