@@ -397,12 +397,12 @@ class ReplicaEngine:
                 jj = np.minimum(rem, j)  # iterations each request did
                 taken = self._advance(p, jj, p.comp + jj, ends[jj])
                 if taken is not None:
-                    st.free_blocks -= int(taken.sum())
+                    st.free_blocks -= sum(taken.tolist())
                 done = rem <= j
                 d = run[done]
                 r.status[d] = COMPLETED
                 r.finish[d] = ends[rem[done]]
-                st.free_blocks += int(r.blocks[d].sum())
+                st.free_blocks += sum(r.blocks[d].tolist())
                 r.blocks[d] = 0
                 st.run = run[~done]
                 if late is not None:
@@ -434,7 +434,7 @@ class ReplicaEngine:
         r, st = self.state.reqs, self.state
         r.status[done] = COMPLETED
         r.finish[done] = t
-        st.free_blocks += int(r.blocks[done].sum())
+        st.free_blocks += sum(r.blocks[done].tolist())
         r.blocks[done] = 0
         st.run = st.run[r.status[st.run] == RUNNING]
 

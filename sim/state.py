@@ -84,7 +84,10 @@ class ReplicaState:
         first = r.first_scheduled[i]
         if first != first:  # NaN: never scheduled before (np.isnan costs a ufunc call per admission)
             r.first_scheduled[i] = now
-        self.run = np.concatenate((self.run, (i,)))
+        run = self.run  # grown by one: cheaper than concatenating with a converted (i,)
+        self.run = np.empty(run.size + 1, np.int64)
+        self.run[:-1] = run
+        self.run[-1] = i
 
     def preempt(self, pos: int) -> None:
         """Preempt ``run[pos]`` by recompute: free its blocks and queue it again; its prompt and
