@@ -118,19 +118,20 @@ class _Run:
 
     def _source(self) -> Generator[simpy.Event, None, None]:
         """Release every request that has an arrival time, at that time."""
-        env, arrival = self.env, self.reqs.arrival
+        env, arrival, eid, upcoming = self.env, self.reqs.arrival, self.env._eid, self.next_arrival  # type: ignore[attr-defined]
         timed = np.flatnonzero(~np.isnan(arrival))
         timed = timed[np.argsort(arrival[timed], kind="stable")]
         created = self._stamp()
-        for block in range(0, timed.size, 1 << 16):  # Python ints a block at a time, not a million at once
-            for i in timed[block:block + (1 << 16)].tolist():
-                dt = arrival[i] - env.now
+        for block in range(0, timed.size, 1 << 16):  # Python values a block at a time, not a million at once
+            rows = timed[block:block + (1 << 16)]
+            for i, t in zip(rows.tolist(), arrival[rows].tolist()):
+                dt = t - env.now
                 if dt > 0:
-                    created = self._stamp()
-                    self.next_arrival[0] = arrival[i]
+                    created = (env.now, next(eid))  # as _stamp()
+                    upcoming[0] = t
                     yield env.timeout(dt)
                 self._arrive(i, created)
-        self.next_arrival[0] = float("inf")
+        upcoming[0] = float("inf")
 
     def _arrive(self, i: int, created: tuple[float, int]) -> None:
         """Request ``i`` arrives now: refused if it can never be served, else routed or held centrally.

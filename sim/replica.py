@@ -327,7 +327,9 @@ class ReplicaEngine:
             p.seconds, p.flops, p.nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
                                             for a in ("seconds", "flops", "bytes"))
         # End times: the running sums SimPy forms stepping one by one, in the same order.
-        ends = np.concatenate(((end,), p.seconds))
+        ends = np.empty(k + 1)
+        ends[0] = end
+        ends[1:] = p.seconds
         ends.cumsum(out=ends)
         p.ends = ends
         if self._next_arrival is not None:
