@@ -31,6 +31,7 @@ provenance) beside ``NAME.parquet`` (the raw measurements).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
@@ -120,7 +121,8 @@ class MeasuredProfile:
     base: RooflineProfile
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_table", self.record.linear_arrays())
+        table = self.record.linear_arrays()
+        object.__setattr__(self, "_table", None if table is None else LinearTable(table))
         # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
         object.__setattr__(self, "_decode_sizes", np.empty((4, 0)))
 
@@ -194,6 +196,38 @@ class MeasuredProfile:
         return seconds, flops + dc_flops, nbytes + dc_bytes
 
 
+class LinearTable(tuple):
+    """A linear-layer table, ``(tokens, seconds)`` arrays, that also holds them as Python lists:
+    a profile's ``step`` interpolates it at one point per iteration (:func:`interp_at`), in a
+    fifth of ``np.interp``'s time and with the same result."""
+
+    def __new__(cls, arrays: tuple[np.ndarray, np.ndarray]) -> LinearTable:
+        out = super().__new__(cls, arrays)
+        out.lists = (arrays[0].tolist(), arrays[1].tolist())
+        return out
+
+    def __getnewargs__(self) -> tuple[tuple[np.ndarray, np.ndarray]]:  # pickling and copying
+        return (tuple(self),)
+
+
+def interp_at(x: float, xs: list[float], ys: list[float]) -> float:
+    """``np.interp(x, xs, ys)`` at one point, in Python floats: numpy's own steps (its binary
+    search, exact hits, and the slope times the offset plus the left value) in the same order,
+    so the same float."""
+    if x < xs[0]:
+        return ys[0]
+    j = bisect.bisect_right(xs, x) - 1
+    if j == len(xs) - 1 or xs[j] == x:
+        return ys[j]
+    slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+    out = slope * (x - xs[j]) + ys[j]
+    if out != out:  # NaN one way: numpy tries the other
+        out = slope * (x - xs[j + 1]) + ys[j + 1]
+        if out != out and ys[j] == ys[j + 1]:
+            out = ys[j]
+    return out
+
+
 def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """One layer's linear-layer time for ``tokens`` tokens: the measured table where it reaches
     (then its last value plus the compute slope), else the (rounded) roof max(w, c_lin·N)."""
@@ -202,7 +236,10 @@ def linear_seconds(c: dict[str, float], tokens: Any, table: tuple[np.ndarray, np
         # The engine's per-iteration call passes a float: no array round trips (nor np.ndim's cost).
         if isinstance(tokens, float) or np.ndim(tokens) == 0:
             x = float(tokens)
-            return float(np.interp(x, tok, sec)) if x <= tok[-1] else float(sec[-1] + c["c_lin"] * (x - tok[-1]))
+            if x > tok[-1]:
+                return float(sec[-1] + c["c_lin"] * (x - tok[-1]))
+            lists = getattr(table, "lists", None)
+            return interp_at(x, *lists) if lists is not None else float(np.interp(x, tok, sec))
         n = np.asarray(tokens, dtype=np.float64)
         out = np.where(n <= tok[-1], np.interp(n, tok, sec), sec[-1] + c["c_lin"] * (n - tok[-1]))
         return out if out.ndim else float(out)

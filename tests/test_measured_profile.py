@@ -9,8 +9,11 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sim
+from calibration.profile import BatchShape
 from calibration.fit import fit_step_model
 from calibration.measured import COEFFICIENTS, ProfileRecord, find_profile, read_profile, seconds_of, write_profile
 
@@ -125,3 +128,33 @@ def test_timing_spread_is_the_median_relative_p10_p90_spread() -> None:
     t = pa.table({"seconds": [1.0, 2.0, 4.0], "p10_s": [0.9, 1.9, 3.0], "p90_s": [1.1, 2.3, 4.4]})
     # Spreads 20%, 20%, 35%: the median is 20%.
     assert timing_spread(t) == pytest.approx(0.20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(xs=st.lists(st.integers(1, 1 << 17), min_size=2, max_size=24, unique=True),
+       ys=st.lists(st.floats(1e-7, 1e-1), min_size=24, max_size=24),
+       points=st.lists(st.floats(0.0, float(1 << 17)), min_size=1, max_size=50))
+def test_interp_at_is_numpys_interp_bit_for_bit(xs: list[int], ys: list[float], points: list[float]) -> None:
+    """The engine's one-point interpolation of a linear-layer table (Python floats) gives what
+    np.interp gives, table points and points between them alike."""
+    from calibration.measured import interp_at
+
+    tok = np.asarray(sorted(xs), np.float64)
+    sec = np.cumsum(np.asarray(ys[:tok.size]))
+    for x in points + tok.tolist():
+        if x <= tok[-1]:
+            assert interp_at(x, tok.tolist(), sec.tolist()) == float(np.interp(x, tok, sec))
+
+
+def test_a_measured_profile_prices_the_same_after_pickling_and_copying() -> None:
+    import copy
+    import pickle
+
+    p = sim.load_scenario({"model": "llama-3.1-8b", "quantization": "bf16", "hardware": "a100-80gb",
+                           "profile": {"kind": "auto"},
+                           "workload": {"preset": "azure-conv-2023", "num_requests": 1}}).build_profile()
+    assert p._table is not None  # the shipped A100 profile has a linear-layer table
+    b = BatchShape(np.array([700]), np.array([0]), np.arange(100, 140))
+    for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
+        assert q.step(b) == p.step(b)
+        assert q._table.lists == p._table.lists
