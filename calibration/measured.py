@@ -340,13 +340,23 @@ def write_profile(out_dir: str | Path, record: ProfileRecord, measurements: pa.T
     return js
 
 
+# Profiles read, by (path, modification time, size): a scenario builds its profile several
+# times per run and ``auto`` reads every shipped profile each time; a changed file is read anew.
+_READ: dict[tuple[str, int, int], ProfileRecord] = {}
+
+
 def read_profile(path: str | Path) -> ProfileRecord:
     p = Path(path)
     try:
+        stat = p.stat()
+        key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
+        if key in _READ:
+            return _READ[key]
         text = p.read_text()
     except FileNotFoundError:
         raise ValueError(f"{p}: no such profile file") from None
-    return ProfileRecord.from_json(text, str(p))
+    record = _READ[key] = ProfileRecord.from_json(text, str(p))
+    return record
 
 
 def list_profiles(dirs: Iterable[str | Path]) -> list[tuple[Path, ProfileRecord]]:
