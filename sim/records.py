@@ -211,6 +211,8 @@ def _iteration_table(columns: Sequence[dict[str, np.ndarray]]) -> pa.Table:
     """Every replica's iteration rows (``columns[k]``: replica k's), ordered by start time (ties by replica)."""
     parts = [{"replica": np.full(cols["start_s"].size, k, np.int64), **cols} for k, cols in enumerate(columns)]
     names = ["replica", *ITERATION_COLUMNS]
+    if len(parts) == 1:  # one replica's log is in time order already
+        return pa.table({c: parts[0][c] for c in names})
     merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0) for c in names}
     order = np.lexsort((merged["replica"], merged["start_s"]))
     return pa.table({c: merged[c][order] for c in names})
