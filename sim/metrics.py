@@ -22,7 +22,7 @@ def weighted_percentiles(values: np.ndarray, weights: np.ndarray, qs=PERCENTILES
     (the smallest value whose cumulative weight reaches q% of the total)."""
     if not values.size:
         return [float("nan")] * len(qs)
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)  # equal values give the same percentile in any order: no stable sort needed
     cw = np.cumsum(weights[order])
     targets = np.asarray(qs, dtype=np.float64) / 100.0 * cw[-1]
     pos = np.minimum(np.searchsorted(cw, targets, side="left"), values.size - 1)
