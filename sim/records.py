@@ -262,9 +262,11 @@ def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarr
     else:
         per_replica, iters = _streamed_essentials(sink), None
     keep = sink.mode != "summary"
-    requests = _request_table(table, r, reject, q) if keep else None
-    timeline = _timeline(per_replica, end) if keep else None
+    # The summary first: its temporaries (every inter-token gap, sorted) are gone before the
+    # request table is built, so a long run's peak memory holds one or the other.
     summary = _summary(s, q, per_replica, r, reject, engines, profile, end)
+    timeline = _timeline(per_replica, end) if keep else None
+    requests = _request_table(table, r, reject, q) if keep else None
     return SimResult(s, requests, iters, timeline, summary, wall_s, sink.path)
 
 
