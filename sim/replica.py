@@ -27,7 +27,8 @@ everything outside sees them when stepping would. Iteration ends are the running
 forms stepping one by one, so results are those of stepping one by one
 (``tests/test_decode_runs.py``). With one replica, an arrival already scheduled during iteration 0
 means no continuation is planned (it would be cut at once), and a plan ends where the next arrival
-lands. A plan never commits iteration 0 past a horizon: an iteration that would end at or after it
+lands. With several, where the next arrival goes is not known ahead, so a continuation with
+nothing waiting is planned at iteration 0's end, if nothing arrived meanwhile. A plan never commits iteration 0 past a horizon: an iteration that would end at or after it
 is stepped on its own, and :meth:`settle` closes a continuation the horizon falls in.
 
 **Ties.** An event at *exactly* an iteration boundary is ordered by SimPy's event ids when
@@ -234,23 +235,39 @@ class ReplicaEngine:
             whole = not prefills and idx.size == st.run.size and st.preemptions == preempted
             every = idx.size == st.run.size
             row[5], done0 = self._commit(idx, comp + n, end)
-            plan = None
-            soon = self._next_arrival is not None and self._next_arrival[0] <= end
-            if not soon and row[5] == idx.size and (every or self._all_decode()):
-                plan = self._continuation(end, whole and not done0.size)
-                if plan is not None:
-                    plan.uniform = every
-            if plan is None:
+            if self._next_arrival is None and not st.waiting and row[5] == idx.size and every:
+                # Several replicas: an arrival cuts about a quarter of plans in iteration 0, and
+                # which replica it goes to is not known ahead: plan the continuation at iteration
+                # 0's end instead, if nothing arrived meanwhile.
                 yield env.timeout(cost.seconds)
                 if done0.size:
                     self.on_finish(st.index, done0)
-                continue
-            plan.done0 = done0
-            if done0.size:
-                plan.marks.insert(0, 0)
+                if st.waiting:
+                    continue
+                plan = self._continuation(env.now, False)
+                if plan is None:
+                    continue
+                plan.uniform = True
+                plan.done0 = empty
+                stamp = -1  # stepping has scheduled the iteration after this one now: ties come after
+            else:
+                plan = None
+                soon = self._next_arrival is not None and self._next_arrival[0] <= end
+                if not soon and row[5] == idx.size and (every or self._all_decode()):
+                    plan = self._continuation(end, whole and not done0.size)
+                    if plan is not None:
+                        plan.uniform = every
+                if plan is None:
+                    yield env.timeout(cost.seconds)
+                    if done0.size:
+                        self.on_finish(st.index, done0)
+                    continue
+                plan.done0 = done0
+                if done0.size:
+                    plan.marks.insert(0, 0)
+                stamp = next(env._eid)  # type: ignore[attr-defined]  # where stepping schedules iteration 0's end
             self._plan, self._cut = plan, plan.k
-            plan.start = now
-            plan.stamp = next(env._eid)  # type: ignore[attr-defined]  # where stepping schedules iteration 0's end
+            plan.start, plan.stamp = env.now, stamp
             if plan.marks:
                 if self._tell_mode == "events":
                     self._tell_next(plan, 0)
