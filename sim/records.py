@@ -92,8 +92,8 @@ class SimResult:
 
 def _dictionary_columns(table: pa.Table) -> list[str]:
     """The columns worth Parquet's dictionary encoding: the text ones (class, status). Numeric
-    columns take half as long to write without it, and are no larger (times and token counts
-    rarely repeat)."""
+    columns take half as long to write without it: the request file comes out smaller (times and
+    token counts rarely repeat), the iteration file about 5% larger."""
     return [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
 
 
