@@ -118,7 +118,7 @@ class _Run:
 
     def _source(self) -> Generator[simpy.Event, None, None]:
         """Release every request that has an arrival time, at that time."""
-        env, arrival, eid, upcoming = self.env, self.reqs.arrival, self.env._eid, self.next_arrival  # type: ignore[attr-defined]
+        env, arrival, upcoming = self.env, self.reqs.arrival, self.next_arrival
         timed = np.flatnonzero(~np.isnan(arrival))
         timed = timed[np.argsort(arrival[timed], kind="stable")]
         created = self._stamp()
@@ -127,7 +127,7 @@ class _Run:
             for i, t in zip(rows.tolist(), arrival[rows].tolist()):
                 dt = t - env.now
                 if dt > 0:
-                    created = (env.now, next(eid))  # as _stamp()
+                    created = self._stamp()
                     upcoming[0] = t
                     yield env.timeout(dt)
                 self._arrive(i, created)

@@ -80,7 +80,7 @@ class IterationLog:
         self._n = 0
         # Gap rows likewise: (value, count, time) or a run's end times and batch sizes.
         self._gap_rows: list[tuple[float, int, float]] = []
-        self._gap_runs: list[tuple[np.ndarray, int]] = []
+        self._gap_runs: list[tuple[np.ndarray, np.ndarray]] = []
         self._gap_order: list[int] = []
 
     # -- recording ----------------------------------------------------------------------------

@@ -28,8 +28,9 @@ forms stepping one by one, so results are those of stepping one by one
 (``tests/test_decode_runs.py``). With one replica, an arrival already scheduled during iteration 0
 means no continuation is planned (it would be cut at once), and a plan ends where the next arrival
 lands. With several, where the next arrival goes is not known ahead, so a continuation with
-nothing waiting is planned at iteration 0's end, if nothing arrived meanwhile. A plan never commits iteration 0 past a horizon: an iteration that would end at or after it
-is stepped on its own, and :meth:`settle` closes a continuation the horizon falls in.
+nothing waiting is planned at iteration 0's end, if nothing arrived meanwhile. A plan never
+commits iteration 0 past a horizon: an iteration that would end at or after it is stepped on its
+own, and :meth:`settle` closes a continuation the horizon falls in.
 
 **Ties.** An event at *exactly* an iteration boundary is ordered by SimPy's event ids when
 stepping: the one scheduled first goes first. Plans do the same for a request arriving at a
@@ -147,13 +148,12 @@ class ReplicaEngine:
         self._max_decodes = getattr(scheduler, "max_decodes", None)
         self._decode_steps = getattr(profile, "decode_steps", None)
         self.log.work = self._decode_steps
-        self.log.block_size = getattr(scheduler, "block_size", 1)
         # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
         # its next request, says whether one will cut a plan during its iteration 0 anyway (then
         # planning the continuation would be work thrown away). Only a hint: it never changes results.
         self._next_arrival = next_arrival
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
-        bs = self._bs = getattr(scheduler, "block_size", 1)
+        bs = self._bs = self.log.block_size = getattr(scheduler, "block_size", 1)
         self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
         self._m = np.arange(1, LOOKAHEAD + 1)
         self._wake: simpy.Event | None = None
@@ -225,24 +225,17 @@ class ReplicaEngine:
             row = log.begin(now, cost.seconds, sum(shape.prefill_chunk.tolist()) if prefills else 0, shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
             end = now + cost.seconds  # where env.timeout(cost.seconds) fires
-            if not planning or (horizon is not None and not end < horizon):
+            every = idx.size == st.run.size
+            # Several replicas: an arrival cuts about a quarter of plans in iteration 0, and which
+            # replica it goes to is not known ahead: with nothing waiting, step iteration 0 and plan
+            # the continuation at its end, if nothing arrived meanwhile.
+            later = planning and every and self._next_arrival is None and not st.waiting
+            if not planning or later or (horizon is not None and not end < horizon):
                 yield env.timeout(cost.seconds)
                 row[5], done = self._commit(idx, comp + n, env.now)  # tokens_out
                 if done.size:
                     self.on_finish(st.index, done)
-                continue
-            # Iteration 0 of a plan: committed now, its completions told at its end.
-            whole = not prefills and idx.size == st.run.size and st.preemptions == preempted
-            every = idx.size == st.run.size
-            row[5], done0 = self._commit(idx, comp + n, end)
-            if self._next_arrival is None and not st.waiting and row[5] == idx.size and every:
-                # Several replicas: an arrival cuts about a quarter of plans in iteration 0, and
-                # which replica it goes to is not known ahead: plan the continuation at iteration
-                # 0's end instead, if nothing arrived meanwhile.
-                yield env.timeout(cost.seconds)
-                if done0.size:
-                    self.on_finish(st.index, done0)
-                if st.waiting:
+                if not later or st.waiting or row[5] != idx.size:
                     continue
                 plan = self._continuation(env.now, False)
                 if plan is None:
@@ -251,6 +244,9 @@ class ReplicaEngine:
                 plan.done0 = empty
                 stamp = -1  # stepping has scheduled the iteration after this one now: ties come after
             else:
+                # Iteration 0 of a plan: committed now, its completions told at its end.
+                whole = not prefills and every and st.preemptions == preempted
+                row[5], done0 = self._commit(idx, comp + n, end)
                 plan = None
                 soon = self._next_arrival is not None and self._next_arrival[0] <= end
                 if not soon and row[5] == idx.size and (every or self._all_decode()):
@@ -399,7 +395,9 @@ class ReplicaEngine:
         if started:
             log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, (p.used0, p.blocks, p.slack, p.rem), started, j, p.ctx,
                     p.flops, p.nbytes)
-        late = p.done0 if p.told < 0 and p.done0.size else None
+        late = []  # completions the router has not been told of yet, in the order they happened
+        if p.told < 0 and p.done0.size:
+            late.append(p.done0)
         if j:
             if p.uniform:  # every gap of iteration m is ends[m] - ends[m - 1]
                 log.run_gaps(ends[:j + 1], p.seqs[:j])
@@ -407,32 +405,24 @@ class ReplicaEngine:
                 log.gaps(float(ends[1]), ends[1] - r.last_token[run])
                 if j > 1:
                     log.run_gaps(ends[1:j + 1], p.seqs[1:j])
-            if j < p.first:  # nothing completed: the same count for every request
+            rem, done = p.rem, None
+            if j < p.first:  # none completed: every request did all j
                 taken = self._advance(p, j, p.comp + j, float(ends[j]))
-                if taken is not None:
-                    st.free_blocks -= sum(taken.tolist())
             else:
-                rem = p.rem
                 jj = np.minimum(rem, j)  # iterations each request did
                 taken = self._advance(p, jj, p.comp + jj, ends[jj])
-                if taken is not None:
-                    st.free_blocks -= sum(taken.tolist())
                 done = rem <= j
+            if taken is not None:
+                st.free_blocks -= sum(taken.tolist())
+            if done is not None:
                 d = run[done]
-                r.status[d] = COMPLETED
-                r.finish[d] = ends[rem[done]]
-                st.free_blocks += sum(r.blocks[d].tolist())
-                r.blocks[d] = 0
-                st.run = run[~done]
-                if late is not None:
-                    self.on_finish(st.index, late)
-                    late = None
-                if p.told < j:
+                self._complete(d, ends[rem[done]], run[~done])
+                if p.told >= 0:  # some were told at their own time
                     d = d[rem[done] > p.told]
-                    if d.size:
-                        self.on_finish(st.index, d)
-        if late is not None:
-            self.on_finish(st.index, late)
+                if d.size:
+                    late.append(d)
+        for d in late:
+            self.on_finish(st.index, d)
 
     def _advance(self, p: _Plan, did: np.ndarray | int, comp: np.ndarray, last: np.ndarray | float) -> np.ndarray | None:
         """Advance the plan's requests by ``did`` decode iterations each, to ``comp`` computed
@@ -449,13 +439,15 @@ class ReplicaEngine:
         r.blocks[run] = held
         return held - p.blocks
 
-    def _complete(self, done: np.ndarray, t: float) -> None:
+    def _complete(self, done: np.ndarray, t: float | np.ndarray, rest: np.ndarray | None = None) -> None:
+        """Requests ``done`` completed at ``t`` (one time, or one each): their blocks freed, out of
+        the running batch (``rest``, when the caller has it already); the caller tells the router."""
         r, st = self.state.reqs, self.state
         r.status[done] = COMPLETED
         r.finish[done] = t
         st.free_blocks += sum(r.blocks[done].tolist())
         r.blocks[done] = 0
-        st.run = st.run[r.status[st.run] == RUNNING]
+        st.run = st.run[r.status[st.run] == RUNNING] if rest is None else rest
 
     def _commit(self, idx: np.ndarray, comp: np.ndarray, t: float) -> tuple[int, np.ndarray]:
         """Record the iteration's computed tokens at its end time ``t``; return the tokens emitted
