@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, prefill_sums
 
 __all__ = ["ExplicitProfile"]
 
@@ -48,14 +48,12 @@ class ExplicitProfile:
         return self.kv_tokens
 
     def step(self, batch: BatchShape) -> StepCost:
-        # Token counts are integers: their sums through Python lists are exact and, on the
-        # engine's hot path, cheaper than numpy's reductions on small arrays.
         seconds = self.fixed_s
         chunk, dctx = batch.prefill_chunk, batch.decode_context
+        chunk_tokens, _, pairs = prefill_sums(chunk, batch.prefill_start)
         if self.per_token_s:
-            seconds += self.per_token_s * (sum(chunk.tolist()) + dctx.size)
+            seconds += self.per_token_s * (chunk_tokens + dctx.size)
         if self.prefill_attention_s and chunk.size:
-            pairs = float(np.dot(chunk, batch.prefill_start + chunk / 2.0))
             seconds += self.prefill_attention_s * pairs
         if self.decode_attention_s and dctx.size:
             seconds += self.decode_attention_s * float(sum(dctx.tolist()))

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, size_rows
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, prefill_sums, size_rows
 from calibration.roofline import RooflineProfile
 
 __all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "seconds_parts", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
@@ -148,17 +148,9 @@ class MeasuredProfile:
         c = self.record.coefficients
         chunk, start, dctx = batch.prefill_chunk, batch.prefill_start, batch.decode_context
         n_pre, n_dec = chunk.size, dctx.size
-        if n_pre == 1:  # one prompt chunk (the common case): the same products in Python floats
-            chunk_tokens, start_tokens = int(chunk[0]), int(start[0])
-            cf = float(chunk_tokens)
-            pairs = cf * (float(start_tokens) + cf / 2.0)
-            own = float(chunk_tokens * chunk_tokens) / 2.0
-        elif n_pre:
-            chunk_tokens, start_tokens = sum(chunk.tolist()), sum(start.tolist())
-            pairs = float(np.dot(chunk, start + chunk / 2.0))
-            own = float(np.dot(chunk, chunk)) / 2.0
-        else:
-            chunk_tokens, start_tokens, pairs, own = 0, 0, 0.0, 0.0
+        chunk_tokens, start_tokens, pairs = prefill_sums(chunk, start)
+        # The chunks' causal pairs among themselves, Σ c²/2 (an exact integer sum either way).
+        own = float(np.dot(chunk, chunk) if n_pre > 1 else chunk_tokens * chunk_tokens) / 2.0
         context = sum(dctx.tolist()) if n_dec else 0
         tokens = (float(chunk_tokens) if n_pre else 0.0) + n_dec
         seqs = float(n_pre + n_dec)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal, NamedTuple, Protocol, Sequence, runti
 
 import numpy as np
 
-__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost", "grow_size_table", "size_rows"]
+__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost", "grow_size_table", "prefill_sums", "size_rows"]
 
 ProvenanceKind = Literal["measured", "derived-from-measured", "derived", "explicit"]
 
@@ -122,3 +122,18 @@ def size_rows(owner: Any, seqs: np.ndarray | int, n: int) -> tuple[np.ndarray, n
         sizes = grow_size_table(sizes, top, owner._decode_size_row)
         object.__setattr__(owner, "_decode_sizes", sizes)
     return seqs, sizes.take(seqs, axis=1)  # take: a third of fancy indexing's cost
+
+
+def prefill_sums(chunk: np.ndarray, start: np.ndarray) -> tuple[int, int, float]:
+    """A batch's prefill chunks as the profiles price them: their tokens, their cached prefixes'
+    tokens, and their attention pairs Σ c(p + c/2). Token sums go through Python lists (exact, and
+    cheaper than numpy's reductions on small arrays); one chunk, the common case, is priced in
+    Python floats, the same product np.dot forms."""
+    if chunk.size == 1:
+        c, p = int(chunk[0]), int(start[0])
+        cf = float(c)
+        return c, p, cf * (float(p) + cf / 2.0)
+    if chunk.size:
+        cf = chunk.astype(np.float64)
+        return sum(chunk.tolist()), sum(start.tolist()), float(np.dot(cf, start + cf / 2.0))
+    return 0, 0, 0.0

@@ -36,7 +36,7 @@ from importlib import resources
 import numpy as np
 
 from calibration.catalog import GPU, ModelArch, ResolvedPrecision
-from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, size_rows
+from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, prefill_sums, size_rows
 
 __all__ = ["RooflineProfile"]
 
@@ -259,16 +259,7 @@ class RooflineProfile:
     def step(self, batch: BatchShape) -> StepCost:
         chunk, dctx = batch.prefill_chunk, batch.decode_context
         n_pre, n_dec = chunk.size, dctx.size
-        if n_pre == 1:  # one prompt chunk (the common case): the same product in Python floats
-            chunk_tokens, start_tokens = int(chunk[0]), int(batch.prefill_start[0])
-            cf1 = float(chunk_tokens)
-            pairs = cf1 * (float(start_tokens) + cf1 / 2.0)
-        elif n_pre:
-            cf = chunk.astype(np.float64)
-            pairs = float(np.dot(cf, batch.prefill_start + cf / 2.0))
-            chunk_tokens, start_tokens = sum(chunk.tolist()), sum(batch.prefill_start.tolist())
-        else:
-            pairs, chunk_tokens, start_tokens = 0.0, 0, 0
+        chunk_tokens, start_tokens, pairs = prefill_sums(chunk, batch.prefill_start)
         t, flops, nbytes = self._priced(n_pre, n_dec, chunk_tokens, pairs, start_tokens,
                                         sum(dctx.tolist()) if n_dec else 0)
         return StepCost(seconds=t, flops=flops, bytes=nbytes)
