@@ -180,10 +180,11 @@ class MeasuredProfile:
         the last bit), tabulated once per size by :meth:`step`'s own scalar code; the KV-read
         terms are added on arrays in :meth:`step`'s order (which reads ``ctx + 0.0``: the same as
         ``ctx`` for the positive sums here). FLOPs and bytes are the base roofline's."""
-        seqs, (outside, layer, flops, nbytes) = size_rows(self, seqs, context.size)
+        seqs, (outside, layer, *dense) = size_rows(self, seqs, context.size, (0, 1, 2, 3) if work else (0, 1))
         seconds = outside + self.record.layers * (layer + self.record.coefficients["c_dc"] * context)
         if not work:
             return seconds, None, None
+        flops, nbytes = dense
         dc_flops, dc_bytes = self.base._decode_traffic(context)
         return seconds, flops + dc_flops, nbytes + dc_bytes
 

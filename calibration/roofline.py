@@ -309,11 +309,12 @@ class RooflineProfile:
         MoE experts touched take a ``**``, whose vectorised numpy form may differ from Python's
         in the last bit) come from a table filled by :meth:`step`'s own scalar code, once per
         size; the rest is :meth:`step`'s + , * , / and max on arrays, in the same order."""
-        seqs, (t, flops, nbytes, allreduce) = size_rows(self, seqs, context.size)
+        seqs, (t, allreduce, *dense) = size_rows(self, seqs, context.size, (0, 3, 1, 2) if work else (0, 3))
         dt, dc_flops, dc_bytes = self._decode_attention(context)
         t = t + dt
         if self.tp > 1:
             t = t + allreduce
         if not work:
             return t + self.overhead_s, None, None
+        flops, nbytes = dense
         return t + self.overhead_s, flops + dc_flops, nbytes + dc_bytes
