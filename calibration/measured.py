@@ -125,6 +125,10 @@ class MeasuredProfile:
         object.__setattr__(self, "_table", None if table is None else LinearTable(table))
         # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
         object.__setattr__(self, "_decode_sizes", np.empty((4, 0)))
+        # decode_steps's scalar operands as 0-d arrays: the same products, without numpy resolving
+        # a Python float's type on every operation (which doubles its cost on a plan's arrays).
+        object.__setattr__(self, "_kv_terms", (np.array(self.record.layers, np.float64),
+                                               np.array(self.record.coefficients["c_dc"], np.float64)))
 
     @property
     def provenance(self) -> Provenance:
@@ -181,7 +185,8 @@ class MeasuredProfile:
         terms are added on arrays in :meth:`step`'s order (which reads ``ctx + 0.0``: the same as
         ``ctx`` for the positive sums here). FLOPs and bytes are the base roofline's."""
         seqs, (outside, layer, *dense) = size_rows(self, seqs, context.size, (0, 1, 2, 3) if work else (0, 1))
-        seconds = outside + self.record.layers * (layer + self.record.coefficients["c_dc"] * context)
+        layers, c_dc = self._kv_terms
+        seconds = outside + layers * (layer + c_dc * context)
         if not work:
             return seconds, None, None
         flops, nbytes = dense

@@ -243,17 +243,25 @@ class RooflineProfile:
         t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / rate16, head_bytes / byte_rate)
         return t, lin_flops + head_flops, lin_bytes + head_bytes
 
+    @cached_property
+    def _array_constants(self) -> _StepConstants:
+        """:attr:`_constants` as 0-d float64 arrays, for the operations on arrays of iterations:
+        the same results, without numpy resolving a Python float's type on every operation
+        (which doubles its cost on a plan's ~30 elements)."""
+        return _StepConstants(*(np.array(v, np.float64) for v in self._constants))
+
     def _decode_traffic(self, ctx):
         """FLOPs and bytes of decode attention over ``ctx`` KV tokens in all (a float or an array)."""
-        c = self._constants
+        c = self._constants if isinstance(ctx, float) else self._array_constants
         return c.attn_flops * ctx, c.kv_tok * ctx
 
     def _decode_attention(self, ctx):
         """Seconds, FLOPs and bytes of decode attention over ``ctx`` KV tokens in all (a float or
         an array of them: the same operations either way)."""
-        c = self._constants
-        dc_flops, dc_bytes = self._decode_traffic(ctx)
-        top = max if isinstance(ctx, float) else np.maximum
+        scalar = isinstance(ctx, float)
+        c = self._constants if scalar else self._array_constants
+        dc_flops, dc_bytes = c.attn_flops * ctx, c.kv_tok * ctx
+        top = max if scalar else np.maximum
         return top(dc_flops / c.rate16, dc_bytes / c.byte_rate), dc_flops, dc_bytes
 
     def step(self, batch: BatchShape) -> StepCost:

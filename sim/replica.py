@@ -71,6 +71,10 @@ STEP_PRICED_LOOKAHEAD = 8
 # Running sums of small arrays: ``add.accumulate`` is what ``cumsum`` runs (the same sums, left to
 # right), in half its time on a plan's ~30 elements (cumsum's method dispatch costs more than the sum).
 _running_sum = np.add.accumulate
+# Integer constants of the hot path as 0-d arrays: numpy resolves a Python scalar operand's type on
+# every operation (NEP 50), which doubles an operation's cost on a batch's ~40 elements; a 0-d
+# int64 array gives the same result (int64 arrays throughout) without it.
+_ONE = np.array(1)
 
 
 def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
@@ -157,6 +161,7 @@ class ReplicaEngine:
         self._next_arrival = next_arrival
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
         bs = self._bs = self.log.block_size = getattr(scheduler, "block_size", 1)
+        self._bs0, self._bs1 = np.array(bs), np.array(bs - 1)  # see _ONE
         self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
         self._m = np.arange(1, LOOKAHEAD + 1)
         self._wake: simpy.Event | None = None
@@ -220,10 +225,10 @@ class ReplicaEngine:
             if prefills == idx.size:
                 shape = BatchShape(n, comp, empty)
             elif not prefills:
-                shape = BatchShape(empty, empty, comp + 1)
+                shape = BatchShape(empty, empty, comp + _ONE)
             else:
                 dec = ~pre
-                shape = BatchShape(n[pre], comp[pre], comp[dec] + 1)
+                shape = BatchShape(n[pre], comp[pre], comp[dec] + _ONE)
             cost = self.profile.step(shape)
             row = log.begin(now, cost.seconds, sum(shape.prefill_chunk.tolist()) if prefills else 0, shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
@@ -309,7 +314,7 @@ class ReplicaEngine:
         slack = None
         if grow:
             bs = self._bs
-            slack = blocks * bs - comp
+            slack = blocks * self._bs0 - comp
             if max(slack.tolist()) >= bs:
                 return None
             if b * ((k - 1) // bs + 1) > st.free_blocks:  # the blocks may run out within k iterations
@@ -438,7 +443,7 @@ class ReplicaEngine:
         if p.slack is None:
             return None
         # Each running request holds ceil(computed / block size) blocks (what slack < block size says).
-        held = (comp + (self._bs - 1)) // self._bs
+        held = (comp + self._bs1) // self._bs0
         r.blocks[run] = held
         return held - p.blocks
 
@@ -460,13 +465,13 @@ class ReplicaEngine:
         emit = idx[comp == r.num_tokens[idx]]
         if not emit.size:
             return 0, emit
-        g = r.generated[emit] + 1
+        g = r.generated[emit] + _ONE
         r.generated[emit] = g
-        r.num_tokens[emit] += 1
+        r.num_tokens[emit] += _ONE
         if min(g.tolist()) > 1:  # none emitted its first token
             gaps = t - r.last_token[emit]
         else:
-            later = g > 1
+            later = g > _ONE
             r.first_token[emit[~later]] = t
             gaps = t - r.last_token[emit[later]]
         if gaps.size:
