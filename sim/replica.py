@@ -226,6 +226,8 @@ class ReplicaEngine:
                 shape = BatchShape(n, comp, empty)
             elif not prefills:
                 shape = BatchShape(empty, empty, comp + _ONE)
+            elif prefills == 1 and pre[-1]:  # one prefill, admitted last (the common case): slices
+                shape = BatchShape(n[-1:], comp[-1:], comp[:-1] + _ONE)
             else:
                 dec = ~pre
                 shape = BatchShape(n[pre], comp[pre], comp[dec] + _ONE)
@@ -467,9 +469,16 @@ class ReplicaEngine:
             return 0, emit
         g = r.generated[emit] + _ONE
         r.generated[emit] = g
-        r.num_tokens[emit] += _ONE
-        if min(g.tolist()) > 1:  # none emitted its first token
+        if emit.size == idx.size:  # all emitted (the common case): each now holds one token more than it computed
+            r.num_tokens[idx] = comp + _ONE
+        else:
+            r.num_tokens[emit] += _ONE
+        firsts = g.tolist().count(1)  # emitted their first token: no gap before it
+        if not firsts:
             gaps = t - r.last_token[emit]
+        elif g[-firsts:].tolist().count(1) == firsts:  # all at the end (the common case: admitted last)
+            r.first_token[emit[-firsts:]] = t
+            gaps = t - r.last_token[emit[:-firsts]]
         else:
             later = g > _ONE
             r.first_token[emit[~later]] = t
