@@ -232,16 +232,17 @@ class IterationLog:
         """All iteration rows kept in memory (after :meth:`seal`), as whole columns."""
         return self._concat(self.chunks, ITERATION_COLUMNS)
 
-    def gaps_between(self, lo: float, hi: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(values, multiplicities) of the gaps of tokens emitted in [lo, hi), chunk by chunk
-        (after :meth:`seal`): equal-gap rows first, then the iterations of unequal gaps."""
-        vals, wts = [], []
+    def gaps_between(self, lo: float, hi: float) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """The gaps of tokens emitted in [lo, hi) (after :meth:`seal`), as pieces ``(values,
+        multiplicities, keep)``: a chunk's columns and which of their rows are in the window
+        (equal-gap rows first, chunk by chunk), then each iteration of unequal gaps (multiplicities
+        and keep None: each gap once, all of them). The caller copies out what it keeps, so a long
+        run's gaps are never held twice over."""
+        pieces: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         for c in self.itl_chunks:
-            keep = (c["time"] >= lo) & (c["time"] < hi)
-            vals.append(c["value"][keep])
-            wts.append(c["count"][keep])
+            t = c["time"]
+            pieces.append((c["value"], c["count"], (t >= lo) & (t < hi)))
         for x, tx in zip(self.itl_extra, self.itl_extra_time):
             if lo <= tx < hi:
-                vals.append(x)
-                wts.append(np.ones(x.size, np.int32))
-        return vals, wts
+                pieces.append((x, None, None))
+        return pieces

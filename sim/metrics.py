@@ -23,7 +23,13 @@ def weighted_percentiles(values: np.ndarray, weights: np.ndarray, qs=PERCENTILES
     if not values.size:
         return [float("nan")] * len(qs)
     order = np.argsort(values)  # equal values give the same percentile in any order: no stable sort needed
-    cw = np.cumsum(weights[order])
+    cw = weights[order]
+    # Running totals in place where they fit the weights' type (a long run's gaps are millions of
+    # rows: no second array at the summary's peak); add.accumulate keeps the type, cumsum widens.
+    if cw.dtype.kind in "iu" and int(weights.sum(dtype=np.int64)) <= np.iinfo(cw.dtype).max:
+        np.add.accumulate(cw, out=cw)
+    else:
+        cw = np.cumsum(cw)
     targets = np.asarray(qs, dtype=np.float64) / 100.0 * cw[-1]
     pos = np.minimum(np.searchsorted(cw, targets, side="left"), values.size - 1)
     return [float(x) for x in values[order[pos]]]
@@ -52,4 +58,8 @@ def busy_seconds(start: np.ndarray, duration: np.ndarray, lo: float, hi: float) 
     """Seconds of the iterations [start, start + duration) that fall inside [lo, hi)."""
     if not start.size:
         return 0.0
-    return float(np.clip(np.minimum(start + duration, hi) - np.maximum(start, lo), 0, None).sum())
+    # In place: two temporaries of a long run's millions of iterations, not five.
+    inside = start + duration
+    np.minimum(inside, hi, out=inside)
+    np.subtract(inside, np.maximum(start, lo), out=inside)
+    return float(np.clip(inside, 0, None, out=inside).sum())

@@ -239,13 +239,22 @@ def _timeline(per_replica: list[dict[str, np.ndarray]], end: float) -> pa.Table:
 
 
 def _itl_samples(engines: Sequence[ReplicaEngine], lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inter-token gaps (values, multiplicities) of the tokens emitted in [lo, hi)."""
-    vals, wts = [], []
-    for e in engines:
-        v, w = e.log.gaps_between(lo, hi)
-        vals += v
-        wts += w
-    return (np.concatenate(vals), np.concatenate(wts)) if vals else (np.empty(0), np.empty(0, np.int64))
+    """Inter-token gaps (values, multiplicities) of the tokens emitted in [lo, hi), replica by
+    replica. Filled piece by piece into arrays sized once: joining filtered copies would hold a
+    long run's gaps twice over at the summary's peak (1M requests: ~60 MB more)."""
+    pieces = [p for e in engines for p in e.log.gaps_between(lo, hi)]
+    sizes = [int(np.count_nonzero(keep)) if keep is not None else v.size for v, _, keep in pieces]
+    values, weights = np.empty(sum(sizes)), np.empty(sum(sizes), np.int32)
+    at = 0
+    for (v, w, keep), n in zip(pieces, sizes):
+        if keep is None:
+            values[at:at + n] = v
+            weights[at:at + n] = 1
+        else:
+            np.compress(keep, v, out=values[at:at + n])
+            np.compress(keep, w, out=weights[at:at + n])
+        at += n
+    return values, weights
 
 
 def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarray,
@@ -299,7 +308,9 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         it_end = it["start_s"] + it["duration_s"]
         out_tokens += int(it["tokens_out"][(it_end >= lo) & (it_end < hi)].sum())
     fin_in = done & (r.finish >= lo) & (r.finish < hi)
-    itl_v, itl_w = _itl_samples(engines, lo, hi)
+    # Every gap in the window, summarised and let go at once: a long run's largest temporaries
+    # (millions of gaps, sorted) are not held while the rest of the summary is computed.
+    itl = itl_stats(*_itl_samples(engines, lo, hi))
     # Time-average number of requests in the system over the window (for Little's law).
     admitted = (r.status != REJECTED) & (r.status != PENDING)
     leave = np.where(done, r.finish, end)
@@ -349,7 +360,7 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "latency_s": {
             "ttft": latency_stats(col["ttft_s"][measured]),
             "tpot": latency_stats(col["tpot_s"][measured]),
-            "itl": itl_stats(itl_v, itl_w),
+            "itl": itl,
             "e2e": latency_stats(col["e2e_s"][measured]),
             "queue": latency_stats(col["queue_s"][measured]),
         },
