@@ -38,7 +38,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -123,12 +123,18 @@ class MeasuredProfile:
     def __post_init__(self) -> None:
         table = self.record.linear_arrays()
         object.__setattr__(self, "_table", None if table is None else LinearTable(table))
+        object.__setattr__(self, "_seconds", scalar_seconds(self.record.coefficients, self.record.layers, self._table))
         # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
         object.__setattr__(self, "_decode_sizes", np.empty((4, 0)))
         # decode_steps's scalar operands as 0-d arrays: the same products, without numpy resolving
         # a Python float's type on every operation (which doubles its cost on a plan's arrays).
         object.__setattr__(self, "_kv_terms", (np.array(self.record.layers, np.float64),
                                                np.array(self.record.coefficients["c_dc"], np.float64)))
+
+    def __reduce__(self) -> tuple[type, tuple[ProfileRecord, RooflineProfile]]:
+        # Pickled and copied as what it is built from: what __post_init__ derives (a closure
+        # among it) is derived again.
+        return type(self), (self.record, self.base)
 
     @property
     def provenance(self) -> Provenance:
@@ -149,7 +155,6 @@ class MeasuredProfile:
         # On the engine's hot path: integer sums go through Python lists (exact, and cheaper than
         # numpy's reductions on a batch's ~40 elements), and FLOPs and bytes come from the base
         # roofline's pricing of the same sums rather than from a second pass over the batch.
-        c = self.record.coefficients
         chunk, start, dctx = batch.prefill_chunk, batch.prefill_start, batch.decode_context
         n_pre, n_dec = chunk.size, dctx.size
         chunk_tokens, start_tokens, pairs = prefill_sums(chunk, start)
@@ -160,8 +165,8 @@ class MeasuredProfile:
         seqs = float(n_pre + n_dec)
         # KV tokens read: every decode's context, and every prefill chunk's cached prefix.
         ctx = (float(context) if n_dec else 0.0) + (float(start_tokens) if n_pre else 0.0)
-        seconds = seconds_of(c, self.record.layers, tokens, seqs, pairs, ctx, self._table, own)  # type: ignore[attr-defined]
-        _, flops, nbytes = self.base._priced(n_pre, n_dec, chunk_tokens, pairs, start_tokens, context)
+        seconds = self._seconds(tokens, seqs, pairs, ctx, own)  # type: ignore[attr-defined]
+        flops, nbytes = self.base._work(n_pre, n_dec, chunk_tokens, pairs, start_tokens, context)
         return StepCost(seconds=float(seconds), flops=flops, bytes=nbytes)
 
     def _decode_size_row(self, seqs: int) -> tuple[float, float, float, float]:
@@ -261,6 +266,40 @@ def seconds_of(c: dict[str, float], layers: float | np.ndarray, tokens: Any, seq
     pairs among themselves, part of ``pairs``) is priced at ``c_pf_self`` where the profile has it."""
     outside, layer = seconds_parts(c, tokens, seqs, pairs, table, own_pairs)
     return outside + layers * (layer + c["c_dc"] * ctx)
+
+
+def scalar_seconds(c: dict[str, float], layers: float,
+                   table: LinearTable | None) -> Callable[[float, float, float, float, float], float]:
+    """:func:`seconds_of` at one point, ``(tokens, seqs, pairs, ctx, own_pairs) -> seconds``, with
+    the coefficients read once: the engine prices every iteration it steps through it, and the
+    dictionary lookups and four nested calls of the general form cost more than its arithmetic.
+    The same operations in the same order as :func:`seconds_parts` and :func:`seconds_of` (tested
+    bit for bit), so the same float."""
+    t0, c_head, c_tok, c_seq, c_pf, c_dc, c_lin = (c["t0"], c["c_head"], c.get("c_tok", 0.0), c["c_seq"], c["c_pf"],
+                                                   c["c_dc"], c["c_lin"])
+    self_extra = c["c_pf_self"] - c["c_pf"] if "c_pf_self" in c else None
+    head_w = c.get("head_w")
+    if table is not None:
+        xs, ys = table.lists
+        tok_last, sec_last = table[0][-1], table[1][-1]
+
+    def seconds(tokens: float, seqs: float, pairs: float, ctx: float, own_pairs: float) -> float:
+        attention = c_pf * pairs
+        if self_extra is not None:
+            attention = attention + self_extra * own_pairs
+        if table is None:
+            linear = linear_seconds(c, tokens, None)
+        elif tokens > tok_last:
+            linear = float(sec_last + c_lin * (tokens - tok_last))
+        else:
+            linear = interp_at(tokens, xs, ys)
+        layer = linear + c_tok * tokens + c_seq * seqs + attention
+        head = c_head * seqs
+        if head_w is not None:
+            head = max(head_w, head)
+        return (t0 + head) + layers * (layer + c_dc * ctx)
+
+    return seconds
 
 
 def seconds_parts(c: dict[str, float], tokens: Any, seqs: Any, pairs: Any,

@@ -298,6 +298,24 @@ class RooflineProfile:
             t += c.ar_latency + c.ar_per_token * n_tok
         return t + self.overhead_s, flops, nbytes
 
+    def _work(self, n_pre: int, n_dec: int, chunk_tokens: int, pairs: float, start_tokens: int,
+              context: int) -> tuple[float, float]:
+        """The FLOPs and bytes of :meth:`_priced` alone, the same operations in the same order
+        (for a measured profile's ``step``, whose seconds come from its own fit)."""
+        (_, _, _, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params, head_wbytes,
+         logit_bytes, attn_flops, kv_tok, *_) = self._constants
+        n_tok = chunk_tokens + n_dec
+        n_logits = n_dec + n_pre
+        touched = n_exp if n_exp == 1 else n_exp * (1.0 - (1.0 - k_exp / n_exp) ** n_tok)
+        flops = 2.0 * n_tok * tok_params + 2.0 * n_logits * head_params
+        nbytes = (shared_wbytes + touched * expert_wbytes + n_tok * io_bytes) + (head_wbytes + n_logits * logit_bytes)
+        if n_pre:
+            flops, nbytes = flops + attn_flops * pairs, nbytes + kv_tok * float(start_tokens + chunk_tokens)
+        if n_dec:
+            ctx = float(context)
+            flops, nbytes = flops + attn_flops * ctx, nbytes + kv_tok * ctx
+        return flops, nbytes
+
     def _decode_size_row(self, seqs: int) -> tuple[float, float, float, float]:
         """Seconds, FLOPs and bytes of the linear layers and LM head of a decode-only iteration
         of ``seqs`` sequences, and its all-reduce seconds: :meth:`_priced`'s scalar code."""

@@ -5,6 +5,7 @@ simulator finds them by configuration, prefers measured ones and records which i
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -158,3 +159,60 @@ def test_a_measured_profile_prices_the_same_after_pickling_and_copying() -> None
     for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
         assert q.step(b) == p.step(b)
         assert q._table.lists == p._table.lists
+
+
+def _coefficient_variants() -> list[tuple[dict[str, float], int, Any]]:
+    """Every shipped profile's coefficients and table, and variants of one without each optional
+    term (no table, no knee, no c_pf_self, a flat LM head)."""
+    from calibration.measured import LinearTable, list_profiles, shipped_profile_dir
+
+    out = []
+    for _, rec in list_profiles([shipped_profile_dir()]):
+        table = rec.linear_arrays()
+        out.append((rec.coefficients, rec.layers, None if table is None else LinearTable(table)))
+    c, layers, table = next(o for o in out if o[2] is not None)
+    out += [(c, layers, None), ({k: v for k, v in c.items() if k != "knee"}, layers, None),
+            ({k: v for k, v in c.items() if k != "c_pf_self"}, layers, table),
+            ({**c, "head_w": 40 * c["c_head"]}, layers, table)]
+    return out
+
+
+VARIANTS = _coefficient_variants()
+
+
+@settings(max_examples=300, deadline=None)
+@given(which=st.integers(0, len(VARIANTS) - 1), chunk=st.integers(0, 9000), start=st.integers(0, 30000),
+       n_dec=st.integers(0, 300), context=st.integers(0, 10**7))
+def test_scalar_seconds_is_the_general_formula_bit_for_bit(which: int, chunk: int, start: int, n_dec: int,
+                                                           context: int) -> None:
+    """The engine's per-iteration pricing (coefficients bound once) gives the float the general
+    formula gives, for every shipped profile and every optional term present or absent."""
+    from calibration.measured import scalar_seconds
+
+    c, layers, table = VARIANTS[which]
+    n_pre = int(chunk > 0)
+    tokens, seqs = float(chunk) + n_dec, float(n_pre + n_dec)
+    pairs, own = float(chunk) * (float(start) + chunk / 2.0), float(chunk * chunk) / 2.0
+    ctx = float(context) + float(start)
+    want = seconds_of(c, layers, tokens, seqs, pairs, ctx, table, own)
+    assert scalar_seconds(c, layers, table)(tokens, seqs, pairs, ctx, own) == float(want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.integers(1, 5000), max_size=3), n_dec=st.integers(0, 200), context=st.integers(0, 10**7),
+       moe=st.booleans())
+def test_a_measured_step_counts_the_rooflines_flops_and_bytes(chunks: list[int], n_dec: int, context: int,
+                                                              moe: bool) -> None:
+    """FLOPs and bytes without the roofline's seconds: the same floats as its full pricing."""
+    data = {"model": "mixtral-8x7b", "hardware": "h100-sxm", "quantization": "fp8", "tp": 2} if moe else {}
+    base = sim.load_scenario({**data, "workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": 1,
+                                                   "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 8},
+                                                                "output_tokens": {"dist": "fixed", "value": 8}}]},
+                              "profile": {"kind": "roofline"}}).build_profile()
+    chunk = np.asarray(chunks, np.int64)
+    start = (chunk * 7) % 1000
+    from calibration.profile import prefill_sums
+
+    tokens, starts, pairs = prefill_sums(chunk, start)
+    _, flops, nbytes = base._priced(chunk.size, n_dec, tokens, pairs, starts, context)
+    assert base._work(chunk.size, n_dec, tokens, pairs, starts, context) == (flops, nbytes)
