@@ -122,10 +122,9 @@ class IterationLog:
 
     def gaps(self, t: float, gaps: np.ndarray) -> None:
         """Inter-token gaps of the tokens emitted at time ``t``."""
-        values = gaps.tolist()  # Python's min and max on a list beat numpy's reductions on small arrays
-        lo = min(values)
-        if lo == max(values):
-            self._gap_rows.append((lo, gaps.size, t))
+        values = gaps.tolist()  # a list's count beats numpy's reductions on small arrays
+        if values.count(values[0]) == len(values):  # all equal (gaps are > 0: no signed zeros)
+            self._gap_rows.append((values[0], gaps.size, t))
             self._gap_order.append(0)
         else:
             self.itl_extra.append(gaps)

@@ -360,7 +360,8 @@ class ReplicaEngine:
             # One replica: end at the boundary where the next arrival would cut the plan (ending
             # a plan early is always exact: the loop steps on from there as it would anyway).
             p.k = k = min(k, int(ends.searchsorted(hint, side="left")))
-        p.marks = [] if ends_at is None or self._tell_mode == "commit" else (np.flatnonzero(ends_at[1:k]) + 1).tolist()
+        # Iterations 1..k-1 with completions (none complete in "iteration 0" of rc: every rem >= 1).
+        p.marks = [] if ends_at is None or self._tell_mode == "commit" else np.flatnonzero(ends_at[:k]).tolist()
         return p
 
     def _tell_next(self, plan: _Plan, pos: int) -> None:
@@ -440,7 +441,7 @@ class ReplicaEngine:
         r, run = self.state.reqs, p.run
         r.computed[run] = comp
         r.generated[run] += did
-        r.num_tokens[run] += did
+        r.num_tokens[run] = comp + _ONE  # decoding: one token more than computed
         r.last_token[run] = last
         if p.slack is None:
             return None
