@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from sim.scheduling.blocks import blocks_for
+
 __all__ = ["CHUNK_ROWS", "ITERATION_COLUMNS", "IterationLog"]
 
 CHUNK_ROWS = 1 << 15
@@ -190,12 +192,12 @@ class IterationLog:
         step = np.zeros(total + 1, np.int64)
         if runs[0][4][2] is not None:  # blocks taken as sequences grow
             slack = np.concatenate([r[4][2] for r in runs])
-            taken = np.maximum((np.minimum(done, last) - slack - 1) // bs + 1, 0)  # in the rows logged
+            taken = np.maximum(blocks_for(np.minimum(done, last) - slack, bs), 0)  # in the rows logged
             n = int(taken.sum())
             if n:
                 at = np.repeat(start + slack, taken) + bs * (np.arange(n) - np.repeat(np.cumsum(taken) - taken, taken))
                 step += np.bincount(at, minlength=total + 1)
-            held = held + np.maximum((done - slack - 1) // bs + 1, 0)  # what each holds when it completes
+            held = held + np.maximum(blocks_for(done - slack, bs), 0)  # what each holds when it completes
         gone = done < last
         if gone.any():
             step -= np.bincount((start + done)[gone], weights=held[gone], minlength=total + 1).astype(np.int64)

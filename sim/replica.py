@@ -56,6 +56,7 @@ from simpy.core import NORMAL
 from calibration.profile import BatchShape, Profile
 from sim.iteration_log import IterationLog
 from sim.scheduling import BatchScheduler
+from sim.scheduling.blocks import blocks_for
 from sim.state import COMPLETED, RUNNING, ReplicaState
 
 __all__ = ["ReplicaEngine"]
@@ -161,7 +162,7 @@ class ReplicaEngine:
         self._next_arrival = next_arrival
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
         bs = self._bs = self.log.block_size = getattr(scheduler, "block_size", 1)
-        self._bs0, self._bs1 = np.array(bs), np.array(bs - 1)  # see _ONE
+        self._bs0 = np.array(bs)  # see _ONE
         self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
         self._m = np.arange(1, LOOKAHEAD + 1)
         self._wake: simpy.Event | None = None
@@ -446,7 +447,7 @@ class ReplicaEngine:
         if p.slack is None:
             return None
         # Each running request holds ceil(computed / block size) blocks (what slack < block size says).
-        held = (comp + self._bs1) // self._bs0
+        held = blocks_for(comp, self._bs)
         r.blocks[run] = held
         return held - p.blocks
 

@@ -15,15 +15,21 @@ __all__ = ["Want", "blocks_for", "grow_or_preempt"]
 Want = Callable[[ReplicaState], tuple[np.ndarray, np.ndarray, int]]
 
 
-def blocks_for(tokens: np.ndarray | int, block_size: int) -> np.ndarray | int:
-    """Blocks needed to hold ``tokens`` tokens: the ceiling of ``tokens / block_size``, exact in
-    integers (two integer operations where ``-(-tokens // block_size)`` takes three)."""
-    return (tokens + (block_size - 1)) // block_size
-
-
 # (block size - 1, block size) as 0-d int64 arrays, per block size: numpy resolves a Python int
 # operand's type on every operation, at twice the cost of the operation on a batch's ~40 elements.
 _CONSTANTS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def blocks_for(tokens: np.ndarray | int, block_size: int) -> np.ndarray | int:
+    """Blocks needed to hold ``tokens`` tokens: the ceiling of ``tokens / block_size``, exact in
+    integers (two integer operations where ``-(-tokens // block_size)`` takes three). On arrays
+    (the engine's hot path) the block size's constants are 0-d arrays, made once per size."""
+    if not isinstance(tokens, np.ndarray):
+        return (tokens + (block_size - 1)) // block_size
+    c = _CONSTANTS.get(block_size)
+    if c is None:
+        c = _CONSTANTS[block_size] = (np.array(block_size - 1), np.array(block_size))
+    return (tokens + c[0]) // c[1]
 
 
 def grow_or_preempt(rep: ReplicaState, want: Want, block_size: int) -> tuple[np.ndarray, int, bool]:
@@ -39,14 +45,11 @@ def grow_or_preempt(rep: ReplicaState, want: Want, block_size: int) -> tuple[np.
     # np.maximum of what it needs and what it has, and integer sums go through Python lists.
     r = rep.reqs
     preempted = False
-    bs = _CONSTANTS.get(block_size)
-    if bs is None:
-        bs = _CONSTANTS[block_size] = (np.array(block_size - 1), np.array(block_size))
     while True:
         run = rep.run
         n, end, total = want(rep)
         have = r.blocks[run]
-        hold = np.maximum((end + bs[0]) // bs[1], have)
+        hold = np.maximum(blocks_for(end, block_size), have)
         need = sum((hold - have).tolist())
         if need <= rep.free_blocks:
             if need:
