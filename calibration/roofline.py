@@ -230,18 +230,29 @@ class RooflineProfile:
         e, k = float(self.model.experts), float(self.model.experts_per_token)
         return e if e == 1 else e * (1.0 - (1.0 - k / e) ** tokens)
 
+    def _dense_work(self, n_tok: int, n_logits: int) -> tuple[float, float, float, float]:
+        """FLOPs and bytes of the linear layers over ``n_tok`` tokens, then of the LM head over
+        ``n_logits`` sampling sequences."""
+        (_, _, _, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params,
+         head_wbytes, logit_bytes, *_) = self._constants
+        touched = n_exp if n_exp == 1 else n_exp * (1.0 - (1.0 - k_exp / n_exp) ** n_tok)
+        return (2.0 * n_tok * tok_params, shared_wbytes + touched * expert_wbytes + n_tok * io_bytes,
+                2.0 * n_logits * head_params, head_wbytes + n_logits * logit_bytes)
+
     def _dense_part(self, n_tok: int, n_logits: int) -> tuple[float, float, float]:
         """Seconds, FLOPs and bytes of the linear layers over ``n_tok`` tokens and the LM head
         over ``n_logits`` sampling sequences."""
-        (flop_rate, rate16, byte_rate, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params,
-         head_wbytes, logit_bytes, *_) = self._constants
-        touched = n_exp if n_exp == 1 else n_exp * (1.0 - (1.0 - k_exp / n_exp) ** n_tok)
-        lin_flops = 2.0 * n_tok * tok_params
-        lin_bytes = shared_wbytes + touched * expert_wbytes + n_tok * io_bytes
-        head_flops = 2.0 * n_logits * head_params
-        head_bytes = head_wbytes + n_logits * logit_bytes
-        t = max(lin_flops / flop_rate, lin_bytes / byte_rate) + max(head_flops / rate16, head_bytes / byte_rate)
+        lin_flops, lin_bytes, head_flops, head_bytes = self._dense_work(n_tok, n_logits)
+        c = self._constants
+        t = (max(lin_flops / c.flop_rate, lin_bytes / c.byte_rate)
+             + max(head_flops / c.rate16, head_bytes / c.byte_rate))
         return t, lin_flops + head_flops, lin_bytes + head_bytes
+
+    def _prefill_traffic(self, pairs: float, tokens: int) -> tuple[float, float]:
+        """FLOPs and bytes of prefill attention: ``pairs`` (query, key) pairs, and the KV of
+        ``tokens`` tokens (the chunks and their cached prefixes) read."""
+        c = self._constants
+        return c.attn_flops * pairs, c.kv_tok * float(tokens)
 
     @cached_property
     def _array_constants(self) -> _StepConstants:
@@ -260,7 +271,7 @@ class RooflineProfile:
         an array of them: the same operations either way)."""
         scalar = isinstance(ctx, float)
         c = self._constants if scalar else self._array_constants
-        dc_flops, dc_bytes = c.attn_flops * ctx, c.kv_tok * ctx
+        dc_flops, dc_bytes = self._decode_traffic(ctx)
         top = max if scalar else np.maximum
         return top(dc_flops / c.rate16, dc_bytes / c.byte_rate), dc_flops, dc_bytes
 
@@ -286,8 +297,7 @@ class RooflineProfile:
         # Sequences that sample a token: every decode, and (at most) every prefill chunk.
         t, flops, nbytes = self._dense_part(n_tok, n_dec + n_pre)
         if n_pre:
-            pf_flops = c.attn_flops * pairs
-            pf_bytes = c.kv_tok * float(start_tokens + chunk_tokens)
+            pf_flops, pf_bytes = self._prefill_traffic(pairs, start_tokens + chunk_tokens)
             t += max(pf_flops / c.rate16, pf_bytes / c.byte_rate)
             flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
@@ -300,20 +310,17 @@ class RooflineProfile:
 
     def _work(self, n_pre: int, n_dec: int, chunk_tokens: int, pairs: float, start_tokens: int,
               context: int) -> tuple[float, float]:
-        """The FLOPs and bytes of :meth:`_priced` alone, the same operations in the same order
-        (for a measured profile's ``step``, whose seconds come from its own fit)."""
-        (_, _, _, tok_params, shared_wbytes, expert_wbytes, n_exp, k_exp, io_bytes, head_params, head_wbytes,
-         logit_bytes, attn_flops, kv_tok, *_) = self._constants
+        """The FLOPs and bytes of :meth:`_priced` alone, summed in its order (for a measured
+        profile's ``step``, whose seconds come from its own fit)."""
         n_tok = chunk_tokens + n_dec
-        n_logits = n_dec + n_pre
-        touched = n_exp if n_exp == 1 else n_exp * (1.0 - (1.0 - k_exp / n_exp) ** n_tok)
-        flops = 2.0 * n_tok * tok_params + 2.0 * n_logits * head_params
-        nbytes = (shared_wbytes + touched * expert_wbytes + n_tok * io_bytes) + (head_wbytes + n_logits * logit_bytes)
+        lin_flops, lin_bytes, head_flops, head_bytes = self._dense_work(n_tok, n_dec + n_pre)
+        flops, nbytes = lin_flops + head_flops, lin_bytes + head_bytes
         if n_pre:
-            flops, nbytes = flops + attn_flops * pairs, nbytes + kv_tok * float(start_tokens + chunk_tokens)
+            pf_flops, pf_bytes = self._prefill_traffic(pairs, start_tokens + chunk_tokens)
+            flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
-            ctx = float(context)
-            flops, nbytes = flops + attn_flops * ctx, nbytes + kv_tok * ctx
+            dc_flops, dc_bytes = self._decode_traffic(float(context))
+            flops, nbytes = flops + dc_flops, nbytes + dc_bytes
         return flops, nbytes
 
     def _decode_size_row(self, seqs: int) -> tuple[float, float, float, float]:
