@@ -37,7 +37,7 @@ _ROW = tuple(ITERATION_COLUMNS)
 Chunk = dict[str, np.ndarray]
 
 
-def _layout(order: list[int], run_lengths: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _layout(order: list[int], run_lengths: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where entries recorded in ``order`` (0: one row, 1: a run of ``run_lengths[i]`` rows) land in
     a chunk: the rows of the single-row entries; the rows of every run's rows; and for each run row,
     its run and its position within the run."""
@@ -207,8 +207,8 @@ class IterationLog:
 
     def _gap_chunk(self) -> Chunk:
         runs = self._gap_runs
-        sizes = [e.size - 1 for e, _ in runs]
-        at_rows, at, seg, _ = _layout(self._gap_order, sizes)
+        ends_per_run = np.asarray([e.size for e, _ in runs], np.int64)
+        at_rows, at, _, _ = _layout(self._gap_order, ends_per_run - 1)
         out = {k: np.empty(at_rows.size + at.size, dt) for k, dt in ITL_COLUMNS.items()}
         if self._gap_rows:
             v, c, t = zip(*self._gap_rows)
@@ -217,7 +217,7 @@ class IterationLog:
             # Each end minus the one before, for all runs at once, dropping each run's first end.
             ends = np.concatenate([e for e, _ in runs])
             keep = np.ones(ends.size, bool)
-            keep[np.cumsum([e.size for e, _ in runs]) - np.asarray([e.size for e, _ in runs])] = False
+            keep[np.cumsum(ends_per_run) - ends_per_run] = False
             diff = np.empty(ends.size)
             diff[1:] = ends[1:] - ends[:-1]
             out["value"][at] = diff[keep]
