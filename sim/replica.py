@@ -475,10 +475,11 @@ class ReplicaEngine:
             r.num_tokens[idx] = comp + _ONE
         else:
             r.num_tokens[emit] += _ONE
-        firsts = g.tolist().count(1)  # emitted their first token: no gap before it
+        counts = g.tolist()
+        firsts = counts.count(1)  # emitted their first token: no gap before it
         if not firsts:
             gaps = t - r.last_token[emit]
-        elif g[-firsts:].tolist().count(1) == firsts:  # all at the end (the common case: admitted last)
+        elif counts[-firsts:].count(1) == firsts:  # all at the end (the common case: admitted last)
             r.first_token[emit[-firsts:]] = t
             gaps = t - r.last_token[emit[:-firsts]]
         else:
