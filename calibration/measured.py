@@ -47,8 +47,9 @@ import pyarrow.parquet as pq
 from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, prefill_sums, size_rows
 from calibration.roofline import RooflineProfile
 
-__all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "seconds_parts", "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "profile_name",
-           "read_profile", "shipped_profile_dir", "write_profile"]
+__all__ = ["COEFFICIENTS", "OPTIONAL", "MeasuredProfile", "linear_seconds", "seconds_of", "seconds_parts",
+           "coefficients_from_roofline", "ProfileRecord", "find_profile", "list_profiles", "poor_fit_note",
+           "profile_name", "read_profile", "shipped_profile_dir", "write_profile"]
 
 # The fitted coefficients, in the order of the step-time formula above.
 COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_tok", "c_seq", "c_pf", "c_dc")
@@ -85,6 +86,12 @@ class ProfileRecord:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
+    @property
+    def poor(self) -> bool:
+        """Labelled a poor fit (``meta["quality"] == "poor"``): kept although its fit error was
+        above the threshold (``capsim calibrate --from-benchmarks --keep-poor-fit``)."""
+        return self.meta.get("quality") == "poor"
+
     @classmethod
     def from_json(cls, text: str, where: str = "profile") -> ProfileRecord:
         try:
@@ -112,13 +119,23 @@ class ProfileRecord:
             raise ValueError(f"{where}: not a capsim profile ({e})") from None
 
 
+def poor_fit_note(record: ProfileRecord) -> str | None:
+    """The warning a profile labelled poor carries into every result's provenance, or None."""
+    if not record.poor:
+        return None
+    figures = record.meta.get("quality_note", "fit error above the threshold")
+    return f"warning: a poor fit, kept with --keep-poor-fit ({figures})"
+
+
 @dataclass(frozen=True)
 class MeasuredProfile:
     """A profile whose seconds come from a fit to measurements; memory, FLOPs and bytes from the
-    catalog model of the same configuration (``base``)."""
+    catalog model of the same configuration (``base``). ``note``: a warning about how it was
+    chosen (``kind: auto`` skipping a poor profile), shown in its provenance."""
 
     record: ProfileRecord
     base: RooflineProfile
+    note: str = ""
 
     def __post_init__(self) -> None:
         table = self.record.linear_arrays()
@@ -131,10 +148,10 @@ class MeasuredProfile:
         object.__setattr__(self, "_kv_terms", (np.array(self.record.layers, np.float64),
                                                np.array(self.record.coefficients["c_dc"], np.float64)))
 
-    def __reduce__(self) -> tuple[type, tuple[ProfileRecord, RooflineProfile]]:
+    def __reduce__(self) -> tuple[type, tuple[ProfileRecord, RooflineProfile, str]]:
         # Pickled and copied as what it is built from: what __post_init__ derives (a closure
         # among it) is derived again.
-        return type(self), (self.record, self.base)
+        return type(self), (self.record, self.base, self.note)
 
     @property
     def provenance(self) -> Provenance:
@@ -143,7 +160,10 @@ class MeasuredProfile:
                         for phase, e in sorted(r.heldout_error.items()))
         assumptions = {k: float(v) for k, v in r.coefficients.items()}
         assumptions["layers"] = float(r.layers)
-        return Provenance(kind=r.kind, source=f"{r.source} ({err})" if err else r.source, assumptions=assumptions)
+        # Warnings first, where a reader of the run summary sees them before the long source.
+        warnings = [w for w in (poor_fit_note(r), self.note) if w]
+        source = f"{r.source} ({err})" if err else r.source
+        return Provenance(kind=r.kind, source="; ".join([*warnings, source]), assumptions=assumptions)
 
     def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
         return self.base.kv_capacity_tokens(replica)
@@ -413,12 +433,14 @@ def list_profiles(dirs: Iterable[str | Path]) -> list[tuple[Path, ProfileRecord]
 _KIND_RANK = {"measured": 0, "derived-from-measured": 1}
 
 
-def find_profile(model: str, quantization: str, hardware: str, tp: int,
-                 dirs: Iterable[str | Path]) -> tuple[Path, ProfileRecord] | None:
+def find_profile(model: str, quantization: str, hardware: str, tp: int, dirs: Iterable[str | Path], *,
+                 skip_poor: bool = False) -> tuple[Path, ProfileRecord] | None:
     """The best profile for the configuration in ``dirs`` (earlier directories first), measured
-    before derived-from-measured; None when none matches."""
+    before derived-from-measured; None when none matches. ``skip_poor``: pass over profiles
+    labelled a poor fit (:attr:`ProfileRecord.poor`), as ``kind: auto`` does."""
     hits = [(i, _KIND_RANK.get(r.kind, 9), f, r) for i, (f, r) in enumerate(list_profiles(dirs))
-            if (r.model, r.quantization, r.hardware, r.tp) == (model, quantization, hardware, tp)]
+            if (r.model, r.quantization, r.hardware, r.tp) == (model, quantization, hardware, tp)
+            and not (skip_poor and r.poor)]
     if not hits:
         return None
     _, _, f, r = min(hits, key=lambda h: (h[1], h[0]))

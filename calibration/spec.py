@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from calibration.catalog import (GPUS, KV_CACHE_DTYPES, MODELS, QUANTIZATIONS, ModelArch, Precision,
                                  model_from_hf_config, resolve_precision)
 from calibration.explicit import ExplicitProfile
-from calibration.profile import Profile
+from calibration.profile import Profile, Provenance
 from calibration.roofline import RooflineProfile, measured_allreduce
 
 __all__ = ["AutoProfileSpec", "ExplicitProfileSpec", "MeasuredProfileSpec", "ProfileSpec", "RooflineProfileSpec",
@@ -24,10 +25,10 @@ class ExplicitProfileSpec(BaseModel):
 
     model_config = _Strict
     kind: Literal["explicit"]
-    fixed_s: float = Field(0.0, ge=0, description="seconds every iteration costs")
-    per_token_s: float = Field(0.0, ge=0, description="seconds per token computed (prefill or decode)")
-    prefill_attention_s: float = Field(0.0, ge=0, description="seconds per prefill attention pair, Σ c·(p + c/2)")
-    decode_attention_s: float = Field(0.0, ge=0, description="seconds per KV token read by a decode")
+    fixed_s: StrictFloat = Field(0.0, ge=0, description="seconds every iteration costs")
+    per_token_s: StrictFloat = Field(0.0, ge=0, description="seconds per token computed (prefill or decode)")
+    prefill_attention_s: StrictFloat = Field(0.0, ge=0, description="seconds per prefill attention pair, Σ c·(p + c/2)")
+    decode_attention_s: StrictFloat = Field(0.0, ge=0, description="seconds per KV token read by a decode")
     kv_capacity_tokens: StrictInt = Field(gt=0, description="KV-cache tokens one replica holds")
 
     @model_validator(mode="after")
@@ -42,15 +43,15 @@ class RooflineProfileSpec(BaseModel):
 
     model_config = _Strict
     kind: Literal["roofline"] = "roofline"
-    tflops: dict[Precision, Annotated[float, Field(gt=0)]] | None = Field(
+    tflops: dict[Precision, Annotated[StrictFloat, Field(gt=0)]] | None = Field(
         None, description="override: dense peak TFLOP/s per GPU by precision, e.g. {bf16: 900, fp8: 1800}")
-    hbm_tb_s: float | None = Field(None, gt=0, description="override: HBM bandwidth, TB/s per GPU")
-    memory_gib: float | None = Field(None, gt=0, description="override: HBM capacity, GiB per GPU")
-    interconnect_gb_s: float | None = Field(None, gt=0, description="override: intra-node link, GB/s per direction")
-    compute_efficiency: float = Field(0.6, gt=0, le=1, description="share of peak FLOP/s achieved")
-    memory_efficiency: float = Field(0.8, gt=0, le=1, description="share of peak HBM bandwidth achieved")
-    overhead_s: float = Field(0.0015, ge=0, description="fixed seconds per iteration")
-    allreduce_latency_s: float = Field(10e-6, ge=0, description="latency of one all-reduce")
+    hbm_tb_s: StrictFloat | None = Field(None, gt=0, description="override: HBM bandwidth, TB/s per GPU")
+    memory_gib: StrictFloat | None = Field(None, gt=0, description="override: HBM capacity, GiB per GPU")
+    interconnect_gb_s: StrictFloat | None = Field(None, gt=0, description="override: intra-node link, GB/s per direction")
+    compute_efficiency: StrictFloat = Field(0.6, gt=0, le=1, description="share of peak FLOP/s achieved")
+    memory_efficiency: StrictFloat = Field(0.8, gt=0, le=1, description="share of peak HBM bandwidth achieved")
+    overhead_s: StrictFloat = Field(0.0015, ge=0, description="fixed seconds per iteration")
+    allreduce_latency_s: StrictFloat = Field(10e-6, ge=0, description="latency of one all-reduce")
 
 
 class MeasuredProfileSpec(BaseModel):
@@ -64,11 +65,25 @@ class MeasuredProfileSpec(BaseModel):
 
 class AutoProfileSpec(BaseModel):
     """The best profile there is for the configuration: a measured one (then derived-from-measured)
-    from ``dirs`` in order, then those shipped with capsim; else the datasheet roofline."""
+    from ``dirs`` in order, then those shipped with capsim; else the datasheet roofline. A profile
+    labelled a poor fit is skipped, and the profile chosen instead says so in its provenance."""
 
     model_config = _Strict
     kind: Literal["auto"]
     dirs: tuple[str, ...] = Field((), description="directories (or files) of user profiles, searched first")
+
+
+@dataclass(frozen=True)
+class _NotedRoofline(RooflineProfile):
+    """The datasheet roofline with a warning in its provenance: what ``kind: auto`` falls back to
+    when it skipped a profile labelled a poor fit."""
+
+    note: str = ""
+
+    @property
+    def provenance(self) -> Provenance:
+        p = super().provenance
+        return Provenance(kind=p.kind, source=f"{self.note}; {p.source}", assumptions=p.assumptions)
 
 
 ProfileSpec = Annotated[Union[RooflineProfileSpec, ExplicitProfileSpec, MeasuredProfileSpec, AutoProfileSpec],
@@ -92,14 +107,23 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
     if isinstance(spec, (MeasuredProfileSpec, AutoProfileSpec)):
         from calibration.measured import MeasuredProfile, find_profile, list_profiles, shipped_profile_dir
 
-        dirs = [spec.path] if isinstance(spec, MeasuredProfileSpec) else [*spec.dirs, shipped_profile_dir()]
-        hit = find_profile(model, quantization, hardware, tp, dirs)
+        auto = isinstance(spec, AutoProfileSpec)
+        dirs = [*spec.dirs, shipped_profile_dir()] if auto else [spec.path]  # type: ignore[union-attr]
+        hit = find_profile(model, quantization, hardware, tp, dirs, skip_poor=auto)
+        note = ""
+        if auto:
+            # A profile labelled poor that auto would otherwise have chosen: skipped, and said so.
+            first = find_profile(model, quantization, hardware, tp, dirs)
+            if first is not None and first[1].poor:
+                note = (f"warning: kind auto skipped {first[0]}, labelled a poor fit "
+                        f"({first[1].meta.get('quality_note', 'fit error above the threshold')}); refit it, or name "
+                        "it with kind: measured to use it anyway")
         base = build_profile(RooflineProfileSpec(), model=model, hardware=hardware, quantization=quantization, tp=tp,
                              kv_cache_dtype=kv_cache_dtype)
         if hit is not None:
-            return MeasuredProfile(record=hit[1], base=base)  # type: ignore[arg-type]
-        if isinstance(spec, AutoProfileSpec):
-            return base
+            return MeasuredProfile(record=hit[1], base=base, note=note)  # type: ignore[arg-type]
+        if auto:
+            return _NotedRoofline(**{f.name: getattr(base, f.name) for f in fields(base)}, note=note) if note else base
         have = ", ".join(f"{r.model}/{r.quantization}/{r.hardware}/tp{r.tp}" for _, r in list_profiles(dirs)) or "none"
         raise ValueError(f"no profile for {model}/{quantization}/{hardware}/tp{tp} in {spec.path} (there: {have}); "
                          "measure one with `capsim calibrate`, or use kind: auto")

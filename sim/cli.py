@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import typer
 import yaml
+from typer.core import TyperGroup
 
 from sim.cli_calibrate import calibrate_command
 from sim.cli_validate import validate_command
@@ -25,7 +26,40 @@ if TYPE_CHECKING:  # annotations only: the CLI imports the catalog when a comman
 
 __all__ = ["app", "main"]
 
+class _OneLineErrors(TyperGroup):
+    """The command group with click's usage errors (an unknown option, a missing argument, a
+    value of the wrong type) as one ``capsim: error:`` line and exit code 2, like every other
+    refusal, instead of a usage box spread over many lines."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,  # type: ignore[override]
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                              **extra)
+        except typer.Abort:
+            typer.echo("capsim: aborted", err=True)
+            rv = 1
+        except Exception as e:
+            # Click's exceptions, known by their interface: typer bundles its own copy of click
+            # (typer._click) in some versions and uses the click package in others.
+            if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare `capsim workload`: its help, as click shows it
+                e.show()  # type: ignore[attr-defined]
+            else:
+                ctx = getattr(e, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+                typer.echo(f"capsim: error: {where}{message}{hint}", err=True)
+            rv = e.exit_code  # type: ignore[attr-defined]
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="capsim",
     help="Capacity simulator for LLM inference serving: simulate a serving configuration under a workload "
          "and report latency, throughput, goodput and how busy the GPUs are.",
@@ -45,7 +79,8 @@ def _fail(message: str) -> None:
 
 
 def _apply_set(data: dict[str, Any], assignment: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to nested dicts; ``classes.0`` indexes lists."""
+    """Apply ``a.b.c=value`` (value parsed as YAML) to nested dicts; ``classes.0`` indexes lists.
+    ``null`` removes the key, so that its default applies (for an optional key, the default is unset)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise UsageError(f"--set {assignment!r}: expected KEY=VALUE, e.g. workload.arrival.rate_per_s=20")
@@ -66,7 +101,9 @@ def _apply_set(data: dict[str, Any], assignment: str) -> None:
             else:
                 node = node[int(part)]
         elif isinstance(node, dict):
-            if last:
+            if last and value is None:  # null removes the key: its default applies
+                node.pop(part, None)
+            elif last:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
@@ -100,7 +137,7 @@ def _fmt(x: Any, unit: str = "s") -> str:
     return f"{x:,.1f}"
 
 
-def _print_summary(result, out: Optional[Path]) -> None:
+def _print_summary(result, out: Optional[Path], written: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -108,9 +145,13 @@ def _print_summary(result, out: Optional[Path]) -> None:
     con = Console()
     req, win, thr = s["requests"], s["window"], s["throughput"]
     prov = s["profile"]
-    con.print(f"[bold]{s['scenario']}[/]: {result.scenario.model} {result.scenario.quantization} on "
-              f"{s['replicas']} × {result.scenario.hardware} (tp={result.scenario.tp}); profile [bold]{prov['kind']}[/]"
-              f" ({prov['source']})")
+    from rich.markup import escape
+
+    from sim.records import first_clause
+
+    con.print(f"[bold]{escape(s['scenario'])}[/]: {result.scenario.model} {result.scenario.quantization} on "
+              f"{s['replicas']} × {result.scenario.hardware} (tp={result.scenario.tp}); profile [bold]{prov['kind']}[/]: "
+              f"{escape(first_clause(prov['source'], 100))} (whole provenance: summary.json, profile.source)", highlight=False)
     con.print(f"requests: {req['arrived']:,} arrived, {req['completed']:,} completed, {req['rejected']:,} rejected, "
               f"{req['in_flight']:,} in flight, {req['preemptions']:,} preemptions; measured window "
               f"{win['start_s']:.0f}–{win['end_s']:.0f} s ({req['measured']:,} requests)")
@@ -132,14 +173,23 @@ def _print_summary(result, out: Optional[Path]) -> None:
     att = s["slo_attainment"]
     tp.add_row("SLO attainment", "-" if att is None else f"{att:.1%}")
     tp.add_row("busy fraction (mean over replicas)", f"{s['busy_fraction']['mean']:.1%}")
+    u = s["utilisation"]
+    tp.add_row("KV cache in use (time mean)", f"{u['kv_cache']:.1%}")
+    tp.add_row("batch slots in use (of max_num_seqs)", f"{u['batch_slots']:.1%}")
+    if u["mfu"] is not None:
+        tp.add_row("MFU / MBU (step model vs datasheet peak)", f"{u['mfu']:.1%} / {u['mbu']:.1%}")
     con.print(tp)
-    if req["rejected"]:
-        con.print(f"[yellow]warning:[/] {req['rejected']:,} requests rejected: {req['rejected_by_reason']}")
     sim_s = s["simulated_s"]
     con.print(f"simulated {sim_s:,.0f} s in {result.wall_s:.2f} s wall "
               f"({req['arrived'] / max(result.wall_s, 1e-9):,.0f} requests per wall-second)")
-    if out is not None:
-        con.print(f"results: {out}/ (requests.parquet, iterations.parquet, timeline.parquet, summary.json, scenario.yaml)")
+    if written:
+        con.print(f"results: {out}/ ({', '.join(written)})", highlight=False, soft_wrap=True)  # a path to copy: never wrapped
+
+
+def _warn(result) -> None:  # type: ignore[no-untyped-def]
+    """The summary's warnings, one line each on stderr (printed even with --quiet)."""
+    for line in result.summary["warnings"]:
+        typer.echo(f"capsim: warning: {line}", err=True)
 
 
 @app.callback()
@@ -152,11 +202,13 @@ def run(
     scenario: Optional[Path] = typer.Argument(
         None, help="Scenario file (.yaml, .yml or .toml). Omit it to run the embedded default: Llama-3.1-8B bf16 "
                    "on one H100 SXM under chat-like Poisson traffic for four simulated minutes."),
-    out: Path = typer.Option(Path("capsim-out"), "--out", "-o",
-                             help="Directory for requests/iterations/timeline Parquet, summary.json and scenario.yaml."),
+    out_name: str = typer.Option("capsim-out", "--out", "-o", metavar="DIR",
+                                 help="Directory for requests/iterations/timeline Parquet, summary.json and "
+                                      "scenario.yaml (created if needed; . for the current directory)."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE",
-                                   help="Override one scenario key, e.g. --set workload.arrival.rate_per_s=20 "
-                                        "or --set workload.classes.0.slo.ttft_s=0.5. Repeatable."),
+                                   help="Override one scenario key (a dotted path; a number indexes a list; VALUE "
+                                        "is YAML; null removes the key so its default applies). Repeatable. "
+                                        "Examples below."),
     seed: Optional[int] = typer.Option(None, help="Override the scenario's seed."),
     no_write: bool = typer.Option(False, "--no-write", help="Print the summary only; write no files."),
     records: str = typer.Option(
@@ -165,12 +217,31 @@ def run(
              "written to OUT/iterations.parquet chunk by chunk as the run goes (for long runs: memory stays "
              "bounded). summary: only summary.json and scenario.yaml, no per-request or per-iteration tables "
              "(for sweeps; the summary is the same, exactly)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table; still writes files."),
+    existing: str = typer.Option(
+        "replace", "--existing", metavar="replace|refuse",
+        help="When OUT holds an earlier run's files. replace: the run's files replace them and the earlier "
+             "run's files this run does not write are removed, so OUT holds exactly this run's results. refuse: "
+             "stop before simulating. Other files in OUT are never touched."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table; still writes files "
+                                                           "and prints warnings."),
     show_scenario: bool = typer.Option(False, "--show-scenario",
                                        help="Print the resolved scenario as YAML (every default filled in) and exit: "
                                             "a starting point for your own file."),
 ) -> None:
-    """Simulate one scenario: print the summary and write the records."""
+    """Simulate one scenario: print the summary and write the records.
+
+    Warnings (overload, rejected or truncated requests, requests cut off by the horizon) go to
+    stderr as "capsim: warning: ..." lines and into summary.json's "warnings".
+
+    \b
+    Examples:
+      capsim run                                        # the embedded default scenario
+      capsim run --show-scenario > my.yaml              # every default, as a starting point
+      capsim run my.yaml --set workload.arrival.rate_per_s=20 -o out/rate20
+      capsim run my.yaml --set workload.classes.0.slo.ttft_s=0.5 --seed 3 --no-write
+      capsim run my.yaml --set workload.duration_s=null --set workload.num_requests=5000
+      capsim run my.yaml --set profile.kind=roofline --set profile.hbm_tb_s=6.7
+    """
     sc = _load(scenario, set_, seed)
     if show_scenario:
         typer.echo(yaml.safe_dump(sc.to_dict(), sort_keys=False), nl=False)
@@ -181,18 +252,35 @@ def run(
     from sim.errors import ScenarioError
     from sim.records import RECORDS
 
+    from sim.records import EXISTING, OutputError, check_output_dir
+
     if records not in RECORDS:
         _fail(f"--records {records!r}: must be one of {', '.join(RECORDS)}")
+    if existing not in EXISTING:
+        _fail(f"--existing {existing!r}: must be one of {', '.join(EXISTING)}")
     if records == "stream" and no_write:
         _fail("--records stream writes iterations.parquet as the run goes: it cannot go with --no-write")
+    out = Path(out_name)  # checked as given: Path("") would read as the current directory
+    if not no_write:
+        try:  # before simulating: a run is never lost to an output directory that cannot take it
+            check_output_dir(out_name, existing)
+        except OutputError as e:
+            _fail(f"--out {e}")
     try:
         result = _simulate(sc, quiet, partial(simulate, records=records,
                                               stream_to=out if records == "stream" else None))
     except ScenarioError as e:  # the workload could not be drawn (e.g. an unreadable trace file)
         _fail(f"{scenario or 'default scenario'}: {e}")
-    written = None if no_write else result.write(out)
+    written: list[str] = []
+    if not no_write:
+        try:
+            result.write(out)
+            written = list(result.files)
+        except OSError as e:
+            _fail(f"--out {out}: cannot write the results there ({e.strerror or e})")
     if not quiet:
-        _print_summary(result, written)
+        _print_summary(result, out, written)
+    _warn(result)
 
 
 def _simulate(sc, quiet: bool, simulate):  # type: ignore[no-untyped-def]
@@ -202,8 +290,11 @@ def _simulate(sc, quiet: bool, simulate):  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
+    err = Console(stderr=True)
+    # Only on a terminal: piped, a bar's remains would stand before an error line or a warning.
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("requests"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as bar:
+                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True, console=err,
+                  disable=not err.is_terminal) as bar:
         task = bar.add_task("sim", total=None)
 
         def progress(done: int, total: int) -> None:
@@ -229,6 +320,8 @@ _COLUMNS_HELP = ("For csv/parquet: which file column holds each field, as ROLE=C
                  "e.g. arrival_s=ts,prompt_tokens=in,output_tokens=out (optional roles: session_id, prefix_id, "
                  "prefix_tokens, class).")
 _TIME_UNIT_HELP = "For csv/parquet: the unit of numeric times in the time column (s, ms, us or ns)."
+_DUPLICATES_HELP = ("Accept rows that repeat the previous row's timestamp and lengths exactly (otherwise taken for a "
+                    "doubled file and refused). Not for mooncake, whose coarse timestamps repeat anyway.")
 _PLOT_HELP = "Also draw arrivals per minute, the inter-arrival CCDF and the length CDFs to this .png, .svg or .pdf."
 # Command help: one line per paragraph (rich help keeps line breaks), examples in a \\b block.
 _DESCRIBE_HELP = (
@@ -279,14 +372,21 @@ def _check_suffix(path: Optional[Path], option: str, suffixes: tuple[str, ...]) 
         _fail(f"{option} {path}: the file name must end in {', '.join(suffixes)}")
 
 
-def _read_trace(file: Path, fmt: Optional[str], columns: Optional[str], time_unit: str):
+def _read_trace(file: Path, fmt: Optional[str], columns: Optional[str], time_unit: str,
+                allow_duplicates: bool = False, need_rate: bool = True):
+    """The trace, or one line and exit 2; with ``need_rate``, it must have a rate (two requests at
+    distinct times)."""
     from workloads.traces import TraceError, load_trace
 
     mapping = _parse_columns(columns) if columns is not None else None
+    options = {"allow_duplicates": True} if allow_duplicates else {}
     try:
-        return load_trace(file, fmt, columns=mapping, time_unit=time_unit)
+        trace = load_trace(file, fmt, columns=mapping, time_unit=time_unit, **options)
+        if need_rate:
+            trace.require_rate()
     except TraceError as e:
         _fail(str(e))
+    return trace
 
 
 @workload_app.command("describe", help=_DESCRIBE_HELP)
@@ -295,13 +395,14 @@ def workload_describe(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     columns: Optional[str] = typer.Option(None, "--columns", metavar="ROLE=COLUMN,...", help=_COLUMNS_HELP),
     time_unit: str = typer.Option("s", "--time-unit", help=_TIME_UNIT_HELP),
+    allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help=_DUPLICATES_HELP),
     plot: Optional[Path] = typer.Option(None, "--plot", help=_PLOT_HELP),
 ) -> None:
     """Print a trace's summary statistics (help text: ``_DESCRIBE_HELP``)."""
     from workloads.plot import FIGURE_SUFFIXES
 
     _check_suffix(plot, "--plot", FIGURE_SUFFIXES)
-    trace = _read_trace(file, fmt, columns, time_unit)
+    trace = _read_trace(file, fmt, columns, time_unit, allow_duplicates)
     from rich.console import Console
     from rich.table import Table
 
@@ -334,6 +435,7 @@ def workload_fit(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     columns: Optional[str] = typer.Option(None, "--columns", metavar="ROLE=COLUMN,...", help=_COLUMNS_HELP),
     time_unit: str = typer.Option("s", "--time-unit", help=_TIME_UNIT_HELP),
+    allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help=_DUPLICATES_HELP),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the fitted request class (default: the "
                                                               "file's name)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the samples the fit draws (the fit is deterministic)."),
@@ -344,19 +446,31 @@ def workload_fit(
 
     _check_suffix(out, "--out", (".yaml", ".yml"))
     _check_suffix(plot, "--plot", FIGURE_SUFFIXES)
-    trace = _read_trace(file, fmt, columns, time_unit)
+    if seed < 0:
+        _fail(f"--seed {seed}: must be >= 0")
+    # The fit checks its own minimum (more than a rate needs), so the trace is not held to a rate here.
+    trace = _read_trace(file, fmt, columns, time_unit, allow_duplicates, need_rate=False)
     from rich.console import Console
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
     from workloads.fit import FitError, fit
 
-    err = Console(stderr=True)
     try:
-        with err.status(escape(f"fitting {file.name}")) as status:
-            result = fit(trace, name=name, seed=seed,
-                         progress=lambda msg: status.update(escape(f"{file.name}: {msg}")))
+        # A bar with a percentage on stderr: the fit draws samples of millions of requests for
+        # several seconds (tens on a slow machine), in steps of about one draw each. Only on a
+        # terminal: piped, a bar is noise, and an error stays the one line on stderr.
+        err = Console(stderr=True)
+        with Progress(TextColumn(escape(f"fitting {file.name}")), BarColumn(bar_width=24), TaskProgressColumn(),
+                      TimeElapsedColumn(), TextColumn("{task.description}"), console=err, transient=True,
+                      disable=not err.is_terminal) as bar:
+            task = bar.add_task("reading", total=None)
+
+            def progress(step: str, done: int, total: int) -> None:
+                bar.update(task, description=escape(step), completed=done, total=total)
+
+            result = fit(trace, name=name, seed=seed, progress=progress)
     except FitError as e:  # a trace too short to fit: the user's input, not a bug
         _fail(str(e))
     con = Console()
@@ -782,8 +896,23 @@ app.command("calibrate")(calibrate_command)
 app.command("validate")(validate_command)
 
 
+def _help_width() -> None:
+    """Render ``--help`` at least 120 columns wide when it is not going to a terminal (piped, or
+    captured by a tool), unless COLUMNS or TERMINAL_WIDTH says otherwise: rich assumes 80 there,
+    which squeezes the option table and cuts long examples with an ellipsis."""
+    import os
+    import shutil
+
+    import typer.rich_utils
+
+    if os.environ.get("TERMINAL_WIDTH") or os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return
+    typer.rich_utils.MAX_WIDTH = max(shutil.get_terminal_size((120, 24)).columns, 120)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _help_width()
     app()
 
 

@@ -27,7 +27,8 @@ def parse_duration(text: str) -> float:
 
 def calibrate_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model whose shapes to build, e.g. llama-3.2-1b."),
-    quant: str = typer.Option("int8", "--quant", "-q", help="Quantization scheme: on cpu bf16 or int8 (dynamic int8 "
+    # No -q: it means --quiet in `capsim run`.
+    quant: str = typer.Option("int8", "--quant", help="Quantization scheme: on cpu bf16 or int8 (dynamic int8 "
                               "linear layers); on cuda bf16, fp8, int8, int4-awq."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu, or cuda (needs a GPU and a CUDA build of torch)."),
     layers: Optional[int] = typer.Option(None, "--layers", "-l", min=1, help="Build this many layers (and twice as "
@@ -45,6 +46,9 @@ def calibrate_command(
         None, "--from-operators", help="Fit profiles to published operator-level GPU timings in this directory "
         "(Vidur's data/profiling layout). With --model/--quant/--hardware/--tp: that configuration; without: every "
         "profile capsim ships."),
+    keep_poor_fit: bool = typer.Option(
+        False, "--keep-poor-fit", help="With --from-benchmarks: write a profile whose fit error is above the threshold "
+        "(median 25%) instead of refusing it; it is labelled poor, and kind: auto skips it."),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel degree (with --from-operators)."),
     collectives: Optional[Path] = typer.Option(
         None, "--collectives", help="With --from-operators: also write the all-reduce fits (the roofline's "
@@ -68,8 +72,18 @@ def calibrate_command(
     """
     from sim.cli import _fail
 
+    if keep_poor_fit and from_benchmarks is None:
+        _fail("--keep-poor-fit applies only with --from-benchmarks FILE (the other calibrations report held-out error)")
     if from_benchmarks is not None:
-        return _from_benchmarks(from_benchmarks, out, seed)
+        # The CSV names each row's model, quantization, hardware and tp: flags that would name
+        # them too (or start another calibration) are refused rather than silently ignored.
+        given = [flag for flag, value in (("--from-operators", from_operators), ("--model", model),
+                                          ("--hardware", hardware), ("--layers", layers), ("--plot", plot),
+                                          ("--collectives", collectives)) if value is not None]
+        if given:
+            _fail(f"{given[0]} does not apply with --from-benchmarks: the CSV names each row's model, quantization, "
+                  "hardware and tp")
+        return _from_benchmarks(from_benchmarks, out, seed, keep_poor_fit)
     if from_operators is not None:
         return _from_operators(from_operators, out, model, None if model is None else quant, hardware, tp, collectives,
                                plot)
@@ -83,6 +97,14 @@ def calibrate_command(
         _fail(str(e))
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
+    from calibration.catalog import MODELS, QUANTIZATIONS, CatalogError
+
+    # Catalog names are checked before the progress bar starts: an error raised under it would
+    # follow the line the bar leaves on stderr.
+    try:
+        MODELS[model], QUANTIZATIONS[quant]  # noqa: B018
+    except CatalogError as e:
+        _fail(str(e))
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -156,7 +178,7 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
                  "above include that noise; calibrate on a quiet machine for a sharper profile"))
 
 
-def _from_benchmarks(path: Path, out: Path, seed: int) -> None:
+def _from_benchmarks(path: Path, out: Path, seed: int, keep_poor_fit: bool = False) -> None:
     from sim.cli import _fail
 
     try:
@@ -165,8 +187,11 @@ def _from_benchmarks(path: Path, out: Path, seed: int) -> None:
         _fail("fitting from benchmarks is not available in this build")
     from calibration.measured import write_profile
 
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a directory")
     try:
-        fits = fit_from_benchmarks(path, seed=seed, progress=lambda msg: typer.echo(msg, err=True))
+        fits = fit_from_benchmarks(path, seed=seed, progress=lambda msg: typer.echo(msg, err=True),
+                                   keep_poor_fit=keep_poor_fit)
     except ValueError as e:
         _fail(str(e))
     for f in fits:

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
+                      field_validator, model_validator)
 
 from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, RooflineProfileSpec, build_profile
 from calibration.catalog import CatalogError, close_matches
@@ -27,7 +27,7 @@ from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
 __all__ = ["EngineSpec", "MeasurementSpec", "RouterSpec", "Scenario", "default_scenario", "load_scenario",
-           "scenario_data"]
+           "parse_yaml", "scenario_data"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -44,7 +44,7 @@ class EngineSpec(BaseModel):
     max_num_seqs: StrictInt = Field(256, ge=1, description="most sequences in one iteration")
     max_num_batched_tokens: StrictInt = Field(8192, ge=1, description="most tokens computed in one iteration")
     block_size: StrictInt = Field(16, ge=1, description="tokens per KV-cache block")
-    gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
+    gpu_memory_fraction: StrictFloat = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
     preemption: Literal["recompute"] = Field("recompute", description="what happens to a preempted sequence")
 
     @model_validator(mode="after")
@@ -77,16 +77,23 @@ class MeasurementSpec(BaseModel):
     """Which part of the run the statistics describe."""
 
     model_config = _Strict
-    warmup_s: float = Field(0.0, ge=0, description="arrivals before this are simulated but not measured")
-    horizon_s: float | None = Field(None, gt=0, description="stop simulating here; unfinished requests "
+    warmup_s: StrictFloat = Field(0.0, ge=0, description="arrivals before this are simulated but not measured")
+    horizon_s: StrictFloat | None = Field(None, gt=0, description="stop simulating here; unfinished requests "
                                     "are reported in flight (unset: run until every request is done)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MeasurementSpec:
+        if self.horizon_s is not None and self.horizon_s <= self.warmup_s:
+            raise ValueError(f"horizon_s = {self.horizon_s:g} is not after warmup_s = {self.warmup_s:g}: "
+                             "nothing would be measured; horizon_s must exceed warmup_s")
+        return self
 
 
 class Scenario(BaseModel):
     """Everything one simulation needs. Build it in Python or load it with :func:`load_scenario`."""
 
     model_config = _Strict
-    name: str = "scenario"
+    name: StrictStr = "scenario"
     seed: StrictInt = Field(0, ge=0)
     model: str = Field("llama-3.1-8b", description="a catalog model (capsim catalog) or a Hugging Face config.json path")
     quantization: str = "bf16"
@@ -196,34 +203,73 @@ def _known(value: str, table: Mapping[str, Any], key: str) -> str:
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a mapping naming one key twice is an error: plain YAML keeps
+    the last value silently, so a scenario with two ``rate_per_s`` lines would run one of them."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first at line {seen[key].start_mark.line + 1}): "
+                    "each key may appear once", key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as plain data, refusing duplicate keys (see :class:`_UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_file(path: Path, what: str = "scenario") -> Any:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{path}: is a directory, not a {what} file") from None
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read ({e.strerror})") from None
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ScenarioError(f"{path}: scenario and workload files must end in .yaml, .yml or .toml, not "
+                            f"{suffix or '(none)'!r}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{path}: not a text file in UTF-8 (byte {e.start} is 0x{raw[e.start]:02x}): "
+                            f"a {what} file is YAML or TOML text") from None
+    if "\x00" in text:
+        raise ScenarioError(f"{path}: holds NUL bytes: a {what} file is YAML or TOML text, not binary data")
     try:
         if suffix == ".toml":
             return tomllib.loads(text)
-        if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
+        return parse_yaml(text)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+        raise ScenarioError(f"{path}: not valid TOML: {_one_line(e)}") from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (a control character)
+        raise ScenarioError(f"{path}: not valid YAML: character {e.character!r} at byte {e.position}: "
+                            f"{e.reason}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    raise ScenarioError(f"{path}: scenario and workload files must end in .yaml, .yml or .toml, not "
-                        f"{suffix or '(none)'!r}")
+        raise ScenarioError(f"{path}: not valid YAML{where}: {_one_line(getattr(e, 'problem', None) or e)}") from None
+
+
+def _one_line(error: object) -> str:
+    """A parser's message on one line (some span several, with the offending text quoted)."""
+    return " ".join(str(error).split())
 
 
 def scenario_data(path: str | Path | None = None) -> dict[str, Any]:
     """The raw mapping of a scenario file, or of the embedded default when ``path`` is None,
     before validation: for callers that edit keys first (the CLI's ``--set``)."""
     if path is None:
-        data = yaml.safe_load(resources.files("sim").joinpath("scenarios/default.yaml").read_text())
+        data = parse_yaml(resources.files("sim").joinpath("scenarios/default.yaml").read_text())
         label = "default scenario"
     else:
         data, label = _read_file(Path(path)), str(path)

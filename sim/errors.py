@@ -70,6 +70,38 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
     return path, _unwrap(tp)
 
 
+def _tags_with_key(root: type[BaseModel], parent_loc: tuple[Any, ...], key: str) -> list[str]:
+    """Where ``parent_loc`` ends in a member of a tagged union (``profile.auto``), the tags of the
+    other members that do have ``key``: a key given under the wrong ``kind``."""
+    if len(parent_loc) < 2:
+        return []
+    _, union = _walk(root, parent_loc[:-1])
+    if typing.get_origin(union) not in (typing.Union, types.UnionType):
+        return []
+    tags = []
+    for member in typing.get_args(union):
+        if typing.get_origin(member) is typing.Annotated:
+            member = typing.get_args(member)[0]
+        if isinstance(member, type) and issubclass(member, BaseModel) and key in member.model_fields:
+            for f in member.model_fields.values():
+                if typing.get_origin(f.annotation) is typing.Literal:
+                    tags.extend(str(t) for t in typing.get_args(f.annotation))
+                    break
+    return [t for t in tags if t != str(parent_loc[-1])]
+
+
+def _numeric_text_hint(kind: str, value: Any) -> str:
+    """Why a number may have arrived as text: YAML 1.1 reads ``1e12`` (no dot, no sign in the
+    exponent) as a string, so the user sees a refusal of what they wrote as a number."""
+    if kind not in ("float_type", "int_type", "int_parsing", "float_parsing") or not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (it is text: quoted, or a YAML exponent without a dot such as 1e12; write 1.0e+12, or 1000000000000)"
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -108,6 +140,11 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
             shown = path if key.isprintable() else (parent_path + "." if parent_path else "") + repr(key)
             msg = f"{shown}: unknown key"
             msg += f" (did you mean {hint[0]!r}?)" if hint else ""
+            owners = _tags_with_key(root, tuple(e["loc"][:-1]), key) if not hint else []
+            if owners:
+                tag = e["loc"][-2]
+                msg += (f" for kind {tag!r}: it belongs to kind {' or '.join(repr(o) for o in owners)}; "
+                        f"set {parent_path}.kind = {owners[0]!r} too")
             msg += f"; allowed keys{' in ' + parent_path if parent_path else ''}: {', '.join(allowed)}"
             parts.append(msg)
             continue
@@ -115,7 +152,7 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
         if kind == "missing":
             parts.append(f"{path}: required key is missing")
         elif path and not isinstance(e.get("input"), dict):
-            parts.append(f"{path} = {_show(e['input'])}: {text}")
+            parts.append(f"{path} = {_show(e['input'])}: {text}{_numeric_text_hint(kind, e.get('input'))}")
         elif path:
             # A model's own validator names its field ("max_num_seqs = 4: ..."): give it the full path.
             _, model = _walk(root, loc)

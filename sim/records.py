@@ -42,14 +42,21 @@ from sim.state import COMPLETED, PENDING, REJECTED, RUNNING, WAITING, RequestSta
 if TYPE_CHECKING:
     from sim.replica import ReplicaEngine
 
-__all__ = ["RECORDS", "RecordSink", "SimResult", "build_result"]
+__all__ = ["EXISTING", "OUTPUT_FILES", "RECORDS", "OutputError", "RecordSink", "SimResult", "build_result",
+           "check_output_dir", "first_clause", "truncated_requests"]
 
 _STATUS = {PENDING: "not_arrived", WAITING: "in_flight", RUNNING: "in_flight", COMPLETED: "completed",
            REJECTED: "rejected"}
 
 
 RECORDS = ("full", "stream", "summary")
-_ESSENTIAL = ("start_s", "duration_s", "tokens_out")
+# What the summary needs of every iteration row, and the compact type a stream/summary run keeps
+# it in (the summary's sums are taken in float64/int64 whatever the stored type).
+_ESSENTIAL: dict[str, type] = {"start_s": np.float64, "duration_s": np.float64, "tokens_out": np.int32,
+                               "flops": np.float32, "bytes": np.float32, "kv_blocks_used": np.int32,
+                               "seqs": np.int32}
+# The files a run writes (SimResult.write), in the order it writes them.
+OUTPUT_FILES = ("requests.parquet", "iterations.parquet", "timeline.parquet", "summary.json", "scenario.yaml")
 ITERATION_SCHEMA = pa.schema([("replica", pa.int64())] + [
     (k, pa.float64() if dt is np.float64 else pa.int64()) for k, dt in ITERATION_COLUMNS.items()])
 
@@ -67,11 +74,24 @@ class SimResult:
     wall_s: float = field(compare=False)
     streamed: Path | None = field(default=None, compare=False)  # iterations.parquet written as the run went
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The names :meth:`write` writes: the tables the run kept (or streamed), summary, scenario."""
+        kept = {"requests": self.requests, "iterations": self.iterations if self.streamed is None else self.streamed,
+                "timeline": self.timeline}
+        return tuple(name for name in OUTPUT_FILES if name.endswith((".json", ".yaml"))
+                     or kept[name.removesuffix(".parquet")] is not None)
+
     def write(self, out_dir: str | os.PathLike) -> Path:
         """Write tables, summary and scenario into ``out_dir`` (created if needed); each file goes
-        through a temporary name and ``os.replace`` so a crash never leaves half a file."""
+        through a temporary name and ``os.replace`` so a crash never leaves half a file. Files of
+        an earlier run that this one does not write (a full run's ``requests.parquet`` under a
+        summary-only run) are removed, so the directory holds exactly this run's results; files
+        that are not capsim's are left alone."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        for name in set(OUTPUT_FILES) - set(self.files):
+            (out / name).unlink(missing_ok=True)
         if self.streamed is not None and self.streamed.resolve() != (out / "iterations.parquet").resolve():
             shutil.copyfile(self.streamed, out / ".iterations.parquet.tmp")
             os.replace(out / ".iterations.parquet.tmp", out / "iterations.parquet")
@@ -88,6 +108,40 @@ class SimResult:
             tmp.write_text(text)
             os.replace(tmp, out / name)
         return out
+
+
+EXISTING = ("replace", "refuse")  # what a run does with an output directory holding an earlier run's files
+
+
+class OutputError(ValueError):
+    """An output directory that cannot take a run's results; ``str(err)`` names it and why."""
+
+
+def check_output_dir(out: str | os.PathLike, existing: str = "replace") -> None:
+    """Refuse, before any simulating, an output directory that a run could not write into: an
+    empty name, an existing file, a path under a file or unwritable directory, or (with
+    ``existing="refuse"``) one that holds an earlier run's files. Creates nothing."""
+    text = os.fspath(out)
+    if not text.strip():
+        raise OutputError(f"{text!r}: empty directory name; give one, or . for the current directory")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: is a file, not a directory; give a directory for the results")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"{path}: cannot write into this directory (permission denied)")
+        earlier = [name for name in OUTPUT_FILES if (path / name).exists()]
+        if earlier and existing == "refuse":
+            raise OutputError(f"{path}: holds an earlier run's results ({', '.join(earlier)}) and --existing is "
+                              "refuse; choose another directory, or --existing replace")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: cannot be created: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot be created in {parent} (permission denied)")
 
 
 def _dictionary_columns(table: pa.Table) -> list[str]:
@@ -124,8 +178,7 @@ class RecordSink:
         keep = self.essentials[k]
 
         def sink(chunk: dict[str, np.ndarray]) -> None:
-            keep.append({"start_s": chunk["start_s"], "duration_s": chunk["duration_s"],
-                         "tokens_out": chunk["tokens_out"].astype(np.int32)})
+            keep.append(_essentials(chunk))
             if self._writer is not None:
                 n = chunk["start_s"].size
                 self._writer.write_table(pa.table({"replica": np.full(n, k, np.int64), **chunk}, schema=ITERATION_SCHEMA))
@@ -147,14 +200,22 @@ class RecordSink:
             self._writer = None
 
 
+def _essentials(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The summary's columns of some iteration rows, in their compact types (:data:`_ESSENTIAL`;
+    ``seqs``, the batch's sequences, is prefill plus decode). Every records mode takes them the
+    same way, so that the summary is the same, exactly, whatever the run kept."""
+    return {c: np.asarray(cols["prefill_seqs"] + cols["decode_seqs"] if c == "seqs" else cols[c], dt)
+            for c, dt in _ESSENTIAL.items()}
+
+
 def _streamed_essentials(sink: RecordSink) -> list[dict[str, np.ndarray]]:
-    """Start, duration and tokens out of each replica's iterations, in time order (a log's order),
-    joined from the chunks a ``stream`` or ``summary`` sink kept."""
+    """The summary's columns of each replica's iterations, in time order (a log's order), joined
+    from the chunks a ``stream`` or ``summary`` sink kept."""
     out = []
     for chunks in sink.essentials:
         # Join one column at a time, letting its pieces go, so a long run is never held twice over.
-        out.append({c: np.concatenate([ch.pop(c) for ch in chunks]) if chunks else np.empty(0, ITERATION_COLUMNS[c])
-                    for c in _ESSENTIAL})
+        out.append({c: np.concatenate([ch.pop(c) for ch in chunks]) if chunks else np.empty(0, dt)
+                    for c, dt in _ESSENTIAL.items()})
         chunks.clear()
     return out
 
@@ -266,17 +327,26 @@ def build_result(s: Scenario, table: pa.Table, r: RequestState, reject: np.ndarr
     q = _Requests(s, table, r)
     if sink.mode == "full":
         columns = [e.log.columns() for e in engines]  # joined once, for the table and the summary
-        per_replica = [{c: cols[c] for c in _ESSENTIAL} for cols in columns]
+        per_replica = [_essentials(cols) for cols in columns]
         iters = _iteration_table(columns)
     else:
         per_replica, iters = _streamed_essentials(sink), None
     keep = sink.mode != "summary"
     # The summary first: its temporaries (every inter-token gap, sorted) are gone before the
     # request table is built, so a long run's peak memory holds one or the other.
-    summary = _summary(s, q, per_replica, r, reject, engines, profile, end)
+    summary = _summary(s, q, per_replica, r, reject, engines, profile, end, truncated_requests(table))
     timeline = _timeline(per_replica, end) if keep else None
     requests = _request_table(table, r, reject, q) if keep else None
     return SimResult(s, requests, iters, timeline, summary, wall_s, sink.path)
+
+
+def truncated_requests(table: pa.Table) -> int:
+    """How many of the table's requests were cut to fit the model's context when it was drawn
+    (:data:`workloads.TRUNCATED_KEY` in its schema's metadata; 0 for a table without it)."""
+    from workloads import TRUNCATED_KEY
+
+    meta = table.schema.metadata or {}
+    return int(meta.get(TRUNCATED_KEY, b"0"))
 
 
 def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str]:
@@ -293,7 +363,7 @@ def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str
 
 
 def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]], r: RequestState, reject: np.ndarray,
-             engines: Sequence[ReplicaEngine], profile: Profile, end: float) -> dict[str, Any]:
+             engines: Sequence[ReplicaEngine], profile: Profile, end: float, truncated: int) -> dict[str, Any]:
     n = r.arrival.size
     lo, hi, note = _window(s, r, end)
     dur = max(hi - lo, 1e-12)
@@ -318,6 +388,8 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
     met = q.met
 
     busy = [busy_seconds(it["start_s"], it["duration_s"], lo, hi) / dur for it in per_replica]
+    load = _load(r, lo, hi, dur)
+    utilisation = _utilisation(s, per_replica, profile, lo, hi, dur)
     # Refusals by reason, in the order reasons first occur.
     rejected = r.status == REJECTED
     codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
@@ -336,7 +408,7 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
             "goodput_requests_per_s": float((met & fin_in & q.classes[c.name]).sum() / dur),
         }
 
-    return {
+    summary = {
         "scenario": s.name,
         "seed": s.seed,
         "profile": profile.provenance.as_dict(),
@@ -372,8 +444,136 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "goodput_requests_per_s": float((met & fin_in).sum() / dur),
         "slo_attainment": float(met[measured].mean()) if measured.any() else None,
         "busy_fraction": {"mean": float(np.mean(busy)) if busy else 0.0, "per_replica": busy},
+        "utilisation": utilisation,
+        "load": load,
+        "truncated_requests": truncated,
         "mean_in_system": float(overlap[admitted].sum() / dur),
         "per_class": per_class,
         "simulated_s": end,
         "iterations": sum(int(it["start_s"].size) for it in per_replica),
     }
+    summary["warnings"] = _warnings(s, summary)
+    return summary
+
+
+# Overload: over the measured window, arrivals outran what left the system (completed or refused)
+# by more than this share, and the backlog grew by at least _MIN_BACKLOG requests. A stable queue
+# ends the window holding about what it started with (its mean occupancy, a few requests at
+# moderate load), so its shortfall is a vanishing share of a window's arrivals; a queue offered
+# more than it can serve grows in proportion to the window, by (1 - capacity / load) of arrivals.
+OVERLOAD_SHORTFALL = 0.05
+_MIN_BACKLOG = 10
+
+
+def _load(r: RequestState, lo: float, hi: float, dur: float) -> dict[str, Any]:
+    """Arrivals against departures over the window [lo, hi), the backlog at its ends and whether
+    the run is overloaded (see :data:`OVERLOAD_SHORTFALL`)."""
+    arrival = np.where(np.isnan(r.arrival), np.inf, r.arrival)
+    # A refused request leaves when it arrives; one still in the system at the end, never.
+    leave = np.where(r.status == COMPLETED, r.finish, np.where(r.status == REJECTED, arrival, np.inf))
+
+    def backlog(t: float) -> int:
+        return int(np.count_nonzero(arrival < t) - np.count_nonzero(leave < t))
+
+    start, end_ = backlog(lo), backlog(hi)
+    arrived = int(np.count_nonzero((arrival >= lo) & (arrival < hi)))
+    left = arrived - (end_ - start)
+    overloaded = end_ - start >= _MIN_BACKLOG and left < (1 - OVERLOAD_SHORTFALL) * arrived
+    return {
+        "overloaded": bool(overloaded),
+        "arrival_rate_per_s": arrived / dur,
+        "departure_rate_per_s": left / dur,
+        "backlog_at_start": start,
+        "backlog_at_end": end_,
+        "backlog_growth_per_s": (end_ - start) / dur,
+        "rule": (f"overloaded when, over the measured window, completed and refused requests fall more than "
+                 f"{OVERLOAD_SHORTFALL:.0%} short of arrivals and the backlog (requests arrived, not yet done) "
+                 f"grows by {_MIN_BACKLOG} or more"),
+    }
+
+
+def _peaks(profile: Profile) -> tuple[float, float] | None:
+    """Peak FLOP/s and HBM bytes/s of one GPU for the profile's precision (None for a profile
+    with no hardware behind it, such as ``explicit``)."""
+    from calibration.roofline import RooflineProfile
+
+    roof = getattr(profile, "base", profile)  # a measured profile's FLOPs and bytes are its base roofline's
+    return (roof.peak_flops, roof.peak_bytes_per_s) if isinstance(roof, RooflineProfile) else None
+
+
+def _utilisation(s: Scenario, per_replica: list[dict[str, np.ndarray]], profile: Profile, lo: float, hi: float,
+                 dur: float) -> dict[str, Any]:
+    """How much of what is provisioned the window's iterations used, averaged over the window's
+    wall time (idle time counts as zero) and over replicas: where the busy fraction reads 100%
+    for any loaded continuous-batching replica, these show the headroom left."""
+    blocks = s.kv_capacity_tokens // s.engine.block_size
+    peaks = _peaks(profile)
+    kv, seqs, flops, nbytes = [], [], [], []
+    for it in per_replica:
+        start, length = it["start_s"], it["duration_s"]
+        inside = np.minimum(start + length, hi)  # seconds of each iteration inside [lo, hi)
+        np.subtract(inside, np.maximum(start, lo), out=inside)
+        np.clip(inside, 0, None, out=inside)
+        kv.append(float(np.dot(inside, it["kv_blocks_used"])) / (dur * blocks))
+        seqs.append(float(np.dot(inside, it["seqs"])) / (dur * s.engine.max_num_seqs))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(inside, length, out=inside, where=length > 0)  # share of each iteration's work
+        inside[length <= 0] = 0.0
+        flops.append(float(np.dot(inside, it["flops"])))
+        nbytes.append(float(np.dot(inside, it["bytes"])))
+    n = max(len(per_replica), 1)
+    out: dict[str, Any] = {
+        "kv_cache": sum(kv) / n,
+        "batch_slots": sum(seqs) / n,
+        "mfu": None if peaks is None else sum(flops) / (n * dur * peaks[0]),
+        "mbu": None if peaks is None else sum(nbytes) / (n * dur * peaks[1]),
+        "note": ("time-averaged over the measured window, idle time included, mean over replicas: kv_cache is "
+                 "the share of KV-cache blocks in use, batch_slots the share of engine.max_num_seqs running; "
+                 "mfu and mbu are the step model's FLOPs and bytes per GPU against the datasheet peak "
+                 "(FLOP/s at the matmul precision, HBM bandwidth); a decode step reads every weight, so mbu "
+                 "stays high at low load while kv_cache, batch_slots and mfu grow with it"),
+    }
+    return out
+
+
+def first_clause(text: str, width: int | None = None) -> str:
+    """``text`` up to its first ';' outside parentheses (a provenance's headline), cut to at most
+    ``width`` characters with an ellipsis."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == ";" and depth == 0:
+            text = text[:i]
+            break
+    return text if width is None or len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def _warnings(s: Scenario, summary: dict[str, Any]) -> list[str]:
+    """One line for each way the run's numbers may not mean what a reader assumes."""
+    out = []
+    load, req = summary["load"], summary["requests"]
+    source = summary["profile"]["source"]
+    if source.startswith("warning:"):  # a profile labelled a poor fit, used or skipped (calibration.measured)
+        out.append("profile " + first_clause(source).removeprefix("warning:").strip())
+    if load["overloaded"]:
+        p99 = summary["latency_s"]["ttft"]["p99"]
+        out.append(f"overloaded: {load['arrival_rate_per_s']:.2f} requests/s arrived but only "
+                   f"{load['departure_rate_per_s']:.2f}/s completed over the measured window; the backlog grew "
+                   f"from {load['backlog_at_start']:,} to {load['backlog_at_end']:,} requests, so queueing delay"
+                   + ("" if p99 is None else f" (ttft p99 {p99:.3g} s)")
+                   + " grows with the run's length: this configuration cannot sustain the load")
+    if req["rejected"]:
+        out.append(f"{req['rejected']:,} requests rejected: "
+                   + "; ".join(f"{n:,} {why}" for why, n in req["rejected_by_reason"].items()))
+    if summary["truncated_requests"]:
+        out.append(f"{summary['truncated_requests']:,} requests were cut to fit the model's context of "
+                   f"{s.max_context:,} tokens (prompt first, then output)")
+    if req["in_flight"] and s.measurement.horizon_s is not None:
+        out.append(f"{req['in_flight']:,} requests were still in flight at the horizon "
+                   f"(measurement.horizon_s = {s.measurement.horizon_s:g}): they are not in the latency statistics")
+    if req["arrived"] == 0 and req["not_arrived"]:
+        out.append(f"no request arrived before measurement.horizon_s = {s.measurement.horizon_s:g}: nothing was "
+                   "simulated; raise the horizon past the first arrival")
+    elif req["measured"] == 0:
+        out.append("no completed request arrived in the measured window: the latency statistics are empty")
+    return out

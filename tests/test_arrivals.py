@@ -595,3 +595,177 @@ def test_changing_one_class_lengths_leaves_arrivals_and_other_classes_alone():
     rag = ~chat
     assert not np.array_equal(base.column("prompt_tokens").to_numpy()[rag],
                               other.column("prompt_tokens").to_numpy()[rag])
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: no type coercion, no absurd sizes, no empty workloads (issue 16)
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"rate_per_s": True}, "rate_per_s"),
+    ({"rate_per_s": "20"}, "rate_per_s"),
+    ({"process": "gamma", "cv": "2", "rate_per_s": 1.0}, "cv"),
+    ({"process": "weibull", "cv": True, "rate_per_s": 1.0}, "cv"),
+    ({"rate_profile": {"shape": "steps", "times_s": [0, "10"], "rates_per_s": [1, 2]}}, "times_s.1"),
+    ({"rate_profile": {"shape": "ramp", "from_rate_per_s": 0, "to_rate_per_s": "3", "over_s": 5}}, "to_rate_per_s"),
+    ({"rate_profile": {"shape": "diurnal", "mean_rate_per_s": 1, "peak_to_trough": True}}, "peak_to_trough"),
+    ({"process": "mmpp", "states": [{"rate_per_s": "1", "mean_duration_s": 1}, {"rate_per_s": 2, "mean_duration_s": 1}]},
+     "rate_per_s"),
+    ({"process": "closed_loop", "users": 2, "think_time": {"mean_s": "1"}}, "mean_s"),
+    ({"process": "closed_loop", "users": 2.0}, "users"),
+    ({"process": "closed_loop", "users": True}, "users"),
+    ({"process": "trace", "path": "t.csv", "speedup": "2"}, "speedup"),
+    ({"process": "trace", "path": "t.csv", "loop": "yes"}, "loop"),
+    ({"process": "trace", "path": "t.csv", "loop": 1}, "loop"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_arrival_numbers_refuse_bools_and_strings(data, key):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"valid (number|integer|boolean)") as err:
+        arrival(**data)
+    assert key in ".".join(str(p) for p in err.value.errors()[0]["loc"])
+
+
+def test_arrival_floats_still_take_ints():
+    assert arrival(rate_per_s=5).rate_per_s == 5.0
+    assert arrival(process="gamma", cv=2, rate_per_s=1).cv == 2.0
+    steps = arrival(rate_profile={"shape": "steps", "times_s": [0, 10], "rates_per_s": [1, 2]}).rate_profile
+    assert steps.rates_per_s == (1.0, 2.0) and all(type(r) is float for r in steps.rates_per_s)
+
+
+@pytest.mark.parametrize("data", [
+    {"rate_per_s": 1e308},
+    {"rate_per_s": 1.0000001e9},
+    {"rate_profile": {"shape": "steps", "times_s": [0, 10], "rates_per_s": [1, 1e308]}},
+    {"rate_profile": {"shape": "diurnal", "mean_rate_per_s": 1e10, "peak_to_trough": 2}},
+    {"rate_profile": {"shape": "ramp", "from_rate_per_s": 0, "to_rate_per_s": 1e300, "over_s": 5}},
+    {"process": "mmpp", "states": [{"rate_per_s": 1e308, "mean_duration_s": 1}, {"rate_per_s": 1, "mean_duration_s": 1}]},
+    {"process": "trace", "path": "t.csv", "rate_per_s": 1e308},
+    {"process": "trace", "path": "t.csv", "speedup": 1e300},
+    {"process": "trace", "path": "t.csv", "speedup": 1e-300},
+], ids=lambda v: str(v)[:40])
+def test_rates_above_one_request_per_nanosecond_are_refused(data):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"less than or equal to 1000000000|greater than or equal to 0\.000000001"):
+        arrival(**data)
+    assert arrival(rate_per_s=1e9).rate_per_s == 1e9  # the bound itself is allowed
+
+
+def test_an_mmpp_without_traffic_is_refused_when_validated():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="every MMPP state has rate_per_s 0: no request would ever arrive"):
+        arrival(process="mmpp", states=[{"rate_per_s": 0, "mean_duration_s": 1}, {"rate_per_s": 0, "mean_duration_s": 3}])
+
+
+def test_expected_count_is_rate_times_duration_or_the_profile_integral():
+    assert arrival(rate_per_s=4).expected_count(10.0) == 40.0
+    steps = arrival(rate_profile={"shape": "steps", "times_s": [0, 10], "rates_per_s": [1, 3]})
+    assert steps.expected_count(20.0) == pytest.approx(10 * 1 + 10 * 3)
+    mmpp = arrival(process="mmpp", states=[{"rate_per_s": 1, "mean_duration_s": 1}, {"rate_per_s": 3, "mean_duration_s": 3}])
+    assert mmpp.expected_count(10.0) == pytest.approx(10 * (1 * 1 + 3 * 3) / 4)
+
+
+def test_a_workload_expecting_less_than_one_request_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"duration_s = 5 at 1e-09 requests/s expects 5e-09 requests: a workload "
+                                              r"needs at least one; raise the rate or duration_s"):
+        workload({"rate_per_s": 1e-9}, duration_s=5)
+    with pytest.raises(ValidationError, match=r"duration_s = 4\.94066e-324 at 5 requests/s expects"):
+        workload({"rate_per_s": 5}, duration_s=5e-324)
+    with pytest.raises(ValidationError, match=r"under its rate_profile expects 0\.01 requests"):
+        workload({"rate_profile": {"shape": "steps", "times_s": [0, 10], "rates_per_s": [0.001, 1]}}, duration_s=10)
+    workload({"rate_per_s": 0.1}, duration_s=10)  # one expected: allowed
+
+
+def test_a_draw_without_any_request_is_refused_not_returned_empty():
+    spec = workload({"rate_per_s": 0.1}, duration_s=11)  # 1.1 expected: a third of the seeds draw none
+    with pytest.raises(ValueError, match=r"no request arrives before duration_s = 11 with seed 0 \(~1\.1 expected\): "
+                                         r"raise the rate or duration_s"):
+        generate(spec, 0)
+    assert generate(spec, 3).num_rows >= 1
+
+
+def test_absurd_sizes_are_refused_with_the_memory_they_would_need():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"duration_s = 1e\+12 at 1 requests/s means ~1e\+12 requests, which would "
+                                              r"need ~931 TiB of memory to simulate \(about 1024 bytes per request\)"):
+        workload({"rate_per_s": 1}, duration_s=1e12)
+    with pytest.raises(ValidationError, match=r"num_requests = 1000000000000, which would need ~931 TiB"):
+        workload({"rate_per_s": 1}, num_requests=10**12)
+    with pytest.raises(ValidationError, match=r"duration_s = 1e\+300 under its rate_profile means ~2e\+300 requests"):
+        workload({"rate_profile": {"shape": "steps", "times_s": [0, 10], "rates_per_s": [1, 2]}}, duration_s=1e300)
+    with pytest.raises(ValidationError, match=r"duration_s = 1e\+306 at 1e\+09 requests/s means ~inf requests, which "
+                                              r"would need beyond any machine of memory"):
+        workload({"rate_per_s": 1e9}, duration_s=1e306)
+
+
+def test_the_request_cap_is_this_machines_memory_at_a_kibibyte_each(monkeypatch):
+    from pydantic import ValidationError
+
+    import workloads.limits as limits
+
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**30)  # 1 GiB: 1,048,576 requests
+    workload({"rate_per_s": 1}, num_requests=2**20)
+    with pytest.raises(ValidationError, match=r"num_requests = 1048577, which would need ~1 GiB of memory .* but this "
+                                              r"machine has 1 GiB: ask for at most ~1e\+06 requests"):
+        workload({"rate_per_s": 1}, num_requests=2**20 + 1)
+    with pytest.raises(ValidationError, match=r"duration_s = 2e\+06 at 1 requests/s means ~2e\+06 requests"):
+        workload({"rate_per_s": 1}, duration_s=2e6)
+    assert limits.machine_memory_bytes() == 2**30
+
+
+def test_machine_memory_is_read_from_the_system():
+    import os
+
+    from workloads.limits import machine_memory_bytes
+
+    if hasattr(os, "sysconf"):
+        assert machine_memory_bytes() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert machine_memory_bytes() >= 2**28
+
+
+def test_a_looped_trace_replay_is_refused_before_it_is_tiled(tmp_path: Path, monkeypatch):
+    p = tmp_path / "t.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+        f"2023-11-16 18:17:0{s}.5000000,10,2\n" for s in range(1, 4)))
+    spec = workload({"process": "trace", "path": str(p), "loop": True}, duration_s=1e15)
+    with pytest.raises(ValueError, match=r"duration_s = 1e\+15 loops the trace of 3 requests ~3\.33e\+14 times: ~1e\+15 "
+                                         r"requests, which would need ~909 PiB"):
+        generate(spec, 0)
+
+
+def test_profile_pieces_shorter_than_a_microsecond_are_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"times_s\[2\] = 10 is 1e-09 s after the time before it: pieces must "
+                                              r"last at least 1e-06 s"):
+        arrival(rate_profile={"shape": "table", "times_s": [0, 9.999999999, 10], "rates_per_s": [1, 5, 1]})
+    with pytest.raises(ValidationError, match=r"over_s\n.*greater than or equal to 0\.000001"):
+        arrival(rate_profile={"shape": "ramp", "from_rate_per_s": 0, "to_rate_per_s": 5, "over_s": 1e-320})
+    with pytest.raises(ValidationError, match=r"period_s\n.*greater than or equal to 0\.01"):
+        arrival(rate_profile={"shape": "diurnal", "mean_rate_per_s": 5, "peak_to_trough": 2, "period_s": 1e-300})
+    arrival(rate_profile={"shape": "steps", "times_s": [0, 1e-6], "rates_per_s": [1, 5]})  # a microsecond is allowed
+
+
+def test_an_mmpp_counts_the_regime_visits_it_draws_at_once(monkeypatch):
+    from pydantic import ValidationError
+
+    import workloads.limits as limits
+
+    quick = {"process": "mmpp", "states": [{"rate_per_s": 5, "mean_duration_s": 1e-9},
+                                           {"rate_per_s": 1, "mean_duration_s": 1e-9}]}
+    a = arrival(**quick)
+    visits, drawn = a.first_block(20, None)
+    # 20 requests at a mean 3/s take 6.67 s: 4 x 2 x 6.67 / 2e-9 visits, each 1e-9 s at 3/s.
+    assert visits == pytest.approx(4 * 2 * (20 / 3) / 2e-9, rel=1e-9)
+    assert drawn == pytest.approx(visits / 2 * 3 * 2e-9, rel=1e-9)
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**39)  # 512 GiB: the visits do not fit
+    with pytest.raises(ValidationError, match=r"num_requests = 20, drawn as ~2\.67e\+10 regime visits with ~80 "
+                                              r"arrivals at once, which would need ~993 GiB .*mean_duration_s"):
+        workload(quick, num_requests=20)
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**40)
+    assert workload(quick, num_requests=20).num_requests == 20  # 1 TiB would hold them: not refused

@@ -8,6 +8,9 @@
   fits and reports errors only for what was measured; the profile it writes is one the simulator
   uses; ``capsim calibrate --from-benchmarks`` prints the fit.
 - Each malformed CSV gives one line naming the file, the row and the column.
+- Before any fitting, rows faster than the hardware allows, rows whose columns contradict each
+  other and latencies in milliseconds are refused; the published benchmarks pass. After fitting,
+  a poor fit is refused with its figures, or kept labelled poor with ``--keep-poor-fit``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import pytest
 import sim
 from calibration.measured import ProfileRecord, coefficients_from_roofline, read_profile, write_profile
 from calibration.spec import RooflineProfileSpec, build_profile
-from sim.benchmark_fit import (BENCHMARK_METRICS, BenchmarkRow, fit_from_benchmarks, format_fit, read_benchmarks,
+from sim.benchmark_fit import (BENCHMARK_METRICS, POOR_FIT_MEDIAN, BenchmarkRow, check_benchmarks, fit_from_benchmarks,
+                               format_fit, hardware_limits, read_benchmarks,
                                simulate_benchmark, simulation_plan)
 from tests.helpers import assert_one_line_error, run_app
 
@@ -206,8 +210,8 @@ date,model,quantization,hardware,tp,input_tokens,output_tokens,concurrency,reque
 2025-03-02,llama-3.1-8b,bf16,h100-sxm,1,1024,64,32,,400,1850,,0.181,,0.52,0.0131,,0.0152,0.0131,
 2025-03-03,llama-3.1-8b,bf16,h100-sxm,1,2048,32,,4,200,124,3.9,0.0416,0.0398,0.0785,0.00862,,,,poisson
 2025-03-03,llama-3.1-8b,bf16,h100-sxm,1,256,64,,10,300,,,0.0172,,,,0.00841,,,
-2025-03-04,llama-3.2-1b,bf16,l4,1,512,32,4,,100,,,0.0361,,,0.00774,,,,"second GPU, two rows"
-2025-03-04,llama-3.2-1b,bf16,l4,1,512,32,,2.5,100,,,0.0286,,,0.00722,,,,
+2025-03-04,llama-3.2-1b,bf16,l4,1,512,32,4,,100,,,0.0452,,,0.0108,,,,"second GPU, two rows"
+2025-03-04,llama-3.2-1b,bf16,l4,1,512,32,,2.5,100,,,0.0188,,,0.0101,,,,
 """
 
 
@@ -264,12 +268,12 @@ def test_format_fit_shows_measured_against_fitted(real_world_fits):
 def test_cli_fits_and_writes_profiles(tmp_path):
     path = write_csv(tmp_path / "bench.csv", ["model", "quantization", "hardware", "tp", "input_tokens",
                                               "output_tokens", "concurrency", "num_requests", "tpot_mean_s"],
-                     [["llama-3.2-1b", "bf16", "l4", 1, 512, 16, 4, 12, 0.0081]])
+                     [["llama-3.2-1b", "bf16", "l4", 1, 512, 16, 4, 12, 0.0105]])
     out = tmp_path / "profiles"
     r = run_app("calibrate", "--from-benchmarks", path, "-o", out)
     assert r.exit_code == 0, r.output
     assert "llama-3.2-1b / bf16 / l4 / tp1: 1 benchmark row(s), 1 measured values" in r.stdout
-    assert "tpot_mean_s" in r.stdout and "8.1 ms" in r.stdout
+    assert "tpot_mean_s" in r.stdout and "10.5 ms" in r.stdout
     js = out / "llama-3.2-1b__bf16__l4__tp1.json"
     assert js.exists() and js.with_suffix(".parquet").exists()
     assert read_profile(js).kind == "derived-from-measured"
@@ -441,3 +445,206 @@ def test_bad_engine_settings(tmp_path):
 def test_row_numbers_skip_blank_lines(tmp_path):
     text = ",".join(HEADER) + "\n\n" + ",".join(GOOD) + "\n\n" + ",".join(_with(tp="0")) + "\n"
     _raises(_bad(tmp_path, text=text), r"row 2, column 'tp': '0' must be > 0")
+
+
+
+# -- refused before fitting: impossible, contradictory or in milliseconds -------------------------
+
+README_HEADER = ("model,quantization,hardware,tp,input_tokens,output_tokens,concurrency,request_rate,num_requests,"
+                 "output_tokens_per_s,ttft_mean_s,tpot_mean_s")
+README_ROWS = ["llama-3.1-8b,bf16,h100-sxm,1,1024,128,1,,100,118.5,0.0231,0.00795",
+               "llama-3.1-8b,bf16,h100-sxm,1,1024,128,32,,400,1850,0.181,0.0131",
+               "llama-3.1-8b,bf16,h100-sxm,1,2048,32,,4,200,124,0.0416,0.00862"]
+
+
+def _readme_csv(tmp_path: Path, rows: list[str], name: str = "bench.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([README_HEADER, *rows]) + "\n")
+    return path
+
+
+def _in_ms(row: str) -> str:
+    """The row with its latencies (the last two cells) in milliseconds."""
+    cells = row.split(",")
+    cells[-2:] = [f"{float(v) * 1000:g}" for v in cells[-2:]]
+    return ",".join(cells)
+
+
+def _refused(path: Path, pattern: str) -> None:
+    """Refused by the checks that run before fitting, in one line naming the file."""
+    with pytest.raises(ValueError, match=pattern) as e:
+        check_benchmarks(path, read_benchmarks(path))
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{path}: ")
+
+
+def test_the_readme_rows_pass_the_checks(tmp_path):
+    check_benchmarks(_readme_csv(tmp_path, README_ROWS), read_benchmarks(_readme_csv(tmp_path, README_ROWS)))
+
+
+def test_readme_rows_in_milliseconds_are_refused(tmp_path):
+    """The README's example with its latencies ×1000: row 1's latencies make 956 requests in flight
+    at concurrency 1 by Little's law, and are plausible divided by 1000; refused, saying so, by the
+    command before any fitting (nothing on stdout, no profile)."""
+    path = _readme_csv(tmp_path, [_in_ms(r) for r in README_ROWS])
+    pattern = (r"row 1, columns 'ttft_mean_s', 'tpot_mean_s', 'output_tokens_per_s': 23\.1 and 7\.95 look like "
+               r"milliseconds: in seconds, by Little's law 0\.9258 requests/s × 1033 s of latency = 956\.1 requests in "
+               r"flight, but concurrency 1 keeps at most 1; give seconds \(0\.0231 and 0\.00795\)")
+    _refused(path, pattern)
+    with pytest.raises(ValueError, match=pattern):
+        fit_from_benchmarks(path)
+    r = run_app("calibrate", "--from-benchmarks", path, "-o", tmp_path / "out")
+    assert_one_line_error(r, "bench.csv: row 1, columns", "look like milliseconds")
+    assert r.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_milliseconds_without_throughput_are_refused(tmp_path):
+    """Without a throughput to weigh them against: a TPOT slower than the slowest iteration the
+    hardware can run, or a TTFT at concurrency 1 slower than its prefill's iterations."""
+    _refused(_readme_csv(tmp_path, [README_ROWS[0], _in_ms(README_ROWS[2])]),
+             r"row 2, column 'tpot_mean_s': 8\.62 looks like milliseconds: a token every 8\.62 s is slower than the "
+             r"slowest iteration of llama-3\.1-8b \(bf16\) on h100-sxm at tp 1 \(1\.\d+ s: .*\); give seconds "
+             r"\(0\.00862\)")
+    _refused(_readme_csv(tmp_path, ["llama-3.1-8b,bf16,h100-sxm,1,1024,128,1,,100,,23.1,"]),
+             r"row 1, column 'ttft_mean_s': 23\.1 looks like milliseconds: alone on the server \(concurrency 1\)")
+    # The same value at a rate can be queueing: not refused as milliseconds.
+    check_benchmarks(_readme_csv(tmp_path, ["llama-3.1-8b,bf16,h100-sxm,1,1024,128,,40,100,,23.1,"]),
+                     read_benchmarks(_readme_csv(tmp_path, ["llama-3.1-8b,bf16,h100-sxm,1,1024,128,,40,100,,23.1,"])))
+
+
+def test_a_billion_tokens_per_second_at_concurrency_1_is_refused(tmp_path):
+    """One sequence gains at most one token per decode step, and a step reads all 15 GB of
+    Llama-3.1-8B's bf16 weights: at most 3.35 TB/s / 15 GB = 223 tokens/s on an H100 SXM."""
+    lim = hardware_limits("llama-3.1-8b", "bf16", "h100-sxm", 1)
+    assert lim.read_bytes == pytest.approx(15.0e9, rel=0.02) and 1 / lim.step_min_s == pytest.approx(223, rel=0.01)
+    path = _readme_csv(tmp_path, ["llama-3.1-8b,bf16,h100-sxm,1,1024,128,1,,100,1e9,0.0231,0.00795"])
+    _refused(path, r"row 1, column 'output_tokens_per_s': 1e\+09 output tokens/s is faster than the hardware allows: at "
+                   r"concurrency 1 at most 1 sequence gains one token per decode step, and every decode step of "
+                   r"llama-3\.1-8b \(bf16\) on h100-sxm at tp 1 reads at least 15 GB of weights per GPU, 4\.48 ms at its "
+                   r"peak 3\.35 TB/s: at most 223\.1 output tokens/s")
+    assert_one_line_error(run_app("calibrate", "--from-benchmarks", path, "-o", tmp_path / "out"),
+                          "row 1, column 'output_tokens_per_s': 1e+09 output tokens/s is faster than the hardware allows")
+
+
+def test_ttft_of_100_s_with_a_tpot_of_a_nanosecond_is_refused(tmp_path):
+    path = _readme_csv(tmp_path, [README_ROWS[0], "llama-3.1-8b,bf16,h100-sxm,1,1024,128,32,,400,,100,1e-9"])
+    _refused(path, r"row 2, column 'tpot_mean_s': 1e-09 s per token is faster than the hardware allows: every decode "
+                   r"step of llama-3\.1-8b \(bf16\) on h100-sxm at tp 1 reads at least 15 GB")
+    with pytest.raises(ValueError, match=r"row 2, column 'tpot_mean_s': 1e-09 s per token"):
+        fit_from_benchmarks(path)
+
+
+@pytest.mark.parametrize("row, pattern", [
+    # A prompt of 8192 tokens: at least 8192 × 15 GFLOP at 989 TFLOP/s, about 0.12 s.
+    ("llama-3.1-8b,bf16,h100-sxm,1,8192,128,1,,100,,0.01,", r"row 1, column 'ttft_mean_s': 0\.01 s to the first token "
+     r"is faster than the hardware allows: a prompt of 8192 tokens takes .* at least 1\d\d ms"),
+    ("llama-3.1-8b,bf16,h100-sxm,1,2048,32,,200,200,6000,,", r"row 1, column 'output_tokens_per_s': 6000 output "
+     r"tokens/s is faster than the hardware allows: a request of 2048 \+ 32 tokens"),
+    ("llama-3.1-8b,bf16,h100-sxm,1,1024,128,1,,100,118.5,0.2,0.05", r"row 1, columns 'ttft_mean_s', 'tpot_mean_s', "
+     r"'output_tokens_per_s': by Little's law 0\.9258 requests/s × 6\.55 s of latency .* = 6\.064 requests in flight, "
+     r"but a closed loop of concurrency 1 keeps 1"),
+    ("llama-3.1-8b,bf16,h100-sxm,1,1024,128,64,,400,200,0.0231,0.00795", r"row 1, columns 'ttft_mean_s', "
+     r"'tpot_mean_s', 'output_tokens_per_s': by Little's law .* concurrency 64 keeps 64 \(refused outside 0\.1–1\.5×"),
+    ("llama-3.1-8b,bf16,h100-sxm,1,2048,32,,1,200,124,0.0416,0.00862", r"row 1, columns 'request_rate', "
+     r"'output_tokens_per_s': requests complete at 3\.875/s but are sent at 1/s"),
+], ids=["prefill-beyond-peak-flops", "throughput-beyond-peak-flops", "little-too-many", "little-too-few",
+        "faster-than-sent"])
+def test_impossible_rows_are_refused(tmp_path, row, pattern):
+    _refused(_readme_csv(tmp_path, [row]), pattern)
+
+
+def test_columns_that_contradict_each_other_are_refused(tmp_path):
+    base = README_ROWS[0]
+    path = tmp_path / "c.csv"
+    path.write_text(README_HEADER + ",ttft_p50_s,ttft_p99_s,itl_mean_s,requests_per_s\n" + base + ",0.05,0.03,,\n")
+    _refused(path, r"row 1, columns 'ttft_p50_s', 'ttft_p99_s': the median 0\.05 exceeds the 99th percentile 0\.03")
+    path.write_text(README_HEADER + ",itl_mean_s\n" + base + ",7.95\n")
+    _refused(path, r"row 1, columns 'itl_mean_s', 'tpot_mean_s': 7\.95 and 0\.00795 are 1e\+03× apart, .*; 7\.95 looks "
+                   r"like milliseconds: give seconds")
+    path.write_text(README_HEADER + ",requests_per_s\n" + base + ",0.3\n")
+    _refused(path, r"row 1, columns 'output_tokens_per_s', 'requests_per_s': 118\.5 output tokens/s but 0\.3 "
+                   r"requests/s × 128 output_tokens = 38\.4")
+    # Within the stated tolerances, the same columns pass.
+    path.write_text(README_HEADER + ",ttft_p50_s,ttft_p99_s,itl_mean_s,requests_per_s\n" + base + ",0.02,0.03,0.008,0.9\n")
+    check_benchmarks(path, read_benchmarks(path))
+
+
+def test_the_published_benchmarks_pass_the_checks(tmp_path):
+    """Every row of the published tables that the reader takes (rows of hardware or models not
+    in the catalog, and 'inf' request rates, are left out here) passes every check: the bounds are
+    for mistakes, not for real servers."""
+    from calibration.catalog import GPUS, MODELS
+    from tests.shared_data import SHARED, need
+
+    checked = 0
+    for name in ("tensorrt-llm-0.17-max-throughput.csv", "tensorrt-llm-0.14-online.csv"):
+        with open(need(SHARED / "benchmarks" / name), newline="") as f:
+            records = list(csv.DictReader(f))
+        header = [h for h in records[0] if h in {*HEADER, "requests_per_s", "itl_mean_s", "ttft_mean_s"}]
+        keep = [r for r in records if r["hardware"] in GPUS and r["model"] in MODELS and r["request_rate"] != "inf"]
+        path = write_csv(tmp_path / name, header, [[r[h] for h in header] for r in keep])
+        rows = read_benchmarks(path)
+        check_benchmarks(path, rows)
+        checked += len(rows)
+    assert checked >= 180, checked
+
+
+# -- refused after fitting: a poor fit ------------------------------------------------------------
+
+# The same run measured twice, ten times apart: no step-time model reproduces both (two rows of a
+# few requests at concurrency 1: a fit of well under a second).
+POOR = ("model,quantization,hardware,tp,input_tokens,output_tokens,concurrency,num_requests,ttft_mean_s,tpot_mean_s\n"
+        "llama-3.1-8b,bf16,h100-sxm,1,512,8,1,4,0.02,0.008\n"
+        "llama-3.1-8b,bf16,h100-sxm,1,512,8,1,4,0.3,0.1\n")
+
+
+def test_a_poor_fit_is_refused_with_its_figures(tmp_path):
+    path = tmp_path / "poor.csv"
+    path.write_text(POOR)
+    pattern = (r"poor\.csv: llama-3\.1-8b/bf16/h100-sxm/tp1: poor fit, refused: median error (\d+\.\d)% over 4 measured "
+               r"values, max (\d+\.\d)% \(row [12], (ttft|tpot)_mean_s: measured [\d.]+ ms, fitted [\d.]+ ms\), above "
+               r"the 25% a profile may have; .* or pass --keep-poor-fit to write the profile labelled poor$")
+    with pytest.raises(ValueError, match=pattern) as e:
+        fit_from_benchmarks(path)
+    import re
+
+    median, worst = (float(v) for v in re.search(pattern, str(e.value)).groups()[:2])
+    assert POOR_FIT_MEDIAN * 100 < median <= worst
+    r = run_app("calibrate", "--from-benchmarks", path, "-o", tmp_path / "out")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[-1].startswith("capsim: error: ") and "poor fit, refused" in r.stderr.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_poor_fit_kept_with_the_flag_is_labelled_poor(tmp_path, synthetic_fit):
+    path = tmp_path / "poor.csv"
+    path.write_text(POOR)
+    out = tmp_path / "out"
+    r = run_app("calibrate", "--from-benchmarks", path, "-o", out, "--keep-poor-fit")
+    assert r.exit_code == 0, r.output
+    assert "POOR FIT (median above 25%): kept and labelled poor" in r.stdout
+    rec = read_profile(out / "llama-3.1-8b__bf16__h100-sxm__tp1.json")
+    assert rec.poor and rec.meta["quality"] == "poor"
+    assert rec.meta["quality_note"].startswith("median error ") and rec.meta["fit_error"]["median"] > POOR_FIT_MEDIAN
+    # A good fit is labelled good, and the warning a poor one carries reaches a run's summary.
+    assert synthetic_fit.quality == "good" and synthetic_fit.record.meta["quality"] == "good"
+    assert not synthetic_fit.record.poor
+    s = sim.load_scenario({"profile": {"kind": "measured", "path": str(out)},
+                           "workload": {"arrival": {"rate_per_s": 2.0}, "num_requests": 5,
+                                        "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 64},
+                                                     "output_tokens": {"dist": "fixed", "value": 8}}]}})
+    assert sim.simulate(s).summary["profile"]["source"].startswith("warning: a poor fit, kept with --keep-poor-fit "
+                                                                   "(median error ")
+
+
+def test_quant_has_no_short_flag():
+    """``-q`` is ``--quiet`` in ``capsim run``; in ``calibrate`` it named ``--quant``, and no longer does."""
+    import inspect
+
+    from sim.cli_calibrate import calibrate_command
+
+    params = inspect.signature(calibrate_command).parameters
+    assert params["quant"].default.param_decls == ("--quant",)
+    r = run_app("calibrate", "-q", "bf16", "--from-benchmarks", "x.csv")
+    assert r.exit_code == 2 and "No such option: -q" in r.output
+    # The flag's help states the threshold the fit applies.
+    assert f"(median {POOR_FIT_MEDIAN:.0%})" in params["keep_poor_fit"].default.help

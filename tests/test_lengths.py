@@ -384,3 +384,69 @@ def test_length_correlation_outside_minus_one_to_one_is_refused():
             ClassSpec.model_validate({**base, "length_correlation": rho})
     for rho in (-1.0, 1.0):
         ClassSpec.model_validate({**base, "length_correlation": rho})
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: no type coercion, no lengths beyond any model's context (issue 16)
+
+
+@pytest.mark.parametrize("data", [
+    {"dist": "fixed", "value": 12.5},
+    {"dist": "fixed", "value": "12"},
+    {"dist": "fixed", "value": True},
+    {"dist": "uniform", "low": 1, "high": 10.0},
+    {"dist": "normal", "mean": "100", "std": 1},
+    {"dist": "normal", "mean": 100, "std": True},
+    {"dist": "lognormal", "mean": "100", "p99": 400},
+    {"dist": "lognormal", "mu": 3, "sigma": "1"},
+    {"dist": "exponential", "mean": True},
+    {"dist": "exponential", "mean": 10, "max": 20.0},
+    {"dist": "empirical", "values": [1, "2"]},
+    {"dist": "empirical", "values": [1, 2], "weights": [1, "2"]},
+    {"dist": "histogram", "edges": [1, 10], "counts": ["3"]},
+    {"dist": "quantiles", "probs": [0, "1"], "values": [1, 10]},
+    {"dist": "quantiles", "probs": [0, 1], "values": [1, False]},
+], ids=lambda v: v["dist"])
+def test_length_numbers_refuse_coercion(data):
+    with pytest.raises(ValidationError, match=r"valid (number|integer)"):
+        length(**data)
+
+
+def test_length_floats_still_take_ints():
+    assert length(dist="normal", mean=100, std=0).quantile(np.array([0.5])).tolist() == [100]
+    assert length(dist="quantiles", probs=[0, 1], values=[1, 10]).values == (1.0, 10.0)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"dist": "fixed", "value": 10**15}, "less than or equal to 10000000"),
+    ({"dist": "uniform", "low": 1, "high": 10**7 + 1}, "less than or equal to 10000000"),
+    ({"dist": "exponential", "mean": 10, "max": 10**15}, "less than or equal to 10000000"),
+    ({"dist": "exponential", "mean": 1e8}, "less than or equal to 10000000"),
+    ({"dist": "normal", "mean": 1e12, "std": 1}, "less than or equal to 10000000"),
+    ({"dist": "normal", "mean": 10, "std": 1, "min": 10**8}, "less than or equal to 10000000"),
+    ({"dist": "lognormal", "mean": 1e9, "p99": 2e9}, "less than or equal to 10000000"),
+    ({"dist": "lognormal", "mu": 40.0, "sigma": 1}, r"less than or equal to 16\.11"),
+    ({"dist": "empirical", "values": [1, 10**15]}, r"values has 1000000000000000: lengths must be <= 10000000 \(no "
+                                                   r"model's context is longer\)"),
+    ({"dist": "histogram", "edges": [1, 10, 10**9], "counts": [1, 1]}, r"edges end at 1000000000: lengths must be "
+                                                                       r"<= 10000000"),
+    ({"dist": "quantiles", "probs": [0, 1], "values": [1, 1e12]}, r"values end at 1e\+12: lengths must be <= 10000000"),
+], ids=lambda v: v["dist"] if isinstance(v, dict) else "")
+def test_lengths_beyond_any_models_context_are_refused(data, message):
+    with pytest.raises(ValidationError, match=message):
+        length(**data)
+
+
+def test_the_longest_allowed_length_is_ten_million_tokens():
+    assert length(dist="fixed", value=10**7).upper_bound == 10**7
+    assert length(dist="histogram", edges=[1, 10**7 + 1], counts=[1]).upper_bound == 10**7
+
+
+@pytest.mark.parametrize("data, mean, rel", [
+    ({"dist": "fixed", "value": 7}, 7.0, 0.0),
+    ({"dist": "uniform", "low": 1, "high": 12}, 6.5, 1e-3),
+    ({"dist": "exponential", "mean": 30.0}, 30.5, 0.02),  # ceil of an exponential: mean + about 1/2
+    ({"dist": "empirical", "values": [1, 3], "weights": [1, 3]}, 2.5, 1e-3),
+], ids=lambda v: v["dist"] if isinstance(v, dict) else "")
+def test_mean_estimate_is_the_distributions_mean(data, mean, rel):
+    assert length(**data).mean_estimate() == pytest.approx(mean, rel=rel, abs=1e-12)

@@ -4,7 +4,9 @@ simulator finds them by configuration, prefers measured ones and records which i
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 from typing import Any
 
 import numpy as np
@@ -114,6 +116,44 @@ def test_auto_falls_back_to_the_roofline_and_finds_user_profiles(tmp_path):
     assert sim.simulate(_scenario({"kind": "auto"})).summary["profile"]["kind"] == "derived-from-measured"
     write_profile(tmp_path, _record(), synthetic(0.0))
     assert sim.simulate(_scenario({"kind": "auto", "dirs": [str(tmp_path)]})).summary["profile"]["kind"] == "measured"
+
+
+def _poor(record: ProfileRecord) -> ProfileRecord:
+    """``record`` labelled a poor fit, as ``capsim calibrate --from-benchmarks --keep-poor-fit`` labels one."""
+    return dataclasses.replace(record, kind="derived-from-measured",
+                               meta={"quality": "poor", "quality_note": "median error 89.5% over 6 measured values"})
+
+
+def test_auto_skips_a_poor_profile_and_says_so(tmp_path):
+    """A profile labelled poor is never what kind auto picks: it takes the next best (a shipped
+    profile, or the datasheet roofline) and the run summary's provenance names the one skipped."""
+    write_profile(tmp_path, _poor(_record()), synthetic(0.0))
+    summary = sim.simulate(_scenario({"kind": "auto", "dirs": [str(tmp_path)]})).summary
+    prof = summary["profile"]
+    assert prof["kind"] == "derived-from-measured" and "Vidur" in prof["source"]  # the shipped profile
+    # ... and the run warns (capsim run prints it as a warning line).
+    assert [w for w in summary["warnings"] if w.startswith("profile ")] == [
+        f"profile kind auto skipped {tmp_path / 'llama-3.1-8b__bf16__h100-sxm__tp1.json'}, labelled a poor fit "
+        "(median error 89.5% over 6 measured values)"]
+    assert prof["source"].startswith(f"warning: kind auto skipped {tmp_path / 'llama-3.1-8b__bf16__h100-sxm__tp1.json'}, "
+                                     "labelled a poor fit (median error 89.5% over 6 measured values)")
+    # Nothing ships for one L40S: the roofline, with the same warning.
+    l40s = tmp_path / "l40s"
+    write_profile(l40s, dataclasses.replace(_poor(_record()), hardware="l40s"), synthetic(0.0))
+    s = sim.load_scenario({**_scenario({"kind": "auto", "dirs": [str(l40s)]}).to_dict(), "hardware": "l40s"})
+    prof = sim.simulate(s).summary["profile"]
+    assert prof["kind"] == "derived" and prof["source"].startswith("warning: kind auto skipped ")
+    assert "roofline of" in prof["source"]
+    # The profile a run uses survives pickling (process pools) with its warning.
+    assert pickle.loads(pickle.dumps(s.build_profile())).provenance == s.build_profile().provenance
+    # A good profile beside it is chosen without a warning; named explicitly, the poor one is used, with one.
+    write_profile(tmp_path / "good", _record(), synthetic(0.0))
+    prof = sim.simulate(_scenario({"kind": "auto", "dirs": [str(tmp_path), str(tmp_path / "good")]})).summary["profile"]
+    assert prof["kind"] == "measured" and not prof["source"].startswith("warning")
+    prof = sim.simulate(_scenario({"kind": "measured", "path": str(tmp_path)})).summary["profile"]
+    assert prof["kind"] == "derived-from-measured"
+    assert prof["source"].startswith("warning: a poor fit, kept with --keep-poor-fit (median error 89.5%")
+    assert find_profile("llama-3.1-8b", "bf16", "h100-sxm", 1, [tmp_path], skip_poor=True) is None
 
 
 def test_missing_measured_profile_is_one_line(tmp_path):

@@ -399,3 +399,62 @@ def test_bad_after_id_tables_are_one_line_errors(rows, message):
     with pytest.raises(ValueError, match=message) as e:
         simulate(_one_second_steps(), requests=_table(rows))
     assert "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: absurd conversations and closed loops are refused before anything is drawn (issue 16)
+
+
+def _one_class(**extra: Any) -> dict[str, Any]:
+    return {"name": "chat", "prompt_tokens": {"dist": "fixed", "value": 10}, "output_tokens": {"dist": "fixed", "value": 5},
+            **extra}
+
+
+def test_whole_conversations_count_towards_the_size_check(monkeypatch):
+    from pydantic import ValidationError
+
+    import workloads.limits as limits
+
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2**30)  # room for 1,048,576 requests
+
+    # 1,000 conversations of 10^7 turns each are drawn whole before num_requests cuts them.
+    long = _one_class(sessions={"turns": {"dist": "fixed", "value": 10**7}})
+    with pytest.raises(ValidationError, match=r"num_requests = 1000 with classes\[0\] \('chat'\) holding ~1e\+07 turns "
+                                              r"per conversation means ~1e\+10 requests drawn, which would need ~9\.3 TiB"):
+        WorkloadSpec.model_validate({"arrival": {"rate_per_s": 1.0}, "num_requests": 1000, "classes": [long]})
+    # The mean is weighted by share: a rare long-conversation class counts for its share only
+    # (about 11 requests per start, 11,000 in all; its 10^4 turns alone would make 10^7).
+    short = _one_class(name="short", share=999.0)
+    rare = {**long, "sessions": {"turns": {"dist": "fixed", "value": 10**4}}}
+    WorkloadSpec.model_validate({"arrival": {"rate_per_s": 1.0}, "num_requests": 1000, "classes": [short, rare]})
+    with pytest.raises(ValidationError, match=r"classes\[0\] \('chat'\) holding ~1e\+04 turns"):
+        WorkloadSpec.model_validate({"arrival": {"rate_per_s": 1.0}, "num_requests": 1000, "classes": [rare]})
+    with pytest.raises(ValidationError, match=r"duration_s = 1e\+06 at 1 requests/s means ~1e\+06 requests with "
+                                              r"classes\[0\] \('chat'\) holding ~1e\+07 turns"):
+        WorkloadSpec.model_validate({"arrival": {"rate_per_s": 1.0}, "duration_s": 1e6, "classes": [long]})
+
+
+def test_absurd_system_prompt_variants_and_users_are_refused():
+    from pydantic import ValidationError
+
+    sp = {"tokens": {"dist": "fixed", "value": 10}, "variants": 10**12}
+    with pytest.raises(ValidationError, match=r"variants\n.*less than or equal to 10000000"):
+        WorkloadSpec.model_validate({"arrival": {"rate_per_s": 1.0}, "num_requests": 5,
+                                     "classes": [_one_class(system_prompt=sp)]})
+    for users in (10**12, 10**7 + 1):
+        with pytest.raises(ValidationError, match=r"users\n.*less than or equal to 10000000"):
+            WorkloadSpec.model_validate({"arrival": {"process": "closed_loop", "users": users}, "num_requests": 5,
+                                         "classes": [_one_class()]})
+
+
+def test_a_closed_loop_computes_first_times_only_for_the_users_that_send():
+    from workloads.arrivals import ClosedLoopArrivals
+
+    loop = ClosedLoopArrivals(process="closed_loop", users=10**7, ramp_up_s=10.0)
+    np.testing.assert_array_equal(loop.first_times(np.array([0, 3, 10**7 - 1])),
+                                  np.arange(10**7)[[0, 3, 10**7 - 1]] * (10.0 / 10**7))
+    # Ten million users, five requests: five users send, and nothing of size users is allocated.
+    spec = WorkloadSpec.model_validate({"arrival": {"process": "closed_loop", "users": 10**7, "ramp_up_s": 10.0},
+                                        "num_requests": 5, "classes": [_one_class()]})
+    t = generate(spec, 0)
+    np.testing.assert_array_equal(t.column("arrival_s").to_numpy(), np.arange(5) * 1e-6)

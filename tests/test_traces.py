@@ -383,7 +383,9 @@ BAD_FILES = [
                        r"2023-11-16 18:17:05.5000000; the trace must be sorted by time"),
     ("duplicate", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n{AZ.format(2)},7,2\n{AZ.format(2)},7,2\n",
      "azure-2023", {}, r"row 3: repeats row 2 exactly \(timestamp 2023-11-16 18:17:02.5000000, 7 prompt and 2 "
-                       r"output tokens\): a doubled or concatenated file\? Pass allow_duplicates=True"),
+                       r"output tokens\): a doubled or concatenated file\? If such repeats are real traffic, pass "
+                       r"--allow-duplicates \(allow_duplicates: true in a scenario's trace arrival, "
+                       r"allow_duplicates=True in Python\)"),
     ("zero-output", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n{AZ.format(2)},5,0\n", "azure-2023", {},
      r"row 2: GeneratedTokens is 0; a request must generate at least one token"),
     ("ragged", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n\n{AZ.format(2)},5\n", "azure-2023", {},
@@ -427,14 +429,15 @@ BAD_FILES = [
      "mooncake", {}, r"line 1: 3 hash_ids of 512 tokens for input_length 600: more blocks than the input fills"),
     ("json-empty", "m.jsonl", "\n\n", "mooncake", {}, r"no requests: the file has no JSON lines"),
     ("generic-no-mapping", "g.csv", "t,in,out\n1,2,3\n", "csv", {},
-     r"the csv format needs columns=\{'arrival_s': ..., 'prompt_tokens': ..., 'output_tokens': ...\} naming "
-     r"the file's columns \(t, in, out\)"),
+     r"the csv format needs a column mapping naming the file's columns \(t, in, out\): --columns "
+     r"arrival_s=COL,prompt_tokens=COL,output_tokens=COL on the command line, columns: \{arrival_s: COL, ...\} in "
+     r"a scenario, columns=\{...\} in Python"),
     ("generic-bad-key", "g.csv", "t,in,out\n1,2,3\n", "csv", {"columns": {**MAPPING, "sesion_id": "x"}},
-     r"columns has an unknown key 'sesion_id' \(did you mean 'session_id'\?\)"),
+     r"columns \(--columns\) has an unknown role 'sesion_id' \(did you mean 'session_id'\?\)"),
     ("generic-absent-column", "g.csv", "t,in,out\n1,2,3\n", "csv", {"columns": {**MAPPING, "output_tokens": "o"}},
-     r"missing column\(s\) o named in columns; the file has t, in, out"),
+     r"missing column\(s\) o named in columns \(--columns\); the file has t, in, out"),
     ("generic-unit", "g.csv", "t,in,out\n1,2,3\n", "csv", {"columns": MAPPING, "time_unit": "min"},
-     r"time_unit 'min' is not one of s, ms, us, ns"),
+     r"time_unit \(--time-unit\) 'min' is not one of s, ms, us, ns"),
     ("generic-bad-time", "g.csv", "t,in,out\n1,2,3\nlater,2,3\n", "csv", {"columns": MAPPING},
      r"row 2: t \(arrival_s\) is 'later', not a number \(as row 1 is\)"),
     ("generic-first-time", "g.csv", "t,in,out\nsoon,2,3\n", "csv", {"columns": MAPPING},
@@ -447,12 +450,37 @@ BAD_FILES = [
      r"row 1: pl \(prefix_tokens\) is 5 with in \(prompt_tokens\) 2 and p \(prefix_id\) 9; it must lie between"),
     ("not-parquet", "g.parquet", "t,in,out\n1,2,3\n", "parquet", {"columns": MAPPING}, r"not a readable Parquet file"),
     ("unknown-format", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n", "azur-2023", {},
-     r"unknown trace format 'azur-2023' \(did you mean 'azure-2023'\?\); known formats: azure-2023, azure-2024, "
-     r"burstgpt, mooncake, csv, parquet"),
+     r"unknown trace format 'azur-2023' \(did you mean 'azure-2023'\?\) \(--format\); known formats: azure-2023, "
+     r"azure-2024, burstgpt, mooncake, csv, parquet"),
     ("unknown-option", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n", "azure-2023", {"model": "GPT-4"},
-     r"format 'azure-2023' takes no option\(s\) model; its options: allow_duplicates"),
+     r"format 'azure-2023' takes no model; its options: allow_duplicates \(--allow-duplicates\)"),
+    # Issue 16: absurd token counts, non-UTF-8 text, NaN cells, options named by their CLI flags.
+    ("huge-prompt", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n{AZ.format(2)},1000000000000000,1\n", "azure-2023", {},
+     r"row 2: ContextTokens is 1000000000000000; more than 10,000,000 tokens, longer than any model's context"),
+    ("huge-output", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,10000001\n", "azure-2023", {},
+     r"row 1: GeneratedTokens is 10000001; more than 10,000,000 tokens"),
+    ("json-huge", "m.jsonl", '{"timestamp": 0, "input_length": 20000000, "output_length": 1, "hash_ids": []}\n',
+     "mooncake", {}, r"line 1: input_length is 20000000; more than 10,000,000 tokens"),
+    ("bg-huge-failed", "b.csv", BG_HEADER + "5,ChatGPT,99999999999,0,0,API log\n", "burstgpt", {},
+     r"row 1: Request tokens is 99999999999; more than 10,000,000 tokens"),
+    ("generic-huge", "g.csv", "t,in,out\n1,2,30000000\n", "csv", {"columns": MAPPING},
+     r"row 1: out \(output_tokens\) is 30000000; more than 10,000,000 tokens"),
+    ("non-utf8-row", "a.csv", (AZ_HEADER + f"{AZ.format(1)},5,1\n\n{AZ.format(2)},").encode() + b"\xff,1\n",
+     "azure-2023", {}, r"row 2: not valid UTF-8 text \(byte 0xff\); save the file as UTF-8"),
+    ("non-utf8-header", "g.csv", "t,in,out\xe9\n1,2,3\n".encode("latin-1"), "csv", {"columns": MAPPING},
+     r"the header is not valid UTF-8 text \(byte 0xe9\); save the file as UTF-8"),
+    ("nan-text-tokens", "g.csv", "t,in,out\n1,2,3\n2,NaN,3\n", "csv", {"columns": MAPPING},
+     r"row 2: in \(prompt_tokens\) is 'NaN', not an integer"),
+    ("null-text-tokens", "g.csv", "t,in,out\n1,2,3\n2,3,NULL\n", "csv", {"columns": MAPPING},
+     r"row 2: out \(output_tokens\) is 'NULL', not an integer"),
+    ("nan-text-time", "g.csv", "t,in,out\n1.5,2,3\nnan,2,3\n", "csv", {"columns": MAPPING},
+     r"row 2: t \(arrival_s\) is 'nan', not a finite time"),
+    ("columns-lacks", "g.csv", "t,in,out\n1,2,3\n", "csv", {"columns": {"arrival_s": "t", "prompt_tokens": "in"}},
+     r"columns \(--columns\) lacks output_tokens; arrival_s, prompt_tokens, output_tokens are required"),
+    ("time-unit-not-taken", "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n", "azure-2023", {"time_unit": "ms"},
+     r"format 'azure-2023' takes no time_unit \(--time-unit\); its options: allow_duplicates \(--allow-duplicates\)"),
     ("columns-to-specific", "m.jsonl", '{"timestamp": 0, "input_length": 1, "output_length": 1, "hash_ids": []}\n',
-     "mooncake", {"columns": MAPPING}, r"format 'mooncake' takes no option\(s\) columns; its options: block_tokens"),
+     "mooncake", {"columns": MAPPING}, r"format 'mooncake' takes no columns \(--columns\); its options: block_tokens"),
 ]
 
 
@@ -507,3 +535,35 @@ def test_million_row_azure_csv_loads_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - t0
     assert trace.num_requests == n
     assert elapsed < 3.0, f"{elapsed:.2f} s"
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 16: what a rate needs, identity columns' "none" texts, duplicates allowed from a scenario
+
+
+def test_require_rate_needs_two_requests_at_distinct_times(tmp_path: Path) -> None:
+    one = load_trace(_write(tmp_path / "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n"))
+    with pytest.raises(TraceError, match=r"a\.csv: the trace holds 1 request: a rate needs at least 2 requests at "
+                                         r"distinct times$"):
+        one.require_rate()
+    same = load_trace(_write(tmp_path / "g.csv", "t,in,out\n7,2,3\n7,3,3\n"), columns=MAPPING)
+    with pytest.raises(TraceError, match=r"g\.csv: all 2 requests arrive at the same instant \(7 s\): a rate needs"):
+        same.require_rate()
+    two = load_trace(_write(tmp_path / "b.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n{AZ.format(2)},5,1\n"))
+    two.require_rate()
+    assert two.mean_rate_per_s == 1.0
+
+
+def test_identity_columns_read_none_texts_as_unknown(tmp_path: Path) -> None:
+    p = _write(tmp_path / "g.csv", "t,in,out,s\n1,2,3,NULL\n2,2,3,abc\n3,2,3,nan\n4,2,3,\n5,2,3,abc\n")
+    sessions = _col(load_trace(p, columns={**MAPPING, "session_id": "s"}), "session_id")
+    assert sessions.tolist() == [-1, 0, -1, -1, 0]
+
+
+def test_a_replayed_trace_may_allow_duplicates(tmp_path: Path) -> None:
+    from workloads.arrivals import TraceArrivals
+
+    p = _write(tmp_path / "a.csv", AZ_HEADER + f"{AZ.format(1)},5,1\n{AZ.format(1)},5,1\n{AZ.format(2)},5,1\n")
+    with pytest.raises(TraceError, match=r"row 2: repeats row 1 exactly .*allow_duplicates: true in a scenario"):
+        TraceArrivals(process="trace", path=str(p)).load()
+    assert TraceArrivals(process="trace", path=str(p), allow_duplicates=True).load().num_requests == 3

@@ -118,3 +118,116 @@ def test_subprocess_error_is_one_line_on_stderr(tmp_path: Path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stderr
     assert p.stdout == "" and len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("capsim: error: ")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 16: traces too short for what is asked, flags the messages name, a progress bar
+
+
+AZ_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+
+
+def _azure(tmp_path: Path, *rows: tuple[int, int, int]) -> Path:
+    f = tmp_path / "a.csv"
+    f.write_text(AZ_HEADER + "".join(f"2023-11-16 18:17:{s:02d}.5000000,{p},{o}\n" for s, p, o in rows))
+    return f
+
+
+def test_describe_refuses_a_trace_without_a_rate_and_never_prints_nan(tmp_path: Path):
+    _one_line_error(_run("workload", "describe", _azure(tmp_path, (1, 5, 1))),
+                    "the trace holds 1 request: a rate needs at least 2 requests at distinct times")
+    f = tmp_path / "g.csv"
+    f.write_text("t,in,out\n7,2,3\n7,3,4\n")
+    _one_line_error(_run("workload", "describe", f, "--columns", "arrival_s=t,prompt_tokens=in,output_tokens=out"),
+                    "all 2 requests arrive at the same instant (7 s)")
+    two = _run("workload", "describe", _azure(tmp_path, (1, 5, 1), (2, 5, 1)))
+    assert two.exit_code == 0, two.output
+    flat = " ".join(two.stdout.split())
+    assert "nan" not in flat.lower()
+    assert "- (needs 3 arrivals at distinct times)" in flat or "needs 3 arrivals" in flat
+    assert "a length column is constant" in flat
+
+
+def test_fit_refuses_fewer_than_a_hundred_arrivals(tmp_path: Path):
+    from workloads.fit import MIN_ARRIVALS
+
+    assert MIN_ARRIVALS == 100
+    f = _azure(tmp_path, (1, 5, 1), (2, 6, 1), (3, 7, 1))
+    _one_line_error(_run("workload", "fit", f), "cannot fit a workload to 3 arrival(s) spanning 2 s: need at least "
+                                                "100 arrivals at distinct times")
+
+
+def test_allow_duplicates_is_a_flag_and_the_message_names_it(tmp_path: Path):
+    f = _azure(tmp_path, (1, 5, 1), (1, 5, 1), (2, 5, 1))
+    _one_line_error(_run("workload", "describe", f), "pass --allow-duplicates")
+    r = _run("workload", "describe", f, "--allow-duplicates")
+    assert r.exit_code == 0, r.output
+    assert "3" in r.stdout
+
+
+def test_bad_flags_name_the_flag(tmp_path: Path):
+    g = tmp_path / "g.csv"
+    g.write_text("t,in,out\n1,2,3\n2,3,4\n")
+    _one_line_error(_run("workload", "describe", g, "--columns", "arrival_s=t,prompt=in,output_tokens=out"),
+                    "columns (--columns) has an unknown role 'prompt'")
+    _one_line_error(_run("workload", "describe", g, "--columns", "arrival_s=t,prompt_tokens=in,output_tokens=out",
+                         "--time-unit", "min"), "time_unit (--time-unit) 'min' is not one of s, ms, us, ns")
+    _one_line_error(_run("workload", "describe", g, "--format", "csv"), "--columns arrival_s=COL")
+    _one_line_error(_run("workload", "fit", g, "--seed", "-3"), "--seed -3: must be >= 0")
+
+
+def test_fit_reports_its_steps_to_the_progress_callback():
+    import numpy as np
+    import pyarrow as pa
+
+    from workloads.fit import fit
+
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(0, 100, 400))
+    table = pa.table({"arrival_s": t - t[0], "prompt_tokens": rng.integers(10, 1000, 400),
+                      "output_tokens": rng.integers(1, 100, 400)})
+    seen: list[tuple[str, int, int]] = []
+    fit(table, sample_requests=20_000, progress=lambda step, done, total: seen.append((step, done, total)))
+    steps = [s for s, _, _ in seen]
+    assert steps[0] == "describing the trace" and steps[-1] == "done"
+    assert any(s.startswith("gamma base CV") for s in steps) and any(s.startswith("weibull base CV") for s in steps)
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and done[0] == 0
+    assert all(0 <= d <= total for _, d, total in seen)
+    assert seen[-1][1] == seen[-1][2]  # 100% at the end
+
+
+def test_fit_shows_a_progress_bar_with_a_percentage_on_a_terminal(tmp_path: Path):
+    import numpy as np
+    import re
+
+    rng = np.random.default_rng(1)
+    f = tmp_path / "g.csv"
+    f.write_text("t,in,out\n" + "".join(f"{x:.6f},{rng.integers(10, 1000)},{rng.integers(1, 100)}\n"
+                                        for x in np.cumsum(rng.exponential(0.5, 200))))
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    r = CliRunner().invoke(app, ["workload", "fit", str(f), "--columns", "arrival_s=t,prompt_tokens=in,output_tokens=out"],
+                           env={"FORCE_COLOR": "1"})  # rich draws live output only on a terminal
+    assert r.exit_code == 0, r.output
+    assert "fitting g.csv" in r.stderr and "100%" in r.stderr
+    assert len(set(re.findall(r"\b\d{1,3}%", r.stderr))) >= 3  # several steps, not a spinner
+    plain = _run("workload", "fit", str(f), "--columns", "arrival_s=t,prompt_tokens=in,output_tokens=out")
+    assert plain.exit_code == 0 and plain.stderr == ""  # piped: no bar, nothing on stderr
+
+
+def test_fit_of_perfectly_regular_arrivals_searches_the_lowest_cv():
+    import numpy as np
+    import pyarrow as pa
+
+    from workloads.fit import fit
+
+    # Gaps all 1 s: CV 0, below any base's range (it used to reach math.log(0)).
+    n = 200
+    table = pa.table({"arrival_s": np.arange(n, dtype=float), "prompt_tokens": np.full(n, 10),
+                      "output_tokens": np.full(n, 5)})
+    r = fit(table, sample_requests=20_000)
+    assert any("inter-arrival CV 0 is below the lowest the bases reach; searched for 0.05" in n for n in r.notes)
+    assert r.workload["arrival"]["process"] in ("gamma", "weibull")

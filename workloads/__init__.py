@@ -10,10 +10,10 @@ from workloads.arrivals import (ARRIVAL_PROCESSES, ArrivalSpec, ClosedLoopArriva
 from workloads.lengths import (EmpiricalLength, ExponentialLength, FixedLength, HistogramLength, LengthSpec,
                                LognormalLength, NormalLength, QuantileLength, TraceLength, UniformLength)
 from workloads.spec import ClassSpec, SessionSpec, SLOSpec, SystemPromptSpec, WorkloadSpec
-from workloads.table import OPTIONAL_COLUMNS, REQUEST_SCHEMA, generate, request_table
+from workloads.table import OPTIONAL_COLUMNS, REQUEST_SCHEMA, TRUNCATED_KEY, generate, request_table
 
 __all__ = [
-    "ARRIVAL_PROCESSES", "OPTIONAL_COLUMNS", "REQUEST_SCHEMA", "ArrivalSpec", "ClassSpec", "ClosedLoopArrivals",
+    "ARRIVAL_PROCESSES", "OPTIONAL_COLUMNS", "REQUEST_SCHEMA", "TRUNCATED_KEY", "ArrivalSpec", "ClassSpec", "ClosedLoopArrivals",
     "DiurnalRate", "EmpiricalLength", "ExponentialLength", "FixedLength", "GammaArrivals", "HistogramLength",
     "LengthSpec", "LognormalLength", "MMPPArrivals", "MMPPState", "NormalLength", "PoissonArrivals",
     "QuantileLength", "RampRate", "SLOSpec", "SessionSpec", "StepRate", "SystemPromptSpec", "TableRate",

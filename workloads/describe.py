@@ -80,14 +80,14 @@ class WorkloadStats:
         out = [
             ("requests", f"{self.requests:,}"),
             ("duration", f"{self.duration_s:,.1f} s"),
-            ("mean rate", f"{self.mean_rate_per_s:.3f} req/s"),
-            ("inter-arrival CV", f"{self.interarrival_cv:.3f}"),
-            ("peak/mean (1-min windows)", f"{self.peak_to_mean:.3f}"),
+            ("mean rate", _or_why(self.mean_rate_per_s, "{:.3f} req/s", "needs 2 arrivals at distinct times")),
+            ("inter-arrival CV", _or_why(self.interarrival_cv, "{:.3f}", "needs 3 arrivals at distinct times")),
+            ("peak/mean (1-min windows)", _or_why(self.peak_to_mean, "{:.3f}", "the arrivals span no full minute")),
         ]
         for name, s in (("prompt", self.prompt), ("output", self.output)):
             out.append((f"{name} tokens mean / p50 / p90 / p99",
                         f"{s.mean:,.1f} / {s.p50:,.0f} / {s.p90:,.0f} / {s.p99:,.0f}"))
-        out.append(("Spearman(prompt, output)", f"{self.spearman:+.3f}"))
+        out.append(("Spearman(prompt, output)", _or_why(self.spearman, "{:+.3f}", "a length column is constant")))
         share = "-" if self.prefix_share is None else f"{self.prefix_share:.1%}"
         out.append(("prompt tokens in shared prefixes", share))
         return out
@@ -95,6 +95,11 @@ class WorkloadStats:
     def __str__(self) -> str:
         width = max(len(k) for k, _ in self.rows())
         return "\n".join(f"{k:<{width}}  {v}" for k, v in self.rows())
+
+
+def _or_why(x: float, fmt: str, why: str) -> str:
+    """``x`` formatted, or, where it is undefined (nan, inf), a dash and why, never "nan"."""
+    return fmt.format(x) if math.isfinite(x) else f"- ({why})"
 
 
 def interarrival_cv(arrival_s: np.ndarray) -> float:

@@ -61,8 +61,8 @@ from workloads.lengths import ExponentialLength, LognormalLength, NormalLength, 
 from workloads.spec import WorkloadSpec
 from workloads.table import generate
 
-__all__ = ["FitError", "FitResult", "QUANTILE_KNOTS", "copula_rho", "fit", "fit_length", "rate_table",
-           "repeat_profile"]
+__all__ = ["FitError", "FitResult", "MIN_ARRIVALS", "Progress", "QUANTILE_KNOTS", "copula_rho", "fit", "fit_length",
+           "rate_table", "repeat_profile"]
 
 QUANTILE_KNOTS: tuple[float, ...] = (
     0.0, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
@@ -74,6 +74,44 @@ tails, and the extremes, so that p50/p90/p99 are knots and the top 1% keeps its 
 _CV_RANGE = {"gamma": (0.05, 100.0), "weibull": (0.05, 20.0)}
 _KS_TIE = 0.01  # KS distances closer than this are a tie, settled in favour of gamma (the usual choice)
 _POISSON_TOL = 0.03  # a fitted base CV within 3% of 1 (|log CV| < 0.03) is written as Poisson
+
+
+MIN_ARRIVALS = 100
+"""Fewest arrivals (at distinct times) a trace must hold to be fitted: the fit reproduces the 99th
+percentile of the lengths, which fewer than 100 requests do not determine (it would be their
+maximum), and the inter-arrival CV, whose standard error is about CV / sqrt(n) (10% at 100)."""
+
+Progress = Callable[[str, int, int], None]
+"""``progress(step, done, total)``: what the fit is doing and how far it is, in units of about one
+arrival draw (a quarter of a second on a trace of a few thousand requests). ``total`` is an
+estimate until the burstiness searches end (each takes 2 to 12 draws), and may grow by a few."""
+
+# Expected draws of one CV search, and the cost of the final check sample in draws (it generates
+# lengths as well as arrivals: measured at about ten draws on the Azure code trace).
+_EXPECTED_DRAWS = 5
+_CHECK_STEPS = 10
+
+
+class _Steps:
+    """Counts the fit's steps and reports them to a :data:`Progress` callback."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress, self.done = progress, 0
+        self.draws = {"gamma": 0, "weibull": 0}
+        self.finished: set[str] = set()
+
+    @property
+    def total(self) -> int:
+        searches = sum(d if p in self.finished else max(d + 1, _EXPECTED_DRAWS) for p, d in self.draws.items())
+        return 2 + searches + _CHECK_STEPS  # describing and the lengths are one step each
+
+    def say(self, step: str, advance: int = 0, draw: str | None = None) -> None:
+        """Report ``step`` after ``advance`` steps more (``draw``: a draw of that CV search)."""
+        self.done += advance
+        if draw is not None:
+            self.draws[draw] += 1
+        if self.progress is not None:
+            self.progress(step, self.done, max(self.total, self.done))
 
 
 class FitError(ValueError):
@@ -166,7 +204,7 @@ class _Base:
 
 
 def _search_cv(process: str, target: float, gaps: np.ndarray, times: list[float], rates: list[float], periods: int,
-               seed: int, progress: Callable[[str], None] | None) -> _Base:
+               seed: int, steps: _Steps) -> _Base:
     """The CV of a ``process`` (gamma or weibull) renewal base whose generated inter-arrival CV,
     through the repeated profile, matches ``target``: bracketing by doubling, then the Illinois
     variant of regula falsi on log(generated CV / target) against log(CV), to 1% or twelve draws.
@@ -188,8 +226,7 @@ def _search_cv(process: str, target: float, gaps: np.ndarray, times: list[float]
         t = model.model_validate({**data, "cv": cv}).times(np.random.default_rng(seed), None, span * periods)
         got = interarrival_cv(t)
         draws[log_cv] = (got, t)
-        if progress is not None:
-            progress(f"arrivals: {process} CV {cv:.3g} gives inter-arrival CV {got:.3g} (trace {target:.3g})")
+        steps.say(f"{process} base CV {cv:.3g}: gaps CV {got:.3g} (trace {target:.3g})", 1, draw=process)
         return math.log(got / target)
 
     a = min(max(math.log(target), lo_lim), hi_lim)
@@ -216,6 +253,7 @@ def _search_cv(process: str, target: float, gaps: np.ndarray, times: list[float]
             else:
                 fa /= 2  # Illinois: halve the retained end's value so that it, too, moves
             b, fb = c, fc
+    steps.finished.add(process)
     got, t = draws[best[0]]
     sample = np.diff(t)[:: max(1, (t.size - 1) // 200_000)]  # gaps are identically distributed: thin for speed
     return _Base(process, math.exp(best[0]), got, float(ks_2samp(gaps, sample).statistic), len(draws))
@@ -434,7 +472,7 @@ def _name(path: str | None) -> str:
 
 def fit(trace: Any, *, name: str | None = None, seed: int = 0, sample_requests: int = 2_000_000,
         window_s: float = 60.0, tol: float = 0.03,
-        progress: Callable[[str], None] | None = None) -> FitResult:
+        progress: Progress | None = None) -> FitResult:
     """Fit a one-class synthetic workload to ``trace`` (a :class:`workloads.traces.Trace` or a
     table with ``arrival_s``, ``prompt_tokens`` and ``output_tokens``); see the module text.
 
@@ -442,9 +480,12 @@ def fit(trace: Any, *, name: str | None = None, seed: int = 0, sample_requests: 
     of the samples the burstiness search and the check draw: the gap CV of a renewal process with
     CV c over n gaps has a relative standard error of roughly c / sqrt(n) (more with a heavy
     tail), so a CV of 13 needs about a million gaps to be measured to 1-2%. ``seed`` makes the fit
-    reproducible. ``progress`` receives one line per step (for a spinner). Takes 2-4 s.
+    reproducible. ``progress`` is called before and after each step with what it does and how far
+    the fit is (see :data:`Progress`), for a progress bar. Takes 2-10 s. A trace with fewer than
+    :data:`MIN_ARRIVALS` arrivals at distinct times is a :class:`FitError`.
     """
-    say = progress or (lambda _msg: None)
+    steps = _Steps(progress)
+    say = steps.say
     table = getattr(trace, "table", trace)
     path = getattr(trace, "path", None)
     fmt = getattr(trace, "format", None)
@@ -454,9 +495,10 @@ def fit(trace: Any, *, name: str | None = None, seed: int = 0, sample_requests: 
     stats = describe(table, window_s=window_s)
     arrival = table.column("arrival_s").to_numpy(zero_copy_only=False).astype(np.float64)
     arrival = np.sort(arrival[np.isfinite(arrival)])
-    if arrival.size < 3 or not arrival[-1] > arrival[0]:
+    if arrival.size < MIN_ARRIVALS or not arrival[-1] > arrival[0]:
         raise FitError(f"{path or 'table'}: cannot fit a workload to {arrival.size} arrival(s) spanning "
-                         f"{stats.duration_s:g} s: need at least 3 arrivals at distinct times")
+                       f"{stats.duration_s:g} s: need at least {MIN_ARRIVALS} arrivals at distinct times (fewer do "
+                       "not determine the p99 lengths and the burstiness that the fit reproduces)")
     arrival -= arrival[0]
     notes: list[str] = []
 
@@ -464,7 +506,13 @@ def fit(trace: Any, *, name: str | None = None, seed: int = 0, sample_requests: 
     span = times[-1]
     periods = max(1, math.ceil(sample_requests / arrival.size))
     target = stats.interarrival_cv
-    bases = [_search_cv(proc, target, np.diff(arrival), times, rates, periods, seed, say)
+    low = min(lo for lo, _ in _CV_RANGE.values())
+    if target < low:  # near-regular arrivals (a synthetic trace): no base goes below the search range
+        notes.append(f"arrivals: the trace's inter-arrival CV {target:.3g} is below the lowest the bases reach; "
+                     f"searched for {low:g}")
+        target = low
+    say(f"searching a base CV for the gaps' CV {target:.3g}", 1)
+    bases = [_search_cv(proc, target, np.diff(arrival), times, rates, periods, seed, steps)
              for proc in ("gamma", "weibull")]
     chosen = bases[1] if bases[1].ks < bases[0].ks - _KS_TIE else bases[0]
     arr = _arrival_data(chosen.process, chosen.cv, times, rates)
@@ -495,9 +543,10 @@ def fit(trace: Any, *, name: str | None = None, seed: int = 0, sample_requests: 
     workload = {"arrival": arr, "classes": [cls]}
     WorkloadSpec.model_validate({**workload, "duration_s": span})  # fail here, not in a user's scenario
 
-    say(f"checking: generating {periods} spans (~{periods * arrival.size:,} requests)")
+    say(f"checking on {periods * arrival.size:,} requests", 1)
     sample = generate(WorkloadSpec.model_validate({**repeat_profile(workload, periods), "duration_s": span * periods}),
                       seed)
     fit_stats = describe(sample, window_s=window_s, period_s=span)
+    say("done", _CHECK_STEPS)
     return FitResult(name=cls["name"], path=path, format=fmt, workload=workload, duration_s=span,
                      trace_stats=stats, fit_stats=fit_stats, sample_periods=periods, seed=seed, notes=tuple(notes))

@@ -17,7 +17,9 @@ from functools import lru_cache
 from typing import Annotated, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+from workloads.limits import MAX_TOKENS
 
 __all__ = ["EmpiricalLength", "ExponentialLength", "FixedLength", "HistogramLength", "LengthSpec",
            "LognormalLength", "NormalLength", "QuantileLength", "TraceLength", "UniformLength"]
@@ -29,6 +31,8 @@ _Z99 = 2.3263478740408408
 _MAX_P99_RATIO = math.exp(_Z99**2 / 2)
 # Longest length any distribution returns: far above any context, far below int64 overflow.
 _LONGEST = 2**40
+# A lognormal's median exp(mu) is at most MAX_TOKENS.
+_MAX_MU = math.log(MAX_TOKENS)
 
 
 class _Length(BaseModel):
@@ -47,9 +51,14 @@ class _Length(BaseModel):
         """``n`` lengths drawn with ``rng``."""
         return self.quantile(rng.random(n))
 
+    def mean_estimate(self) -> float:
+        """The distribution's mean, estimated by the midpoint rule over 1,024 quantiles (within a
+        percent or so: what a size estimate needs, not an exact moment)."""
+        return float(self.quantile((np.arange(1024) + 0.5) / 1024).mean())
+
 
 class _Clipped(_Length):
-    max: StrictInt | None = Field(None, ge=1, description="values above are clipped to this")
+    max: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS, description="values above are clipped to this")
 
     def _clip(self, x: np.ndarray) -> np.ndarray:
         # Clip as floats before the cast: a float at or above 2**63 (a heavy tail) would wrap negative.
@@ -64,7 +73,7 @@ class FixedLength(_Length):
     """Every request has the same length."""
 
     dist: Literal["fixed"]
-    value: StrictInt = Field(ge=1)
+    value: StrictInt = Field(ge=1, le=MAX_TOKENS)
 
     @property
     def upper_bound(self) -> int:
@@ -78,8 +87,8 @@ class UniformLength(_Length):
     """Integers uniform on [low, high]."""
 
     dist: Literal["uniform"]
-    low: StrictInt = Field(ge=1)
-    high: StrictInt = Field(ge=1)
+    low: StrictInt = Field(ge=1, le=MAX_TOKENS)
+    high: StrictInt = Field(ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformLength:
@@ -100,9 +109,9 @@ class NormalLength(_Clipped):
     """Normal with the given mean and standard deviation, rounded, clipped below at ``min``."""
 
     dist: Literal["normal"]
-    mean: float = Field(gt=0)
-    std: float = Field(ge=0)
-    min: StrictInt = Field(1, ge=1, description="values below are raised to this")
+    mean: StrictFloat = Field(gt=0, le=MAX_TOKENS)
+    std: StrictFloat = Field(ge=0)
+    min: StrictInt = Field(1, ge=1, le=MAX_TOKENS, description="values below are raised to this")
 
     @model_validator(mode="after")
     def _ordered(self) -> NormalLength:
@@ -123,10 +132,10 @@ class LognormalLength(_Clipped):
     ``sigma`` (of the underlying normal, as in ``scipy.stats.lognorm(s=sigma, scale=exp(mu))``)."""
 
     dist: Literal["lognormal"]
-    mean: float | None = Field(None, gt=0)
-    p99: float | None = Field(None, gt=0)
-    mu: float | None = None
-    sigma: float | None = Field(None, gt=0)
+    mean: StrictFloat | None = Field(None, gt=0, le=MAX_TOKENS)
+    p99: StrictFloat | None = Field(None, gt=0, le=MAX_TOKENS)
+    mu: StrictFloat | None = Field(None, le=_MAX_MU, description="the median is exp(mu), at most 10^7 tokens")
+    sigma: StrictFloat | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_parametrisation(self) -> LognormalLength:
@@ -167,7 +176,7 @@ class ExponentialLength(_Clipped):
     """Exponential with the given mean, rounded up: a geometric distribution on 1, 2, ..."""
 
     dist: Literal["exponential"]
-    mean: float = Field(gt=0)
+    mean: StrictFloat = Field(gt=0, le=MAX_TOKENS)
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
         x = np.ceil(-self.mean * np.log1p(-np.asarray(u)))
@@ -187,12 +196,15 @@ class EmpiricalLength(_Length):
 
     dist: Literal["empirical"]
     values: tuple[StrictInt, ...] = Field(min_length=1)
-    weights: tuple[float, ...] | None = None
+    weights: tuple[StrictFloat, ...] | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> EmpiricalLength:
         if min(self.values) < 1:
             raise ValueError(f"values has {min(self.values)}: lengths must be >= 1")
+        if max(self.values) > MAX_TOKENS:
+            raise ValueError(f"values has {max(self.values)}: lengths must be <= {MAX_TOKENS} (no model's context "
+                             "is longer)")
         if self.weights is not None:
             if len(self.weights) != len(self.values):
                 raise ValueError(f"weights has {len(self.weights)} entries but values has {len(self.values)}: "
@@ -218,7 +230,7 @@ class HistogramLength(_Length):
 
     dist: Literal["histogram"]
     edges: tuple[StrictInt, ...] = Field(min_length=2)
-    counts: tuple[float, ...] = Field(min_length=1)
+    counts: tuple[StrictFloat, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _valid(self) -> HistogramLength:
@@ -227,6 +239,9 @@ class HistogramLength(_Length):
                              "bin (one fewer than edges)")
         if self.edges[0] < 1 or any(b <= a for a, b in zip(self.edges, self.edges[1:])):
             raise ValueError("edges must start at >= 1 and increase strictly")
+        if self.edges[-1] > MAX_TOKENS + 1:
+            raise ValueError(f"edges end at {self.edges[-1]}: lengths must be <= {MAX_TOKENS} (no model's context "
+                             f"is longer), so the last edge <= {MAX_TOKENS + 1}")
         _check_weights("counts", self.counts)
         return self
 
@@ -246,8 +261,8 @@ class QuantileLength(_Length):
     parametric family reproduces a trace's percentiles."""
 
     dist: Literal["quantiles"]
-    probs: tuple[float, ...] = Field(min_length=2)
-    values: tuple[float, ...] = Field(min_length=2)
+    probs: tuple[StrictFloat, ...] = Field(min_length=2)
+    values: tuple[StrictFloat, ...] = Field(min_length=2)
 
     @model_validator(mode="after")
     def _valid(self) -> QuantileLength:
@@ -258,6 +273,9 @@ class QuantileLength(_Length):
             raise ValueError("probs must increase strictly from 0 to 1")
         if self.values[0] < 1 or any(b < a for a, b in zip(self.values, self.values[1:])):
             raise ValueError("values must start at >= 1 and never decrease")
+        if self.values[-1] > MAX_TOKENS:
+            raise ValueError(f"values end at {self.values[-1]:g}: lengths must be <= {MAX_TOKENS} (no model's "
+                             "context is longer)")
         return self
 
     @property

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from workloads.arrivals import ArrivalSpec, ClosedLoopArrivals, ThinkTime, TraceArrivals
-from workloads.lengths import LengthSpec
+from workloads.lengths import LengthSpec, TraceLength
+from workloads.limits import BYTES_PER_ARRIVAL_DRAWN, BYTES_PER_REQUEST, BYTES_PER_VISIT, MAX_VARIANTS, check_requests
 
 __all__ = ["ClassSpec", "SLOSpec", "SessionSpec", "SystemPromptSpec", "WorkloadSpec"]
 
@@ -25,9 +26,9 @@ class SLOSpec(BaseModel):
     """Latency targets a request of the class must meet to count towards goodput (all optional)."""
 
     model_config = _Strict
-    ttft_s: float | None = Field(None, gt=0, description="max time to first token")
-    tpot_s: float | None = Field(None, gt=0, description="max time per output token after the first")
-    e2e_s: float | None = Field(None, gt=0, description="max end-to-end latency")
+    ttft_s: StrictFloat | None = Field(None, gt=0, description="max time to first token")
+    tpot_s: StrictFloat | None = Field(None, gt=0, description="max time per output token after the first")
+    e2e_s: StrictFloat | None = Field(None, gt=0, description="max end-to-end latency")
 
 
 class SessionSpec(BaseModel):
@@ -48,9 +49,10 @@ class SystemPromptSpec(BaseModel):
 
     model_config = _Strict
     tokens: LengthSpec
-    variants: StrictInt = Field(1, ge=1)
+    variants: StrictInt = Field(1, ge=1, le=MAX_VARIANTS, description="distinct system prompts "
+                                "(at most 10^7: each one's length is drawn up front)")
     popularity: Literal["uniform", "zipf"] = "uniform"
-    zipf_exponent: float = Field(1.0, gt=0, description="variant i is picked with weight 1/(i+1)^exponent")
+    zipf_exponent: StrictFloat = Field(1.0, gt=0, description="variant i is picked with weight 1/(i+1)^exponent")
 
 
 class ClassSpec(BaseModel):
@@ -58,12 +60,12 @@ class ClassSpec(BaseModel):
 
     model_config = _Strict
     name: str = Field(min_length=1)
-    share: float = Field(1.0, gt=0, description="relative weight in the mixture (of arrivals)")
+    share: StrictFloat = Field(1.0, gt=0, description="relative weight in the mixture (of arrivals)")
     priority: StrictInt = Field(0, description="lower is served first")
     prompt_tokens: LengthSpec | None = Field(
         None, description="prompt length; the new user message per turn with sessions; after the system prompt")
     output_tokens: LengthSpec | None = None
-    length_correlation: float = Field(0.0, ge=-1, le=1, description="correlation of prompt and output length "
+    length_correlation: StrictFloat = Field(0.0, ge=-1, le=1, description="correlation of prompt and output length "
                                       "(Gaussian copula: of their normal scores)")
     sessions: SessionSpec | None = None
     system_prompt: SystemPromptSpec | None = None
@@ -91,7 +93,7 @@ class WorkloadSpec(BaseModel):
         (ClassSpec(name="trace"),), min_length=1,
         description="request classes (a trace replayed with its own lengths needs none)")
     num_requests: StrictInt | None = Field(None, gt=0, description="stop generating after this many requests")
-    duration_s: float | None = Field(None, gt=0, description="stop generating after this many seconds")
+    duration_s: StrictFloat | None = Field(None, gt=0, description="stop generating after this many seconds")
 
     @model_validator(mode="before")
     @classmethod
@@ -127,7 +129,56 @@ class WorkloadSpec(BaseModel):
             elif c.prompt_tokens is None or c.output_tokens is None:
                 raise ValueError(f"classes[{i}] ({c.name!r}) needs prompt_tokens and output_tokens (only a trace "
                                  "replayed with lengths: trace goes without)")
+        self._check_size()
         return self
+
+    def _check_size(self) -> None:
+        """Refuse a workload expected to yield no request, or more than this machine could
+        simulate (see :mod:`workloads.limits`), before anything is drawn."""
+        if self.num_requests is not None:
+            starts: float = self.num_requests
+            what = f"num_requests = {self.num_requests}"
+        else:
+            assert self.duration_s is not None
+            expect = getattr(self.arrival, "expected_count", None)
+            if expect is None:  # a trace: its count is known once the file is read (see TraceArrivals.replay)
+                return
+            starts = expect(self.duration_s)
+            what = f"duration_s = {self.duration_s:g} {self.arrival.rate_text}"  # type: ignore[union-attr]
+            if not starts >= 1:
+                raise ValueError(f"{what} expects {starts:.2g} requests: a workload needs at least one; raise the "
+                                 "rate or duration_s")
+            what += f" means ~{starts:.3g} requests"
+        turns, longest = self._mean_turns()
+        if turns > 1:
+            i, t = longest
+            what += (f" with classes[{i}] ({self.classes[i].name!r}) holding ~{t:.3g} turns per conversation "
+                     f"means ~{starts * turns:.3g} requests drawn")
+        extra, advice = 0.0, None
+        first_block = getattr(self.arrival, "first_block", None)
+        if first_block is not None:  # an MMPP: its first block of regime visits is drawn at once
+            visits, drawn = first_block(self.num_requests, self.duration_s)
+            extra = visits * BYTES_PER_VISIT + drawn * BYTES_PER_ARRIVAL_DRAWN
+            if extra > starts * turns * BYTES_PER_REQUEST:
+                what += f", drawn as ~{visits:.3g} regime visits with ~{drawn:.3g} arrivals at once"
+                advice = ("give the states mean_duration_s values that fit the run (many short visits, or long ones "
+                          "at a high rate, are drawn whole)")
+        check_requests(starts * turns, what, extra, advice)
+
+    def _mean_turns(self) -> tuple[float, tuple[int, float]]:
+        """(requests per conversation start averaged over the classes by share, (index, mean turns)
+        of the class with the longest conversations). Whole conversations are drawn before a
+        ``num_requests`` count is cut, so memory goes with starts times this."""
+        total = sum(c.share for c in self.classes)
+        mean, longest = 0.0, (0, 1.0)
+        for i, c in enumerate(self.classes):
+            t = 1.0
+            if c.sessions is not None and not isinstance(c.sessions.turns, TraceLength):
+                t = c.sessions.turns.mean_estimate()
+            mean += c.share / total * t
+            if t > longest[1]:
+                longest = (i, t)
+        return mean, longest
 
     @property
     def mean_rate_per_s(self) -> float | None:

@@ -61,13 +61,24 @@ def request_table(columns: dict[str, np.ndarray], class_index: np.ndarray, class
     return pa.table(data, schema=REQUEST_SCHEMA)
 
 
+# Schema metadata of a drawn table: how many of its requests were cut to fit the model's context
+# (the simulation's summary reports it, and warns).
+TRUNCATED_KEY = b"capsim.truncated_requests"
+
+
+def with_truncated(table: pa.Table, count: int) -> pa.Table:
+    """``table`` saying that ``count`` of its requests were cut to fit the context (see :data:`TRUNCATED_KEY`)."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED_KEY: str(count).encode()})
+
+
 class _Requests:
     """The requests of one class's conversations, in (conversation, turn) order."""
 
     def __init__(self, conv: np.ndarray, turn: np.ndarray, prompt: np.ndarray, output: np.ndarray,
-                 prefix_tokens: np.ndarray, sys_variant: np.ndarray, think: np.ndarray):
+                 prefix_tokens: np.ndarray, sys_variant: np.ndarray, think: np.ndarray, cut: np.ndarray):
         self.conv, self.turn, self.prompt, self.output = conv, turn, prompt, output
         self.prefix_tokens, self.sys_variant, self.think = prefix_tokens, sys_variant, think
+        self.cut = cut  # cut to fit the model's context
 
 
 def _class_requests(c: ClassSpec, m: int, ss: np.random.SeedSequence, max_context: int | None) -> _Requests:
@@ -119,10 +130,20 @@ def _class_requests(c: ClassSpec, m: int, ss: np.random.SeedSequence, max_contex
             keep = turn < first_over[conv]
             conv, turn, prompt, output, prefix, think = (conv[keep], turn[keep], prompt[keep], output[keep],
                                                          prefix[keep], think[keep])
-        np.minimum(prompt, max_context - 1, out=prompt)
-        np.minimum(prefix, prompt, out=prefix)
-        np.minimum(output, max_context - prompt, out=output)
-    return _Requests(conv, turn, prompt, output, prefix, variant[conv], think)
+        cut = _fit_context(prompt, output, prefix, max_context)
+    else:
+        cut = np.zeros(prompt.size, bool)
+    return _Requests(conv, turn, prompt, output, prefix, variant[conv], think, cut)
+
+
+def _fit_context(prompt: np.ndarray, output: np.ndarray, prefix: np.ndarray, max_context: int) -> np.ndarray:
+    """Cut requests in place to fit ``max_context`` the way a client must (prompt to the context
+    less one token, then output to what is left); which rows were cut."""
+    cut = prompt + output > max_context
+    np.minimum(prompt, max_context - 1, out=prompt)
+    np.minimum(prefix, prompt, out=prefix)
+    np.minimum(output, max_context - prompt, out=output)
+    return cut
 
 
 def generate(spec: WorkloadSpec, seed: int, max_context: int | None = None) -> pa.Table:
@@ -140,7 +161,7 @@ def generate(spec: WorkloadSpec, seed: int, max_context: int | None = None) -> p
     shares = np.array([c.share for c in spec.classes], dtype=np.float64)
 
     if isinstance(a, TraceArrivals) and a.lengths == "trace":
-        return _trace_lengths(spec, a, rng_cls, shares, names, max_context)
+        return _trace_lengths(spec, a, rng_cls, shares, names, max_context, seed)
 
     # Conversation starts: n starts always yield at least n requests; the surplus is cut below.
     if isinstance(a, ClosedLoopArrivals):
@@ -151,6 +172,8 @@ def generate(spec: WorkloadSpec, seed: int, max_context: int | None = None) -> p
     else:
         start = a.times(np.random.default_rng(s_arr), n, duration)
     m = start.size
+    if m == 0:
+        _none_arrived(spec, seed)
     cls_idx = rng_cls.choice(len(spec.classes), size=m, p=shares / shares.sum())
 
     # Per class, its conversations' requests; then every request placed in start order.
@@ -168,6 +191,7 @@ def generate(spec: WorkloadSpec, seed: int, max_context: int | None = None) -> p
     cols = {name: np.empty(total, np.int64) for name in ("prompt", "output", "prefix", "turn", "start", "variant")}
     think = np.empty(total)
     cls_row = np.empty(total, np.int64)
+    cut = np.empty(total, bool)
     for k, p in enumerate(parts):
         starts_k = np.flatnonzero(cls_idx == k)
         s_of_req = starts_k[p.conv]
@@ -176,6 +200,7 @@ def generate(spec: WorkloadSpec, seed: int, max_context: int | None = None) -> p
         cols["turn"][pos], cols["start"][pos], cols["variant"][pos] = p.turn, s_of_req, p.sys_variant
         think[pos] = p.think
         cls_row[pos] = k
+        cut[pos] = p.cut
     keep = total if n is None else min(n, total)
     sl = slice(0, keep)
     turn, st, cls_row, think = cols["turn"][sl], cols["start"][sl], cls_row[sl], think[sl]
@@ -199,11 +224,20 @@ def generate(spec: WorkloadSpec, seed: int, max_context: int | None = None) -> p
     prefix_id = np.where(turn > 0, sys_base[-1] + rows, prefix_id)
     prefix = np.where(prefix_id >= 0, prefix, 0)
     session = np.where(sessions[cls_row], st, -1)
-    return request_table({
+    return with_truncated(request_table({
         "arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output,
         "priority": np.array([c.priority for c in spec.classes], np.int64)[cls_row],
         "session_id": session, "prefix_id": prefix_id, "prefix_tokens": prefix, "after_id": after, "think_s": think,
-    }, cls_row, names)
+    }, cls_row, names), int(cut[sl].sum()))
+
+
+def _none_arrived(spec: WorkloadSpec, seed: int) -> None:
+    """Refuse a draw with no request in it (validation refuses a workload expecting fewer than one;
+    one expecting a few can still draw none): the engine would report an empty run."""
+    expect = getattr(spec.arrival, "expected_count", None)
+    about = f" (~{expect(spec.duration_s):.2g} expected)" if expect is not None and spec.duration_s else ""
+    raise ValueError(f"no request arrives before duration_s = {spec.duration_s:g} with seed {seed}{about}: "
+                     "raise the rate or duration_s")
 
 
 def _chain_users(user: np.ndarray, turn: np.ndarray, think: np.ndarray, a: ClosedLoopArrivals,
@@ -218,7 +252,7 @@ def _chain_users(user: np.ndarray, turn: np.ndarray, think: np.ndarray, a: Close
     after = np.full(n, -1, np.int64)
     after[order[~is_first]] = order[np.flatnonzero(~is_first) - 1]
     arrival = np.full(n, np.nan)
-    arrival[order[is_first]] = a.first_times(a.users)[u_sorted[is_first]]
+    arrival[order[is_first]] = a.first_times(u_sorted[is_first])
     loop_think = a.think_time.sample(rng, n)
     think = np.where(turn == 0, loop_think, think)
     think[after < 0] = 0.0
@@ -226,20 +260,19 @@ def _chain_users(user: np.ndarray, turn: np.ndarray, think: np.ndarray, a: Close
 
 
 def _trace_lengths(spec: WorkloadSpec, a: TraceArrivals, rng_cls: np.random.Generator, shares: np.ndarray,
-                   names: list[str], max_context: int | None) -> pa.Table:
+                   names: list[str], max_context: int | None, seed: int) -> pa.Table:
     """A trace replayed with its own lengths and prefixes; classes (by share) set SLOs and priority."""
     times, idx = a.replay(spec.num_requests, spec.duration_s)
+    if times.size == 0:
+        _none_arrived(spec, seed)
     t = a.load().table
     col = {name: t.column(name).to_numpy()[idx] for name in ("prompt_tokens", "output_tokens", "session_id",
                                                              "prefix_id", "prefix_tokens")}
     cls_idx = rng_cls.choice(len(names), size=times.size, p=shares / shares.sum())
     prompt, output, prefix = col["prompt_tokens"].copy(), col["output_tokens"].copy(), col["prefix_tokens"].copy()
-    if max_context is not None:
-        np.minimum(prompt, max_context - 1, out=prompt)
-        np.minimum(prefix, prompt, out=prefix)
-        np.minimum(output, max_context - prompt, out=output)
-    return request_table({
+    cut = 0 if max_context is None else int(_fit_context(prompt, output, prefix, max_context).sum())
+    return with_truncated(request_table({
         "arrival_s": times, "prompt_tokens": prompt, "output_tokens": output,
         "priority": np.array([c.priority for c in spec.classes], np.int64)[cls_idx],
         "session_id": col["session_id"], "prefix_id": col["prefix_id"], "prefix_tokens": prefix,
-    }, cls_idx, names)
+    }, cls_idx, names), cut)

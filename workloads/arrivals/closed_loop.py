@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+from workloads.limits import MAX_USERS
 
 __all__ = ["ClosedLoopArrivals", "ThinkTime"]
 
@@ -23,7 +25,7 @@ class ThinkTime(BaseModel):
     """Time a user waits between a response and their next request."""
 
     model_config = _Strict
-    mean_s: float = Field(0.0, ge=0, description="mean think time in seconds (0: send at once)")
+    mean_s: StrictFloat = Field(0.0, ge=0, description="mean think time in seconds (0: send at once)")
     dist: Literal["exponential", "fixed"] = "exponential"
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -37,10 +39,13 @@ class ClosedLoopArrivals(BaseModel):
 
     model_config = _Strict
     process: Literal["closed_loop"]
-    users: StrictInt = Field(ge=1, description="concurrent users (a benchmark's concurrency)")
+    users: StrictInt = Field(ge=1, le=MAX_USERS, description="concurrent users (a benchmark's concurrency; at most "
+                                                           "10^7, beyond any serving fleet's)")
     think_time: ThinkTime = ThinkTime()
-    ramp_up_s: float = Field(0.0, ge=0, description="first requests spread evenly over this time (0: all at once)")
+    ramp_up_s: StrictFloat = Field(0.0, ge=0,
+                                   description="first requests spread evenly over this time (0: all at once)")
 
-    def first_times(self, users: int) -> np.ndarray:
-        """When each user sends their first request: evenly over the ramp-up."""
-        return np.arange(users) * (self.ramp_up_s / users)
+    def first_times(self, user: np.ndarray) -> np.ndarray:
+        """When each of the users numbered ``user`` sends their first request: evenly over the
+        ramp-up. Only the users asked about are computed (a run may use fewer than ``users``)."""
+        return np.asarray(user, np.float64) * (self.ramp_up_s / self.users)

@@ -9,10 +9,13 @@ drawn from the stationary distribution, so the long-run mean rate is
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
+
+from workloads.limits import MAX_RATE_PER_S
 
 __all__ = ["MMPPArrivals", "MMPPState"]
 
@@ -23,8 +26,8 @@ class MMPPState(BaseModel):
     """One regime: its arrival rate and how long it lasts on average."""
 
     model_config = _Strict
-    rate_per_s: float = Field(ge=0)
-    mean_duration_s: float = Field(gt=0)
+    rate_per_s: StrictFloat = Field(ge=0, le=MAX_RATE_PER_S)
+    mean_duration_s: StrictFloat = Field(gt=0)
 
 
 class MMPPArrivals(BaseModel):
@@ -34,11 +37,36 @@ class MMPPArrivals(BaseModel):
     process: Literal["mmpp"]
     states: tuple[MMPPState, ...] = Field(min_length=2)
 
+    @model_validator(mode="after")
+    def _some_traffic(self) -> MMPPArrivals:
+        if all(s.rate_per_s <= 0 for s in self.states):
+            raise ValueError("every MMPP state has rate_per_s 0: no request would ever arrive")
+        return self
+
+    def expected_count(self, duration: float) -> float:
+        """Expected arrivals before ``duration``: the long-run mean rate x duration."""
+        return self.mean_rate_per_s * duration
+
+    @property
+    def rate_text(self) -> str:
+        """The rate, for messages."""
+        return f"at a mean {self.mean_rate_per_s:g} requests/s"
+
     @property
     def mean_rate_per_s(self) -> float:
         r = np.array([s.rate_per_s for s in self.states])
         d = np.array([s.mean_duration_s for s in self.states])
         return float((r * d).sum() / d.sum())
+
+    def first_block(self, n: int | None, duration: float | None) -> tuple[float, float]:
+        """(regime visits, expected arrivals) of the first block :meth:`times` draws at once: enough
+        cycles to cover the wanted count or time with room to spare. What the draw costs in memory
+        besides the requests kept (short regimes mean many visits; long busy ones many arrivals)."""
+        dur = np.array([s.mean_duration_s for s in self.states])
+        k, cycle_s = len(self.states), float(dur.sum())
+        want_s = duration if duration is not None else n / self.mean_rate_per_s  # type: ignore[operator]
+        block = max(math.floor(min(4 * k * want_s / cycle_s, 1e300)) + 4 * k, 16)
+        return float(block), block / k * self.mean_rate_per_s * cycle_s
 
     def times(self, rng: np.random.Generator, n: int | None, duration: float | None) -> np.ndarray:
         """Sorted arrival times: the first ``n``, or all before ``duration``."""
@@ -48,10 +76,7 @@ class MMPPArrivals(BaseModel):
         dur = np.array([s.mean_duration_s for s in self.states])
         k = len(self.states)
         state = int(rng.choice(k, p=dur / dur.sum()))
-        cycle_s = dur.sum()
-        # Sojourns per block: enough cycles to cover the wanted count or time with room to spare.
-        want_s = duration if duration is not None else n / self.mean_rate_per_s  # type: ignore[operator]
-        block = max(int(4 * k * want_s / cycle_s) + 4 * k, 16)
+        block = int(self.first_block(n, duration)[0])
         out, t0, got = [], 0.0, 0
         while True:
             seq = (state + np.arange(block)) % k

@@ -14,11 +14,18 @@ import math
 from typing import Annotated, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
+
+from workloads.limits import MAX_RATE_PER_S
 
 __all__ = ["DiurnalRate", "RampRate", "RateProfile", "StepRate", "TableRate", "Knots"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+# A rate in requests/s: a number (never a bool or a string), at most one request per nanosecond.
+_Rate = Annotated[StrictFloat, Field(le=MAX_RATE_PER_S)]
+# Shortest piece of a profile: a rate that changes within less than a microsecond is below any
+# step the engine takes, and a linear piece's slope (rate change / length) would overflow.
+_MIN_PIECE_S = 1e-6
 
 
 class Knots:
@@ -94,10 +101,11 @@ class DiurnalRate(BaseModel):
 
     model_config = _Strict
     shape: Literal["diurnal"]
-    mean_rate_per_s: float = Field(gt=0)
-    peak_to_trough: float = Field(ge=1, description="peak rate ÷ trough rate")
-    period_s: float = Field(86_400.0, gt=0)
-    peak_at_s: float = Field(14 * 3600.0, ge=0, description="time of the peak within the period")
+    mean_rate_per_s: _Rate = Field(gt=0)
+    peak_to_trough: StrictFloat = Field(ge=1, description="peak rate ÷ trough rate")
+    period_s: StrictFloat = Field(86_400.0, ge=0.01, description="one day by default; at least 0.01 s, so that "
+                                  "each of its 1,440 pieces lasts over a microsecond")
+    peak_at_s: StrictFloat = Field(14 * 3600.0, ge=0, description="time of the peak within the period")
 
     def knots(self) -> Knots:
         amp = (self.peak_to_trough - 1) / (self.peak_to_trough + 1)
@@ -108,8 +116,8 @@ class DiurnalRate(BaseModel):
 
 class _Table(BaseModel):
     model_config = _Strict
-    times_s: tuple[float, ...] = Field(min_length=1)
-    rates_per_s: tuple[float, ...] = Field(min_length=1)
+    times_s: tuple[StrictFloat, ...] = Field(min_length=1)
+    rates_per_s: tuple[_Rate, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _valid(self):  # type: ignore[no-untyped-def]
@@ -118,6 +126,11 @@ class _Table(BaseModel):
                              "give one rate per time")
         if self.times_s[0] != 0 or any(b <= a for a, b in zip(self.times_s, self.times_s[1:])):
             raise ValueError("times_s must start at 0 and increase strictly")
+        gaps = [b - a for a, b in zip(self.times_s, self.times_s[1:])]
+        short = next((i for i, g in enumerate(gaps, 1) if g < _MIN_PIECE_S), None)
+        if short is not None:
+            raise ValueError(f"times_s[{short}] = {self.times_s[short]:g} is {gaps[short - 1]:g} s after the time "
+                             f"before it: pieces must last at least {_MIN_PIECE_S:g} s")
         if min(self.rates_per_s) < 0 or max(self.rates_per_s) <= 0:
             raise ValueError("rates_per_s must be >= 0 with at least one above 0")
         return self
@@ -148,10 +161,10 @@ class RampRate(BaseModel):
 
     model_config = _Strict
     shape: Literal["ramp"]
-    from_rate_per_s: float = Field(ge=0)
-    to_rate_per_s: float = Field(ge=0)
-    start_s: float = Field(0.0, ge=0)
-    over_s: float = Field(gt=0)
+    from_rate_per_s: _Rate = Field(ge=0)
+    to_rate_per_s: _Rate = Field(ge=0)
+    start_s: StrictFloat = Field(0.0, ge=0)
+    over_s: StrictFloat = Field(ge=_MIN_PIECE_S, description="length of the ramp (at least a microsecond)")
 
     @model_validator(mode="after")
     def _some_traffic(self) -> RampRate:

@@ -14,9 +14,10 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 from workloads.arrivals.rate_profile import Knots, RateProfile
+from workloads.limits import MAX_RATE_PER_S
 
 __all__ = ["GammaArrivals", "PoissonArrivals", "WeibullArrivals", "weibull_shape_for_cv"]
 
@@ -25,7 +26,8 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 class _Renewal(BaseModel):
     model_config = _Strict
-    rate_per_s: float | None = Field(None, gt=0, description="mean arrivals per second (constant)")
+    rate_per_s: StrictFloat | None = Field(None, gt=0, le=MAX_RATE_PER_S,
+                                           description="mean arrivals per second (constant; at most 10^9)")
     rate_profile: RateProfile | None = Field(None, description="a rate that varies over time, instead of rate_per_s")
 
     @model_validator(mode="after")
@@ -50,6 +52,18 @@ class _Renewal(BaseModel):
         assert k is not None
         span = k.period or k.span
         return float(k.cum[-1] / span) if span > 0 else float(k.rate[-1])
+
+    def expected_count(self, duration: float) -> float:
+        """Expected arrivals before ``duration``: rate x duration, or the profile's integral."""
+        knots = self._knots()
+        if knots is None:
+            return self.rate_per_s * duration  # type: ignore[operator]
+        return float(knots.cumulative(np.array([duration]))[0])
+
+    @property
+    def rate_text(self) -> str:
+        """The rate, for messages: "at 5 requests/s" or "under its rate profile"."""
+        return f"at {self.rate_per_s:g} requests/s" if self.rate_per_s is not None else "under its rate_profile"
 
     def times(self, rng: np.random.Generator, n: int | None, duration: float | None) -> np.ndarray:
         """Sorted arrival times: the first ``n``, or all before ``duration``."""
@@ -87,7 +101,7 @@ class GammaArrivals(_Renewal):
     """Gamma-distributed gaps with the given CV (shape 1/CV²): bursty traffic above CV 1."""
 
     process: Literal["gamma"]
-    cv: float = Field(gt=0, le=100, description="coefficient of variation of inter-arrival gaps")
+    cv: StrictFloat = Field(gt=0, le=100, description="coefficient of variation of inter-arrival gaps")
 
     def _unit_gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         k = 1.0 / (self.cv * self.cv)
@@ -110,7 +124,7 @@ class WeibullArrivals(_Renewal):
     """Weibull-distributed gaps with the given CV: heavy bunching (shape < 1) or regularity (> 1)."""
 
     process: Literal["weibull"]
-    cv: float = Field(ge=0.01, le=20, description="coefficient of variation of inter-arrival gaps")
+    cv: StrictFloat = Field(ge=0.01, le=20, description="coefficient of variation of inter-arrival gaps")
 
     def _unit_gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         k = weibull_shape_for_cv(self.cv)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, model_validator
+
+from workloads.limits import MAX_RATE_PER_S, check_requests
 
 __all__ = ["TraceArrivals"]
 
@@ -28,11 +30,16 @@ class TraceArrivals(BaseModel):
                                                  "detected from the file when omitted")
     columns: dict[str, str] | None = Field(None, description="generic csv/parquet: RequestTable column -> file column")
     time_unit: Literal["s", "ms", "us", "ns"] = "s"
-    speedup: float | None = Field(None, gt=0, description="play the trace this many times faster")
-    rate_per_s: float | None = Field(None, gt=0, description="rescale time so the mean rate is this")
+    speedup: StrictFloat | None = Field(None, ge=1e-9, le=1e9, description="play the trace this many times faster "
+                                        "(10^-9 to 10^9)")
+    rate_per_s: StrictFloat | None = Field(None, gt=0, le=MAX_RATE_PER_S,
+                                           description="rescale time so the mean rate is this (at most 10^9)")
     lengths: Literal["trace", "classes"] = Field(
         "trace", description="trace: the trace's own prompt/output lengths; classes: drawn from the workload's classes")
-    loop: bool = Field(False, description="repeat the trace when more requests or time are asked for than it holds")
+    loop: StrictBool = Field(False, description="repeat the trace when more requests or time are asked for than it "
+                                                "holds")
+    allow_duplicates: StrictBool = Field(False, description="accept rows that repeat the previous row exactly "
+                                                            "(otherwise taken for a doubled file)")
 
     @model_validator(mode="after")
     def _one_speed(self) -> TraceArrivals:
@@ -44,7 +51,9 @@ class TraceArrivals(BaseModel):
         """The :class:`workloads.traces.Trace` this replays."""
         from workloads.traces import load_trace
 
-        kw = {} if self.columns is None else {"columns": self.columns}
+        kw: dict[str, object] = {} if self.columns is None else {"columns": self.columns}
+        if self.allow_duplicates:
+            kw["allow_duplicates"] = True
         return load_trace(self.path, self.format, time_unit=self.time_unit, **kw)
 
     def replay(self, n: int | None, duration: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +82,10 @@ class TraceArrivals(BaseModel):
             if duration > period and not self.loop:
                 raise ValueError(f"{self.path}: duration_s = {duration:g} but the trace (at this speed) lasts "
                                  f"{t[-1]:.1f} s: ask for at most that, or set loop: true to repeat it")
-            reps = int(np.floor(duration / period)) + 1 if self.loop else 1
+            reps = int(min(np.floor(duration / period), 2**62)) + 1 if self.loop else 1
+            if reps > 1:
+                check_requests(reps * float(rows), f"duration_s = {duration:g} loops the trace of {rows} requests "
+                                                   f"~{reps:.3g} times: ~{reps * float(rows):.3g} requests")
         times = (t[None, :] + period * np.arange(reps)[:, None]).ravel()
         idx = np.tile(np.arange(rows), reps)
         if n is not None:

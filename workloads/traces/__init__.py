@@ -41,11 +41,21 @@ def _module(name: str) -> Any:
     return importlib.import_module(f"{__name__}.{name}")
 
 
+# Options that the command line also sets, by the flag it sets them with (messages name both).
+_FLAGS = {"columns": "--columns", "time_unit": "--time-unit", "allow_duplicates": "--allow-duplicates"}
+
+
+def _option(name: str) -> str:
+    """An option as messages name it: ``columns (--columns)``, or just its name."""
+    return f"{name} ({_FLAGS[name]})" if name in _FLAGS else name
+
+
 def _loader(path: str, fmt: object) -> Callable[..., Trace]:
     if not isinstance(fmt, str) or fmt not in _REGISTRY:
         close = difflib.get_close_matches(str(fmt), TRACE_FORMATS, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TraceError(path, f"unknown trace format {fmt!r}{hint}; known formats: {', '.join(TRACE_FORMATS)}")
+        raise TraceError(path, f"unknown trace format {fmt!r}{hint} (--format); known formats: "
+                               f"{', '.join(TRACE_FORMATS)}")
     module, func = _REGISTRY[fmt].split(":")
     return getattr(_module(module), func)
 
@@ -99,6 +109,6 @@ def load_trace(path: str | os.PathLike[str], format: str | None = None, *,
         kwargs["time_unit"] = time_unit
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        takes = ", ".join(k for k in params if k != "path") or "none"
-        raise TraceError(p, f"format {format!r} takes no option(s) {', '.join(unknown)}; its options: {takes}")
+        takes = ", ".join(_option(k) for k in params if k != "path") or "none"
+        raise TraceError(p, f"format {format!r} takes no {', '.join(map(_option, unknown))}; its options: {takes}")
     return loader(p, **kwargs)

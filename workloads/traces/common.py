@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from workloads.limits import MAX_TOKENS
+
 __all__ = [
     "TRACE_SCHEMA", "Peek", "Times", "Trace", "TraceError", "Where", "check_duplicates", "check_file",
     "check_lengths", "check_nonnegative", "check_order", "csv_header", "make_trace", "peek", "read_bytes",
@@ -103,6 +105,17 @@ class Trace:
             return float("nan")
         d = self.duration_s
         return (n - 1) / d if d > 0 else float("inf")
+
+    def require_rate(self) -> None:
+        """Refuse a trace whose rate is undefined (`mean_rate_per_s` nan or inf): fewer than two
+        requests, or all at one instant. What describing or replaying it at a rate needs."""
+        n = self.table.num_rows
+        if n < 2:
+            raise TraceError(self.path, f"the trace holds {n} request{'s' if n != 1 else ''}: a rate needs at least 2 "
+                                        "requests at distinct times")
+        if self.duration_s <= 0:
+            raise TraceError(self.path, f"all {n} requests arrive at the same instant ({self.start}): a rate needs "
+                                        "at least 2 requests at distinct times")
 
 
 @dataclass(frozen=True)
@@ -243,10 +256,28 @@ def _find_ragged_row(data: bytes, width: int) -> tuple[int, int] | None:
     return None
 
 
+def _check_utf8(where: Where, data: bytes) -> None:
+    """Name the first CSV row (or the header) that is not UTF-8 text, if any. Error path only."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lines = data[: e.start].split(b"\n")
+        byte = data[e.start: e.start + 1].hex()
+        if len(lines) == 1:
+            raise where.error(f"the header is not valid UTF-8 text (byte 0x{byte}); save the file as UTF-8") from None
+        # Data rows before the bad line (blank lines do not count, as pyarrow skips them), then it.
+        row = sum(1 for ln in lines[1:-1] if ln.strip()) + 1
+        raise where.error(f"not valid UTF-8 text (byte 0x{byte}); save the file as UTF-8", row - 1) from None
+
+
 def csv_header(where: Where, data: bytes) -> list[str]:
     """The column names on the first line of CSV ``data``."""
     end = data.find(b"\n")
-    first = data[: end if end >= 0 else len(data)].decode("utf-8-sig", errors="replace")
+    try:
+        first = data[: end if end >= 0 else len(data)].decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        byte = data[e.start: e.start + 1].hex()
+        raise where.error(f"the header is not valid UTF-8 text (byte 0x{byte}); save the file as UTF-8") from None
     header = next(csv.reader([first.rstrip("\r")]), [])
     if not any(h.strip() for h in header):
         raise where.error("no header line (the first line is blank)")
@@ -267,14 +298,17 @@ def read_csv_strings(where: Where, data: bytes, required: Sequence[str], needs: 
     if missing:
         raise where.error(f"missing column(s) {', '.join(missing)}; {needs}")
     wanted = list(required) + [c for c in optional if c in header and c not in required]
+    # Only an empty field is missing: "nan", "NULL" or "N/A" in a number column is named as the
+    # text it is (pyarrow's default would silently make them nulls, reported as "missing").
     opts = pacsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
-                                strings_can_be_null=True)
+                                strings_can_be_null=True, null_values=[""])
     try:
         table = pacsv.read_csv(pa.BufferReader(data), convert_options=opts)
     except pa.ArrowInvalid as e:
         bad = _find_ragged_row(data, len(header))
         if bad is not None:
             raise where.error(f"{bad[1]} fields where the header has {len(header)}", bad[0] - 1) from None
+        _check_utf8(where, data)
         raise where.error(f"cannot parse CSV ({e})") from None
     if table.num_rows == 0:
         raise where.error("no requests: the file has a header but no rows")
@@ -366,6 +400,12 @@ def to_int64(where: Where, values: pa.Array | pa.ChunkedArray, name: str, *,
     raise where.error(f"column {name} holds {t}, not integers")
 
 
+# Text an identity column uses for "none" (pyarrow's default null values, which CSV reading no
+# longer applies, so that a number column shows them as the text they are).
+_NULL_TEXT = pa.array(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null", "None"])
+
+
 def to_ids(where: Where, values: pa.Array | pa.ChunkedArray, name: str) -> np.ndarray:
     """Identity columns (session, prefix) as int64, -1 where missing.
 
@@ -377,6 +417,7 @@ def to_ids(where: Where, values: pa.Array | pa.ChunkedArray, name: str) -> np.nd
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         return to_int64(where, values, name, missing=-1)
     text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    text = pc.if_else(pc.is_in(text, value_set=_NULL_TEXT), pa.scalar(None, pa.string()), text)
     try:
         codes = text.cast(pa.int64())
     except pa.ArrowInvalid:
@@ -489,20 +530,30 @@ def _casts(values: pa.Array, ty: pa.DataType) -> bool:
 # Checks
 
 
+def _too_long(name: str, value: int) -> str:
+    return f"{name} is {value}; more than {MAX_TOKENS:,} tokens, longer than any model's context (a corrupt row?)"
+
+
 def check_nonnegative(where: Where, values: np.ndarray, name: str) -> None:
-    """No negative counts, checked before rows are dropped so a dropped row is still a sane one."""
+    """No negative counts and none above ``MAX_TOKENS`` (see :mod:`workloads.limits`), checked
+    before rows are dropped so a dropped row is still a sane one."""
     if (values < 0).any():
         i = _first(values < 0)
         raise where.error(f"{name} is {values[i]}; token counts cannot be negative", i)
+    if (values > MAX_TOKENS).any():
+        i = _first(values > MAX_TOKENS)
+        raise where.error(_too_long(name, values[i]), i)
 
 
 def check_lengths(where: Where, prompt: np.ndarray, output: np.ndarray, prompt_name: str,
                   output_name: str) -> None:
     """Every request has at least one prompt token and generates at least one token.
 
-    The first offending row is named whatever its problem, so fixing errors in file order works.
+    Neither may exceed ``MAX_TOKENS`` (10^7, the longest context of any model; see
+    :mod:`workloads.limits`). The first offending row is named whatever its problem, so fixing
+    errors in file order works.
     """
-    bad = (prompt <= 0) | (output <= 0)
+    bad = (prompt <= 0) | (output <= 0) | (prompt > MAX_TOKENS) | (output > MAX_TOKENS)
     if not bad.any():
         return
     i = _first(bad)
@@ -510,8 +561,12 @@ def check_lengths(where: Where, prompt: np.ndarray, output: np.ndarray, prompt_n
         raise where.error(f"{prompt_name} is {prompt[i]}; token counts cannot be negative", i)
     if prompt[i] == 0:
         raise where.error(f"{prompt_name} is 0; a request needs at least one prompt token", i)
+    if prompt[i] > MAX_TOKENS:
+        raise where.error(_too_long(prompt_name, prompt[i]), i)
     if output[i] < 0:
         raise where.error(f"{output_name} is {output[i]}; token counts cannot be negative", i)
+    if output[i] > MAX_TOKENS:
+        raise where.error(_too_long(output_name, output[i]), i)
     raise where.error(f"{output_name} is 0; a request must generate at least one token", i)
 
 
@@ -542,7 +597,8 @@ def check_duplicates(where: Where, times: Times, prompt: np.ndarray, output: np.
         raise where.error(
             f"repeats row {where.row(i - 1)} exactly (timestamp {times.text(i)}, {prompt[i]} prompt "
             f"and {output[i]} output tokens): a doubled or concatenated file? "
-            "Pass allow_duplicates=True if such repeats are real traffic", i)
+            "If such repeats are real traffic, pass --allow-duplicates (allow_duplicates: true in a scenario's "
+            "trace arrival, allow_duplicates=True in Python)", i)
 
 
 def make_trace(where: Where, fmt: str, times: Times, prompt: np.ndarray, output: np.ndarray, *,

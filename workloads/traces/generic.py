@@ -49,30 +49,35 @@ def _mapping(path: str, fmt: str, columns: Mapping[str, str] | None, time_unit: 
              available: Sequence[str]) -> dict[str, str]:
     """The validated mapping, or a one-line error naming what is wrong with it."""
     have = ", ".join(available)
+    # The same words reach a Python caller (columns=, time_unit=), a scenario (its trace arrival's
+    # columns: and time_unit: keys) and the command line (--columns, --time-unit): name both.
     if columns is None:
-        raise TraceError(path, f"the {fmt} format needs columns={{'arrival_s': ..., 'prompt_tokens': ..., "
-                               f"'output_tokens': ...}} naming the file's columns ({have})")
+        raise TraceError(path, f"the {fmt} format needs a column mapping naming the file's columns ({have}): "
+                               "--columns arrival_s=COL,prompt_tokens=COL,output_tokens=COL on the command line, "
+                               "columns: {arrival_s: COL, ...} in a scenario, columns={...} in Python")
     if not isinstance(columns, Mapping):
-        raise TraceError(path, f"columns must be a mapping from {', '.join(ROLES)} to column names, "
+        raise TraceError(path, f"columns (--columns) must be a mapping from {', '.join(ROLES)} to column names, "
                                f"not {type(columns).__name__}")
     for role, col in columns.items():
         if role not in ROLES:
             close = difflib.get_close_matches(str(role), ROLES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TraceError(path, f"columns has an unknown key {role!r}{hint}; keys are {', '.join(ROLES)}")
+            raise TraceError(path, f"columns (--columns) has an unknown role {role!r}{hint}; roles are "
+                                   f"{', '.join(ROLES)}")
         if not isinstance(col, str):
-            raise TraceError(path, f"columns[{role!r}] must be a column name, not {col!r}")
+            raise TraceError(path, f"columns[{role!r}] (--columns) must be a column name, not {col!r}")
     absent = [r for r in REQUIRED if r not in columns]
     if absent:
-        raise TraceError(path, f"columns lacks {', '.join(absent)}; {', '.join(REQUIRED)} are required")
+        raise TraceError(path, f"columns (--columns) lacks {', '.join(absent)}; {', '.join(REQUIRED)} are required")
     if ("prefix_id" in columns) != ("prefix_tokens" in columns):
-        raise TraceError(path, "columns must map prefix_id and prefix_tokens together (a prefix needs "
+        raise TraceError(path, "columns (--columns) must map prefix_id and prefix_tokens together (a prefix needs "
                                "both its identity and its length)")
     if time_unit not in TIME_UNITS:
-        raise TraceError(path, f"time_unit {time_unit!r} is not one of {', '.join(TIME_UNITS)}")
+        raise TraceError(path, f"time_unit (--time-unit) {time_unit!r} is not one of {', '.join(TIME_UNITS)}")
     missing = [c for c in dict.fromkeys(columns.values()) if c not in available]
     if missing:
-        raise TraceError(path, f"missing column(s) {', '.join(missing)} named in columns; the file has {have}")
+        raise TraceError(path, f"missing column(s) {', '.join(missing)} named in columns (--columns); the file has "
+                               f"{have}")
     return dict(columns)
 
 

@@ -168,7 +168,8 @@ def load(path: str, *, block_tokens: int = BLOCK_TOKENS) -> Trace:
     if too_many.any():
         r = int(np.argmax(too_many))
         raise where.error(f"{counts[r]} hash_ids of {block_tokens} tokens for input_length {prompt[r]}: more blocks "
-                          f"than the input fills (is block_tokens right?)", r)
+                          f"than the input fills (a corrupt line? a trace with blocks of another size needs "
+                          f"load_trace(..., block_tokens=N) in Python)", r)
     prefix_id, prefix_tokens = derive_prefixes(flat, offsets, prompt, block_tokens)
     return make_trace(where, "mooncake", times, prompt, output, prefix_id=prefix_id,
                       prefix_tokens=prefix_tokens)
