@@ -8,6 +8,7 @@ the scenario is built; everything downstream trusts it. Building a scenario has 
 from __future__ import annotations
 
 
+import copy
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -267,7 +268,8 @@ def _one_line(error: object) -> str:
 
 def scenario_data(path: str | Path | None = None) -> dict[str, Any]:
     """The raw mapping of a scenario file, or of the embedded default when ``path`` is None,
-    before validation: for callers that edit keys first (the CLI's ``--set``)."""
+    before validation: for callers that edit keys first (the CLI's ``--set``). Files the scenario
+    names (``workload: FILE``, trace paths) are resolved against the scenario file's folder."""
     if path is None:
         data = parse_yaml(resources.files("sim").joinpath("scenarios/default.yaml").read_text())
         label = "default scenario"
@@ -275,6 +277,8 @@ def scenario_data(path: str | Path | None = None) -> dict[str, Any]:
         data, label = _read_file(Path(path)), str(path)
     if not isinstance(data, dict):
         raise ScenarioError(f"{label}: a scenario must be a mapping of keys, not {type(data).__name__}")
+    if path is not None:  # files named in the scenario are read beside it, wherever capsim runs
+        data = _trace_paths_beside(_inline_workload(data, Path(path).parent, f"{label}: "), Path(path).parent)
     return data
 
 
@@ -296,16 +300,35 @@ def _inline_workload(data: dict[str, Any], base: Path, label: str) -> dict[str, 
     return {**data, "workload": inner}
 
 
+def _trace_paths_beside(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative trace paths in a scenario file's workload (a ``trace`` arrival, ``dist: trace``
+    lengths) read beside the scenario file when the file is there, as ``workload: FILE`` is; else
+    as given (relative to the current directory)."""
+    wl = data.get("workload")
+    if not isinstance(wl, dict):
+        return data
+    wl = copy.deepcopy(wl)
+    holders = [wl.get("arrival")]
+    for c in wl.get("classes") or []:
+        if isinstance(c, dict):
+            holders += [c.get("prompt_tokens"), c.get("output_tokens")]
+    for h in holders:
+        if isinstance(h, dict) and isinstance(h.get("path"), str) and h.get("path"):
+            path = Path(h["path"])
+            if not path.is_absolute() and (base / path).exists():
+                h["path"] = str(base / path)
+    return {**data, "workload": wl}
+
+
 def load_scenario(source: str | Path | dict[str, Any]) -> Scenario:
     """Load and validate a scenario from a YAML/TOML file or a dict.
 
     Raises :class:`ScenarioError` with one line naming every bad key, its value and the rule.
     """
     if isinstance(source, dict):
-        data, label, base = source, "", Path.cwd()
+        data, label = _inline_workload(source, Path.cwd(), ""), ""
     else:
-        data, label, base = scenario_data(source), f"{source}: ", Path(source).parent
-    data = _inline_workload(data, base, label)
+        data, label = scenario_data(source), f"{source}: "
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
