@@ -235,6 +235,8 @@ def _read_file(path: Path, what: str = "scenario") -> Any:
         raise ScenarioError(f"{path}: is a directory, not a {what} file") from None
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError:  # a NUL in the name
+        raise ScenarioError(f"{str(path)!r}: not a valid file name (it holds a NUL character)") from None
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise ScenarioError(f"{path}: scenario and workload files must end in .yaml, .yml or .toml, not "

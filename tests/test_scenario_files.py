@@ -63,3 +63,10 @@ def test_a_yaml_exponent_read_as_text_gets_a_hint(tmp_path: Path) -> None:
     with pytest.raises(sim.ScenarioError, match=r"workload\.duration_s = '1e3': must be a valid number \(it is "
                                                 r"text: .*write 1\.0e\+12"):
         sim.load_scenario(path)
+
+
+@pytest.mark.parametrize("name", ["\x00", "a\x00.yaml"])
+def test_a_workload_file_name_with_a_nul_is_refused(name: str) -> None:
+    # Found by the fuzz (tests/test_scenario_fuzz.py): pathlib raised a bare ValueError.
+    with pytest.raises(sim.ScenarioError, match=r"not a valid file name \(it holds a NUL character\)"):
+        sim.load_scenario({"workload": name})
