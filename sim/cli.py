@@ -90,6 +90,9 @@ def _apply_set(data: dict[str, Any], assignment: str) -> None:
         value = raw
     node: Any = data
     parts = key.split(".")
+    if "" in parts:
+        raise UsageError(f"--set {assignment!r}: the key {key!r} has an empty part; keys are dotted paths such as "
+                         "engine.max_num_seqs")
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         if isinstance(node, list):

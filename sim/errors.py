@@ -149,6 +149,8 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
             parts.append(msg)
             continue
         text = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        if kind == "model_type":  # pydantic names its class: "a valid dictionary or instance of WorkloadSpec"
+            text = "must be a mapping of keys"
         if kind == "missing":
             parts.append(f"{path}: required key is missing")
         elif path and not isinstance(e.get("input"), dict):

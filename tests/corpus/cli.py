@@ -18,6 +18,10 @@ CASES: list[BadInput] = [
     # -- --set ----------------------------------------------------------------------------------
     _run("set-no-equals", r"--set 'foo': expected KEY=VALUE", "--set", "foo", "--no-write"),
     _run("set-empty-key", r"--set '=3': expected KEY=VALUE", "--set", "=3", "--no-write"),
+    _run("set-empty-key-part", r"--set 'engine\.\.max_num_seqs=3': the key .* has an empty part",
+         "--set", "engine..max_num_seqs=3", "--no-write"),
+    _run("set-mapping-to-list", r"workload = \[1, 2\]: must be a mapping of keys$", "--set", "workload=[1, 2]",
+         "--no-write"),
     _run("set-list-index-out", r"--set workload\.classes\.3\.name: workload\.classes is a list of 1; '3' is not an index",
          "--set", "workload.classes.3.name=x", "--no-write"),
     _run("set-list-not-index", r"'first' is not an index", "--set", "workload.classes.first.name=x", "--no-write"),

@@ -183,7 +183,7 @@ CASES: list[BadInput] = [
     _case("unknown-preset", r"unknown preset 'azure-cod-2023'", arrival="{rate_per_s: 5}",
           extra="preset: azure-cod-2023"),
     BadInput("workloads-not-a-mapping", _ARGV,
-             r"workload = \[1, 2\]: .*must be .*(dictionary|instance of WorkloadSpec)",
+             r"workload = \[1, 2\]: must be a mapping of keys",
              {"s.yaml": _scenario("[1, 2]")}),
     BadInput("workloads-file-missing", _ARGV, r"workload = 'w\.yaml': .*w\.yaml: no such workload file",
              {"s.yaml": _scenario("w.yaml")}),
