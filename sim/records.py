@@ -55,6 +55,7 @@ RECORDS = ("full", "stream", "summary")
 _ESSENTIAL: dict[str, type] = {"start_s": np.float64, "duration_s": np.float64, "tokens_out": np.int32,
                                "flops": np.float32, "bytes": np.float32, "kv_blocks_used": np.int32,
                                "seqs": np.int32}
+_UTILISATION_COLUMNS = ("flops", "bytes", "kv_blocks_used", "seqs")  # of _ESSENTIAL: read by _utilisation alone
 # The files a run writes (SimResult.write), in the order it writes them.
 OUTPUT_FILES = ("requests.parquet", "iterations.parquet", "timeline.parquet", "summary.json", "scenario.yaml")
 ITERATION_SCHEMA = pa.schema([("replica", pa.int64())] + [
@@ -202,10 +203,16 @@ class RecordSink:
 
 def _essentials(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The summary's columns of some iteration rows, in their compact types (:data:`_ESSENTIAL`;
-    ``seqs``, the batch's sequences, is prefill plus decode). Every records mode takes them the
-    same way, so that the summary is the same, exactly, whatever the run kept."""
-    return {c: np.asarray(cols["prefill_seqs"] + cols["decode_seqs"] if c == "seqs" else cols[c], dt)
-            for c, dt in _ESSENTIAL.items()}
+    ``seqs``, the batch's sequences, is prefill plus decode; counts in 16 bits where the rows'
+    fit, which a batch's usually do). Every records mode takes them the same way, so that the
+    summary is the same, exactly, whatever the run kept."""
+    out = {}
+    for c, dt in _ESSENTIAL.items():
+        x = cols["prefill_seqs"] + cols["decode_seqs"] if c == "seqs" else cols[c]
+        if dt is np.int32 and x.size and 0 <= x.min() and x.max() <= np.iinfo(np.uint16).max:
+            dt = np.uint16  # the same integers: 1M requests' 5M iterations hold 30 MB less
+        out[c] = np.asarray(x, dt)
+    return out
 
 
 def _streamed_essentials(sink: RecordSink) -> list[dict[str, np.ndarray]]:
@@ -378,6 +385,11 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         it_end = it["start_s"] + it["duration_s"]
         out_tokens += int(it["tokens_out"][(it_end >= lo) & (it_end < hi)].sum())
     fin_in = done & (r.finish >= lo) & (r.finish < hi)
+    # Utilisation first, and its columns let go: they are not held beside the gaps below.
+    utilisation = _utilisation(s, per_replica, profile, lo, hi, dur)
+    for it in per_replica:
+        for c in _UTILISATION_COLUMNS:
+            del it[c]
     # Every gap in the window, summarised and let go at once: a long run's largest temporaries
     # (millions of gaps, sorted) are not held while the rest of the summary is computed.
     itl = itl_stats(*_itl_samples(engines, lo, hi))
@@ -389,7 +401,6 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
 
     busy = [busy_seconds(it["start_s"], it["duration_s"], lo, hi) / dur for it in per_replica]
     load = _load(r, lo, hi, dur)
-    utilisation = _utilisation(s, per_replica, profile, lo, hi, dur)
     # Refusals by reason, in the order reasons first occur.
     rejected = r.status == REJECTED
     codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
@@ -492,6 +503,9 @@ def _load(r: RequestState, lo: float, hi: float, dur: float) -> dict[str, Any]:
     }
 
 
+_SLICE = 1 << 16  # iterations per slice of the utilisation sums
+
+
 def _peaks(profile: Profile) -> tuple[float, float] | None:
     """Peak FLOP/s and HBM bytes/s of one GPU for the profile's precision (None for a profile
     with no hardware behind it, such as ``explicit``)."""
@@ -508,25 +522,29 @@ def _utilisation(s: Scenario, per_replica: list[dict[str, np.ndarray]], profile:
     for any loaded continuous-batching replica, these show the headroom left."""
     blocks = s.kv_capacity_tokens // s.engine.block_size
     peaks = _peaks(profile)
-    kv, seqs, flops, nbytes = [], [], [], []
+    kv = seqs = flops = nbytes = 0.0
     for it in per_replica:
-        start, length = it["start_s"], it["duration_s"]
-        inside = np.minimum(start + length, hi)  # seconds of each iteration inside [lo, hi)
-        np.subtract(inside, np.maximum(start, lo), out=inside)
-        np.clip(inside, 0, None, out=inside)
-        kv.append(float(np.dot(inside, it["kv_blocks_used"])) / (dur * blocks))
-        seqs.append(float(np.dot(inside, it["seqs"])) / (dur * s.engine.max_num_seqs))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(inside, length, out=inside, where=length > 0)  # share of each iteration's work
-        inside[length <= 0] = 0.0
-        flops.append(float(np.dot(inside, it["flops"])))
-        nbytes.append(float(np.dot(inside, it["bytes"])))
+        # A slice at a time: a long run's millions of iterations need no full-length temporaries
+        # at the summary's peak (each sum is taken slice by slice, in the same order in every mode).
+        for at in range(0, it["start_s"].size, _SLICE):
+            part = slice(at, at + _SLICE)
+            start, length = it["start_s"][part], it["duration_s"][part]
+            inside = np.minimum(start + length, hi)  # seconds of each iteration inside [lo, hi)
+            np.subtract(inside, np.maximum(start, lo), out=inside)
+            np.clip(inside, 0, None, out=inside)
+            kv += float(np.dot(inside, it["kv_blocks_used"][part]))
+            seqs += float(np.dot(inside, it["seqs"][part]))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.divide(inside, length, out=inside, where=length > 0)  # share of each iteration's work
+            inside[length <= 0] = 0.0
+            flops += float(np.dot(inside, it["flops"][part]))
+            nbytes += float(np.dot(inside, it["bytes"][part]))
     n = max(len(per_replica), 1)
     out: dict[str, Any] = {
-        "kv_cache": sum(kv) / n,
-        "batch_slots": sum(seqs) / n,
-        "mfu": None if peaks is None else sum(flops) / (n * dur * peaks[0]),
-        "mbu": None if peaks is None else sum(nbytes) / (n * dur * peaks[1]),
+        "kv_cache": kv / (n * dur * blocks),
+        "batch_slots": seqs / (n * dur * s.engine.max_num_seqs),
+        "mfu": None if peaks is None else flops / (n * dur * peaks[0]),
+        "mbu": None if peaks is None else nbytes / (n * dur * peaks[1]),
         "note": ("time-averaged over the measured window, idle time included, mean over replicas: kv_cache is "
                  "the share of KV-cache blocks in use, batch_slots the share of engine.max_num_seqs running; "
                  "mfu and mbu are the step model's FLOPs and bytes per GPU against the datasheet peak "
