@@ -77,8 +77,6 @@ and ``kind: auto`` find it.
 
 from __future__ import annotations
 
-import csv
-import difflib
 import math
 import tempfile
 from concurrent.futures import Executor
@@ -89,28 +87,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from calibration.catalog import GPUS, MODELS, QUANTIZATIONS, close_matches
+from calibration.catalog import MODELS
 from calibration.measured import COEFFICIENTS, ProfileRecord, coefficients_from_roofline, profile_name, seconds_of
 from calibration.spec import RooflineProfileSpec, build_profile
+# The reader and the checks, re-exported: the fit's public surface is where callers found it.
+from sim.benchmark_checks import LITTLE_RANGE, PEAK_SLACK, HardwareLimits, check_benchmarks, hardware_limits
+from sim.benchmark_csv import BENCHMARK_METRICS, METRIC_FAMILY, BenchmarkRow, row_error, read_benchmarks
 
 __all__ = ["BENCHMARK_METRICS", "FACTOR_GROUPS", "LITTLE_RANGE", "PEAK_SLACK", "POOR_FIT_MEDIAN", "PRIOR_WEIGHT",
            "BenchmarkFit", "BenchmarkRow", "HardwareLimits", "RowFit", "benchmark_metrics", "benchmark_requests",
            "check_benchmarks", "fit_from_benchmarks", "format_fit", "hardware_limits", "read_benchmarks",
            "simulate_benchmark", "simulation_plan"]
 
-# Metrics a benchmark row may carry (seconds, tokens/s, requests/s), in the order they are shown.
-BENCHMARK_METRICS = ("output_tokens_per_s", "requests_per_s", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s",
-                     "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_mean_s")
-_REQUIRED = ("model", "quantization", "hardware", "tp", "input_tokens", "output_tokens", "num_requests")
-_LOAD = ("concurrency", "request_rate")
-_KNOWN = frozenset(_REQUIRED + _LOAD + BENCHMARK_METRICS)
-# Field names of vLLM's result JSON that people paste as column headers, and what to do instead.
-_VLLM_NAMES = {
-    "mean_ttft_ms": "ttft_mean_s", "median_ttft_ms": "ttft_p50_s", "p99_ttft_ms": "ttft_p99_s",
-    "mean_tpot_ms": "tpot_mean_s", "median_tpot_ms": "tpot_p50_s", "p99_tpot_ms": "tpot_p99_s",
-    "mean_itl_ms": "itl_mean_s", "output_throughput": "output_tokens_per_s", "request_throughput": "requests_per_s",
-    "max_concurrency": "concurrency", "num_prompts": "num_requests",
-}
 
 # Which coefficients each fitted factor scales (c_seq stays as the roofline has it: 0).
 FACTOR_GROUPS: dict[str, tuple[str, ...]] = {"compute": ("c_lin", "c_pf", "c_head"), "memory": ("w", "c_dc"),
@@ -126,212 +114,10 @@ _LOSS_SCALE = 0.05          # soft-L1: residuals beyond ~5% count linearly, not 
 # jumps that re-composed batches make in open-loop runs (a 2% step measured mostly jumps).
 _DIFF_STEP = 0.1
 _WARMUP_SHARE = 0.1
-_FAMILY = {"output_tokens_per_s": "throughput", "requests_per_s": "throughput", "ttft_mean_s": "ttft",
-           "ttft_p50_s": "ttft", "ttft_p99_s": "ttft", "tpot_mean_s": "tpot", "tpot_p50_s": "tpot",
-           "tpot_p99_s": "tpot", "itl_mean_s": "itl"}
 
 Progress = Callable[[str], None]
 
 
-# -- reading -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BenchmarkRow:
-    """One measured serving run. ``row`` is its 1-based data row in the CSV (the header is row
-    0); exactly one of ``concurrency`` and ``request_rate`` is set; ``metrics`` holds the measured
-    values present (seconds, tokens/s, requests/s), keyed by :data:`BENCHMARK_METRICS` names."""
-
-    row: int
-    model: str
-    quantization: str
-    hardware: str
-    tp: int
-    input_tokens: int
-    output_tokens: int
-    concurrency: int | None
-    request_rate: float | None
-    num_requests: int
-    metrics: dict[str, float]
-
-    @property
-    def configuration(self) -> tuple[str, str, str, int]:
-        """(model, quantization, hardware, tp): the rows of one configuration share one profile."""
-        return (self.model, self.quantization, self.hardware, self.tp)
-
-    @property
-    def load(self) -> str:
-        """The load in words: ``concurrency 16`` or ``rate 4/s``."""
-        return f"concurrency {self.concurrency}" if self.concurrency is not None else f"rate {self.request_rate:g}/s"
-
-
-def _fail(path: Path, where: str, message: str) -> ValueError:
-    return ValueError(f"{path}: {where}{': ' if where else ''}{message}")
-
-
-def _number(path: Path, row: int, col: str, text: str, *, whole: bool) -> float:
-    """A positive finite number (a whole one if ``whole``) from a cell, or a one-line error."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise _fail(path, f"row {row}, column {col!r}", f"{text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise _fail(path, f"row {row}, column {col!r}", f"{text!r} must be a finite number")
-    if v <= 0:
-        raise _fail(path, f"row {row}, column {col!r}", f"{text!r} must be > 0")
-    if whole and not v.is_integer():
-        raise _fail(path, f"row {row}, column {col!r}", f"{text!r} must be a whole number")
-    return v
-
-
-def _catalog_name(path: Path, row: int, col: str, text: str, table: Mapping[str, Any]) -> str:
-    if not text:
-        raise _fail(path, f"row {row}, column {col!r}", "empty; every row names its " + col)
-    if text not in table:
-        raise _fail(path, f"row {row}, column {col!r}",
-                    f"unknown {col} {text!r}{close_matches(text, table)}; known: {', '.join(sorted(table))}")
-    return text
-
-
-def _check_header(path: Path, header: list[str]) -> None:
-    seen: set[str] = set()
-    for name in header:
-        if name in seen and name:
-            raise _fail(path, "header", f"column {name!r} appears twice; every column name must be unique")
-        seen.add(name)
-    missing = [c for c in _REQUIRED if c not in seen]
-    if missing:
-        raise _fail(path, "header", f"missing column(s) {', '.join(repr(c) for c in missing)}; a benchmark CSV "
-                    f"needs {', '.join(_REQUIRED)}, one of {' or '.join(_LOAD)}, and at least one metric of "
-                    f"{', '.join(BENCHMARK_METRICS)}")
-    if not seen & set(_LOAD):
-        raise _fail(path, "header", "needs a column 'concurrency' or 'request_rate' (or both, one set per row)")
-    for name in header:
-        if name in _KNOWN:
-            continue
-        if name in _VLLM_NAMES:
-            unit = " in seconds (vLLM's *_ms fields divided by 1000)" if name.endswith("_ms") else ""
-            raise _fail(path, f"column {name!r}", f"is vLLM's result field; name it {_VLLM_NAMES[name]!r}{unit}")
-        hint = difflib.get_close_matches(name, sorted(_KNOWN), n=1, cutoff=0.75)
-        if hint:
-            raise _fail(path, f"column {name!r}", f"is not a known column (did you mean {hint[0]!r}?); latencies "
-                        "are in seconds (*_s), throughputs in tokens/s and requests/s")
-        # Anything else (dates, notes, engine flags) is carried along unread.
-    if not seen & set(BENCHMARK_METRICS):
-        raise _fail(path, "header", f"no metric column; give at least one of {', '.join(BENCHMARK_METRICS)}")
-
-
-def _parse_row(path: Path, i: int, cells: dict[str, str]) -> BenchmarkRow:
-    model = _catalog_name(path, i, "model", cells["model"], MODELS)
-    quant = _catalog_name(path, i, "quantization", cells["quantization"], QUANTIZATIONS)
-    hardware = _catalog_name(path, i, "hardware", cells["hardware"], GPUS)
-    ints = {}
-    for col in ("tp", "input_tokens", "output_tokens", "num_requests"):
-        if not cells[col]:
-            raise _fail(path, f"row {i}, column {col!r}", "empty; a positive whole number is required")
-        ints[col] = int(_number(path, i, col, cells[col], whole=True))
-    conc_text, rate_text = cells.get("concurrency", ""), cells.get("request_rate", "")
-    if conc_text and rate_text:
-        raise _fail(path, f"row {i}, columns 'concurrency' and 'request_rate'",
-                    f"both are set ({conc_text!r}, {rate_text!r}); give exactly one per row")
-    if not conc_text and not rate_text:
-        raise _fail(path, f"row {i}, columns 'concurrency' and 'request_rate'",
-                    "neither is set; give exactly one per row")
-    conc = int(_number(path, i, "concurrency", conc_text, whole=True)) if conc_text else None
-    rate = _number(path, i, "request_rate", rate_text, whole=False) if rate_text else None
-    metrics = {m: _number(path, i, m, cells[m], whole=False) for m in BENCHMARK_METRICS if cells.get(m, "")}
-    if not metrics:
-        raise _fail(path, f"row {i}, metric columns", f"all empty; give at least one of {', '.join(BENCHMARK_METRICS)}")
-    arch = MODELS[model]
-    if arch.heads % ints["tp"] or arch.kv_heads % ints["tp"]:
-        raise _fail(path, f"row {i}, column 'tp'", f"{ints['tp']} must divide {model}'s {arch.heads} attention heads "
-                    f"and {arch.kv_heads} KV heads")
-    if ints["input_tokens"] + ints["output_tokens"] > arch.max_context:
-        raise _fail(path, f"row {i}, column 'input_tokens'",
-                    f"input_tokens + output_tokens = {ints['input_tokens'] + ints['output_tokens']} exceeds "
-                    f"{model}'s context of {arch.max_context} tokens")
-    if ints["output_tokens"] < 2:
-        per_token = [m for m in metrics if _FAMILY[m] in ("tpot", "itl")]
-        if per_token:
-            raise _fail(path, f"row {i}, column {per_token[0]!r}", "needs output_tokens >= 2 (there is no gap "
-                        "between tokens in a one-token response)")
-    return BenchmarkRow(row=i, model=model, quantization=quant, hardware=hardware, tp=ints["tp"],
-                        input_tokens=ints["input_tokens"], output_tokens=ints["output_tokens"], concurrency=conc,
-                        request_rate=rate, num_requests=ints["num_requests"], metrics=metrics)
-
-
-def read_benchmarks(path: str | Path) -> list[BenchmarkRow]:
-    """Read and validate a benchmark CSV: one row per measured run.
-
-    Columns: ``model, quantization, hardware, tp, input_tokens, output_tokens, num_requests``
-    (required; names from the catalog), ``concurrency`` or ``request_rate`` (exactly one per
-    row), and any of :data:`BENCHMARK_METRICS` (empty cells allowed, at least one per row;
-    latencies in seconds). Other columns are ignored unless they look like a misspelt or
-    vLLM-named metric. Blank lines are skipped; data rows are numbered from 1 after the header.
-
-    Raises ValueError with one line naming the file, the row and the column of the first problem.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ValueError(f"{p}: no such benchmark file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{p}: not a UTF-8 text file; a benchmark CSV is plain text") from None
-    except OSError as e:
-        raise ValueError(f"{p}: cannot read ({e.strerror})") from None
-    try:
-        records = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
-    except csv.Error as e:
-        raise ValueError(f"{p}: not a readable CSV ({e})") from None
-    if not records:
-        raise _fail(p, "", f"empty file; expected a header row with {', '.join(_REQUIRED)}, concurrency or "
-                    "request_rate, and metric columns")
-    header = [c.strip() for c in records[0]]
-    _check_header(p, header)
-    if len(records) == 1:
-        raise _fail(p, "", "no data rows after the header")
-    rows = []
-    for i, rec in enumerate(records[1:], start=1):
-        if len(rec) > len(header):
-            raise _fail(p, f"row {i}", f"{len(rec)} cells but the header names {len(header)} columns")
-        cells = {name: (rec[k].strip() if k < len(rec) else "") for k, name in enumerate(header)}
-        rows.append(_parse_row(p, i, cells))
-    return rows
-
-
-# -- what the hardware allows, and what a row's columns allow each other -------------------------
-
-# The checks below (:func:`check_benchmarks`) run before any fitting. Each bound is argued where it
-# is defined; together they refuse what no server could have measured, or what two columns of one
-# row cannot both be, while real runs (the published tables in the shared data) stay well inside.
-#
-# A row may be this much faster than the hardware's peak before it is refused. The bounds assume
-# 100% of datasheet peak FLOP/s and HBM bandwidth, which no kernel reaches (decode reads weights at
-# about 80-90% of peak bandwidth, GEMMs run at 60-80% of peak FLOP/s), so a real run is already
-# 10% or more slower than them; another 10% absorbs rounded datasheet figures and parameter counts.
-PEAK_SLACK = 1.1
-# For telling milliseconds from seconds: the slowest an iteration can plausibly be is all of HBM
-# read plus a full token budget computed at this share of peak (the slowest GEMMs and attention
-# kernels at such sizes run above 30% of peak), plus this much host time (schedulers take about
-# a millisecond per iteration, a Python engine under load tens of them).
-_SLOWEST_EFFICIENCY = 0.1
-_HOST_SECONDS = 0.1
-# Little's law for a closed loop: requests/s × mean latency = requests in flight, at most the
-# users (strictly: the users' busy time cannot exceed users × duration; 1.5× allows the latency to
-# be rebuilt from ttft_mean + tpot_mean × (output − 1), and an ITL counted per streamed chunk).
-# Below the users only while they idle: warm-up and drain, stragglers, and an offline run with
-# every request queued at once (about half); a tenth is beyond all of these.
-LITTLE_RANGE = (0.1, 1.5)
-# output_tokens_per_s and requests_per_s × output_tokens count the same requests over the same
-# run: equal when every response has output_tokens tokens, apart by the spread of the lengths
-# about their mean otherwise (the published online table: 28 against 2 × 16 = 32).
-_THROUGHPUT_AGREEMENT = 1.5
-# itl_mean_s and tpot_mean_s average the same gaps between tokens, per token and per request:
-# equal when every response has output_tokens tokens.
-_PER_TOKEN_AGREEMENT = 2.0
-# A ratio of two columns in this range, where they should be about equal, is one of them in
-# milliseconds.
-_MS_RATIO = (300.0, 3000.0)
 # A fit whose median |relative error| over the rows' measured values is above this is refused
 # (unless kept, labelled poor). A step-time model the simulator re-enacts reproduces a real
 # server's runs to about 10% (run-to-run noise of serving benchmarks is a few percent; the fit has
@@ -341,243 +127,6 @@ _MS_RATIO = (300.0, 3000.0)
 # the rows describe something the simulator does not re-enact (units, the configuration, engine
 # settings, another load), and a profile fitted to them would mislead every scenario that uses it.
 POOR_FIT_MEDIAN = 0.25
-_PER_TOKEN = ("tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_mean_s")
-_TTFT = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s")
-
-
-@dataclass(frozen=True)
-class HardwareLimits:
-    """What one configuration can do at best (and, generously, at worst), per GPU of its TP
-    group, from the catalog's roofline at 100% of datasheet peak: bounds no measured run passes,
-    not estimates.
-
-    ``read_bytes``: HBM bytes every iteration reads at least: the weights one token touches (a
-    dense model's linear layers; a mixture's shared weights and one token's experts) and the LM
-    head. ``bandwidth``: peak HBM bytes/s. ``flops``/``flops16``: peak FLOP/s of the linear
-    layers' matmuls at the quantization's precision, and at 16 bits (attention, LM head).
-    ``token_flops``/``head_flops``/``pair_flops``: FLOPs of the linear layers per token, of the
-    LM head per sampled token and of attention per (query, key) pair. ``memory_bytes``: HBM."""
-
-    label: str
-    read_bytes: float
-    bandwidth: float
-    flops: float
-    flops16: float
-    token_flops: float
-    head_flops: float
-    pair_flops: float
-    memory_bytes: float
-
-    @property
-    def step_min_s(self) -> float:
-        """The shortest possible iteration: its weights read once at peak bandwidth."""
-        return self.read_bytes / self.bandwidth
-
-    def prefill_min_s(self, tokens: int) -> float:
-        """The shortest possible prefill of a ``tokens``-token prompt: its weight read, or its
-        linear layers, causal attention (tokens²/2 pairs) and one LM head at peak FLOP/s."""
-        t = float(tokens)
-        compute = t * self.token_flops / self.flops + (t * t / 2.0 * self.pair_flops + self.head_flops) / self.flops16
-        return max(self.step_min_s, compute)
-
-    def request_min_s(self, input_tokens: int, output_tokens: int) -> float:
-        """The matmul time one request needs at peak FLOP/s: input + output − 1 tokens through the
-        linear layers, an LM head per output token, and attention over the prompt's causal pairs
-        and each decode's whole context. A whole TP group completes at most 1/this requests/s."""
-        i, o = float(input_tokens), float(output_tokens)
-        pairs = i * i / 2.0 + (o - 1.0) * (i + o / 2.0)
-        return ((i + o - 1.0) * self.token_flops / self.flops
-                + (o * self.head_flops + pairs * self.pair_flops) / self.flops16)
-
-    def step_max_s(self, budget: int, context: int) -> float:
-        """A generous bound on the longest iteration: all of HBM read, and ``budget`` tokens (the
-        engine's token budget) computed, each sampled and attending to ``context`` tokens, at
-        :data:`_SLOWEST_EFFICIENCY` of peak; plus :data:`_HOST_SECONDS` on the host."""
-        b = float(budget)
-        work = (self.memory_bytes / self.bandwidth + b * self.token_flops / self.flops
-                + b * (self.head_flops + context * self.pair_flops) / self.flops16)
-        return work / _SLOWEST_EFFICIENCY + _HOST_SECONDS
-
-    def reads(self) -> str:
-        """The weight-read bound in words."""
-        return (f"every decode step of {self.label} reads at least {self.read_bytes / 1e9:.3g} GB of weights per "
-                f"GPU, {self.step_min_s * 1e3:.3g} ms at its peak {self.bandwidth / 1e12:.3g} TB/s")
-
-
-def hardware_limits(model: str, quantization: str, hardware: str, tp: int) -> HardwareLimits:
-    """The :class:`HardwareLimits` of a catalog configuration, from its datasheet roofline."""
-    p = build_profile(RooflineProfileSpec(), model=model, hardware=hardware, quantization=quantization, tp=tp)
-    # One token's linear layers and one LM head: the roofline's own FLOPs and bytes of them.
-    lin_flops, lin_bytes, head_flops, head_bytes = p._dense_work(1, 1)  # type: ignore[union-attr]
-    pair_flops, _ = p._prefill_traffic(1.0, 0)  # type: ignore[union-attr]
-    return HardwareLimits(label=f"{model} ({quantization}) on {hardware} at tp {tp}", read_bytes=lin_bytes + head_bytes,
-                          bandwidth=p.peak_bytes_per_s, flops=p.peak_flops,  # type: ignore[union-attr]
-                          flops16=p.gpu.bf16_tflops * 1e12, token_flops=lin_flops,  # type: ignore[union-attr]
-                          head_flops=head_flops, pair_flops=pair_flops,
-                          memory_bytes=float(p.gpu.memory_bytes))  # type: ignore[union-attr]
-
-
-def _where(row: BenchmarkRow, *cols: str) -> str:
-    return f"row {row.row}, column{'s' if len(cols) > 1 else ''} " + ", ".join(repr(c) for c in cols)
-
-
-def _is_ms_ratio(ratio: float) -> bool:
-    return _MS_RATIO[0] <= ratio <= _MS_RATIO[1]
-
-
-def _check_hardware(path: Path, r: BenchmarkRow, lim: HardwareLimits) -> None:
-    """Refuse a row faster than the hardware's peak allows (see :data:`PEAK_SLACK`)."""
-    m = r.metrics
-    floor = lim.step_min_s
-    for col in _PER_TOKEN:
-        if col in m and m[col] * PEAK_SLACK < floor:
-            raise _fail(path, _where(r, col), f"{m[col]:g} s per token is faster than the hardware allows: "
-                        f"{lim.reads()} (speculative decoding, the one way past it, is not simulated)")
-    prefill = lim.prefill_min_s(r.input_tokens)
-    for col in _TTFT:
-        if col in m and m[col] * PEAK_SLACK < prefill:
-            raise _fail(path, _where(r, col), f"{m[col]:g} s to the first token is faster than the hardware allows: "
-                        f"a prompt of {r.input_tokens} tokens takes {lim.label} at least {prefill * 1e3:.3g} ms at "
-                        f"its peak {lim.flops / 1e12:.4g} TFLOP/s and {lim.bandwidth / 1e12:.3g} TB/s per GPU "
-                        "(capsim simulates no prefix cache)")
-    per_request = lim.request_min_s(r.input_tokens, r.output_tokens)
-    for col in ("output_tokens_per_s", "requests_per_s"):
-        if col not in m:
-            continue
-        in_requests = col == "requests_per_s"
-        unit, scale = ("requests/s", 1.0 / r.output_tokens) if in_requests else ("output tokens/s", 1.0)
-        tokens = m[col] / scale
-        if r.concurrency is not None:
-            users = min(r.concurrency, r.num_requests)
-            cap = users / floor
-            if tokens > cap * PEAK_SLACK:
-                seqs = "1 sequence gains" if users == 1 else f"{users} sequences gain"
-                raise _fail(path, _where(r, col), f"{m[col]:g} {unit} is faster than the hardware allows: at "
-                            f"concurrency {r.concurrency} at most {seqs} one token per decode step, and "
-                            f"{lim.reads()}: at most {cap * scale:.4g} {unit}")
-        cap = r.output_tokens / per_request
-        if tokens > cap * PEAK_SLACK:
-            raise _fail(path, _where(r, col), f"{m[col]:g} {unit} is faster than the hardware allows: a request of "
-                        f"{r.input_tokens} + {r.output_tokens} tokens takes {lim.label} at least "
-                        f"{per_request * 1e3:.3g} ms of matmuls at its peak {lim.flops / 1e12:.4g} TFLOP/s per GPU: "
-                        f"at most {cap * scale:.4g} {unit}")
-
-
-def _check_agreement(path: Path, r: BenchmarkRow) -> None:
-    """Refuse columns of one row that cannot all be true together."""
-    m = r.metrics
-    for fam in ("ttft", "tpot"):
-        lo, hi = f"{fam}_p50_s", f"{fam}_p99_s"
-        if lo in m and hi in m and m[lo] > m[hi]:
-            hint = "; one of them looks like milliseconds: give seconds" if _is_ms_ratio(m[lo] / m[hi]) else ""
-            raise _fail(path, _where(r, lo, hi), f"the median {m[lo]:g} exceeds the 99th percentile {m[hi]:g}, "
-                        f"which no set of measurements allows{hint}")
-    if "itl_mean_s" in m and "tpot_mean_s" in m:
-        a, b = m["itl_mean_s"], m["tpot_mean_s"]
-        ratio = max(a, b) / min(a, b)
-        if ratio > _PER_TOKEN_AGREEMENT:
-            hint = (f"; {max(a, b):g} looks like milliseconds: give seconds" if _is_ms_ratio(ratio) else
-                    "; one of them is another metric")
-            raise _fail(path, _where(r, "itl_mean_s", "tpot_mean_s"), f"{a:g} and {b:g} are {ratio:.3g}× apart, but "
-                        f"both average the gaps between tokens of the same run (equal when every response has "
-                        f"output_tokens tokens; refused beyond {_PER_TOKEN_AGREEMENT:g}×){hint}")
-    out = r.output_tokens
-    if "output_tokens_per_s" in m and "requests_per_s" in m:
-        implied = m["requests_per_s"] * out
-        ratio = m["output_tokens_per_s"] / implied
-        if not 1 / _THROUGHPUT_AGREEMENT <= ratio <= _THROUGHPUT_AGREEMENT:
-            raise _fail(path, _where(r, "output_tokens_per_s", "requests_per_s"),
-                        f"{m['output_tokens_per_s']:g} output tokens/s but {m['requests_per_s']:g} requests/s × "
-                        f"{out} output_tokens = {implied:.4g}: both count the same requests over the same run "
-                        f"(refused beyond {_THROUGHPUT_AGREEMENT:g}× apart)")
-    thr = "requests_per_s" if "requests_per_s" in m else "output_tokens_per_s" if "output_tokens_per_s" in m else None
-    if thr is None:
-        return
-    rps = m["requests_per_s"] if thr == "requests_per_s" else m["output_tokens_per_s"] / out
-    if r.request_rate is not None:
-        # The n-th request is sent at n/rate (vLLM spaces them so; plain Poisson gaps put it
-        # within 3/sqrt(n) of there), so n requests cannot complete in less time.
-        tol = max(1.5, 1.0 + 3.0 / math.sqrt(r.num_requests))
-        if rps > r.request_rate * tol:
-            raise _fail(path, _where(r, "request_rate", thr), f"requests complete at {rps:.4g}/s but are sent at "
-                        f"{r.request_rate:g}/s; a run cannot complete requests faster than it sends them")
-        return
-    assert r.concurrency is not None
-    per_col = "itl_mean_s" if "itl_mean_s" in m else "tpot_mean_s" if "tpot_mean_s" in m else None
-    lat = [c for c in ("ttft_mean_s", per_col) if c is not None and c in m]
-    if not lat:
-        return
-    latency = m.get("ttft_mean_s", 0.0) + (m[per_col] * (out - 1) if per_col is not None else 0.0)
-    whole = "ttft_mean_s" in m and (per_col is not None or out == 1)
-    users = min(r.concurrency, r.num_requests)
-    flight = rps * latency
-    lo, hi = LITTLE_RANGE
-    if flight <= users * hi and (flight >= users * lo or not whole):
-        return
-    cols = _where(r, *lat, thr)
-    values = " and ".join(f"{m[c]:g}" for c in lat)
-    if flight > users and users * lo <= flight / 1000 <= users * hi:
-        raise _fail(path, cols, f"{values} {'look' if len(lat) > 1 else 'looks'} like milliseconds: in seconds, by "
-                    f"Little's law {rps:.4g} requests/s × {latency:.4g} s of latency = {flight:.4g} requests in "
-                    f"flight, but concurrency {r.concurrency} keeps at most {users}; give seconds "
-                    f"({' and '.join(f'{m[c] / 1000:g}' for c in lat)})")
-    raise _fail(path, cols, f"by Little's law {rps:.4g} requests/s × {latency:.4g} s of latency "
-                f"({' + '.join(lat)}{' × (output_tokens − 1)' if per_col in lat else ''}) = {flight:.4g} requests "
-                f"in flight, but a closed loop of concurrency {r.concurrency} keeps {users} (refused outside "
-                f"{lo:g}–{hi:g}× that)")
-
-
-def _check_units(path: Path, r: BenchmarkRow, lim: HardwareLimits, budget: int) -> None:
-    """Refuse latencies too slow for seconds that would be plausible as milliseconds."""
-    m = r.metrics
-    slowest = lim.step_max_s(budget, r.input_tokens + r.output_tokens)
-    how = (f"{slowest:.3g} s: all {lim.memory_bytes / 2**30:.0f} GiB of memory read and {budget} tokens computed "
-           f"at {_SLOWEST_EFFICIENCY:.0%} of peak, plus {_HOST_SECONDS:g} s on the host")
-    for col in ("tpot_mean_s", "tpot_p50_s", "itl_mean_s"):
-        v = m.get(col)
-        if v is not None and v > slowest and v / 1000 * PEAK_SLACK >= lim.step_min_s:
-            raise _fail(path, _where(r, col), f"{v:g} looks like milliseconds: a token every {v:g} s is slower than "
-                        f"the slowest iteration of {lim.label} ({how}); give seconds ({v / 1000:g})")
-    if r.concurrency == 1:
-        # Alone on the server, a first token waits for nothing but its prompt's prefill.
-        chunks = math.ceil(r.input_tokens / budget)
-        for col in ("ttft_mean_s", "ttft_p50_s"):
-            v = m.get(col)
-            if v is not None and v > chunks * slowest and v / 1000 * PEAK_SLACK >= lim.prefill_min_s(r.input_tokens):
-                raise _fail(path, _where(r, col), f"{v:g} looks like milliseconds: alone on the server (concurrency "
-                            f"1), a first token after {v:g} s is slower than the {chunks} iteration"
-                            f"{'s' if chunks > 1 else ''} of its prefill on {lim.label} can take (each at most {how}); give "
-                            f"seconds ({v / 1000:g})")
-
-
-def check_benchmarks(path: str | Path, rows: Sequence[BenchmarkRow], *, max_num_batched_tokens: int = 8192) -> None:
-    """Refuse, before any fitting, a row that no server could have measured or that mistakes its
-    units, naming the file, the row, the column(s), the value(s) and the reason:
-
-    - faster than the hardware allows (:class:`HardwareLimits` at 100% of peak, with
-      :data:`PEAK_SLACK`): a TPOT or ITL below one weight read at peak HBM bandwidth; a TTFT below
-      the prompt's prefill at peak FLOP/s (or its weight read); a throughput beyond what the
-      sequences in flight can gain at one token per weight read, or beyond the requests' matmuls
-      at peak FLOP/s;
-    - columns that cannot all hold: a p50 above its p99; ITL and TPOT means far apart; output
-      tokens/s against requests/s × output_tokens; requests completing faster than a rate sends
-      them; Little's law against the concurrency (:data:`LITTLE_RANGE`);
-    - latencies that look like milliseconds: slower than the slowest iteration the hardware can
-      plausibly run (:meth:`HardwareLimits.step_max_s`, at the engine's ``max_num_batched_tokens``),
-      and plausible divided by 1000.
-
-    Rows are checked in order, each in that order; the first problem raises ValueError (one line).
-    """
-    p = Path(path)
-    limits: dict[tuple[str, str, str, int], HardwareLimits] = {}
-    for r in rows:
-        lim = limits.get(r.configuration)
-        if lim is None:
-            lim = limits[r.configuration] = hardware_limits(*r.configuration)
-        _check_hardware(p, r, lim)
-        _check_agreement(p, r)
-        _check_units(p, r, lim, max_num_batched_tokens)
-
 
 # -- simulating one benchmark run ----------------------------------------------------------------
 
@@ -963,7 +512,7 @@ def _cross_validate(problem: _Problem, x_full: np.ndarray, folds: int, seed: int
         fit = problem.solve(train, x_full, max(8, max_evaluations // 2))
         sims = problem.simulate(fit.x, test)
         for m, e in _rel_errors([problem.rows[i] for i in test], sims):
-            by_family.setdefault(_FAMILY[m], []).append(e)
+            by_family.setdefault(METRIC_FAMILY[m], []).append(e)
     return {fam: _stats(errs) for fam, errs in sorted(by_family.items())}
 
 
@@ -1023,14 +572,14 @@ def _check_configuration(path: Path, rows: Sequence[BenchmarkRow], engine: dict[
     try:
         s = load_scenario({**_scenario_data(tiny, 1, "", seed, engine), "profile": {"kind": "roofline"}})
     except ScenarioError as e:
-        raise _fail(path, f"row {first.row}, column 'tp'", str(e)) from None
+        raise row_error(path, f"row {first.row}, column 'tp'", str(e)) from None
     block = s.engine.block_size
     for r in rows:
         need = -(-(r.input_tokens + r.output_tokens - 1) // block) * block
         if need > s.kv_capacity_tokens:
-            raise _fail(path, f"row {r.row}, column 'input_tokens'",
-                        f"a request of {r.input_tokens} + {r.output_tokens} tokens needs {need} KV tokens but "
-                        f"{r.model} ({r.quantization}) on {r.hardware} at tp = {r.tp} holds {s.kv_capacity_tokens}")
+            raise row_error(path, f"row {r.row}, column 'input_tokens'",
+                            f"a request of {r.input_tokens} + {r.output_tokens} tokens needs {need} KV tokens but "
+                            f"{r.model} ({r.quantization}) on {r.hardware} at tp = {r.tp} holds {s.kv_capacity_tokens}")
 
 
 def _fit_configuration(path: Path, rows: list[BenchmarkRow], *, seed: int, engine: dict[str, Any],
@@ -1049,7 +598,7 @@ def _fit_configuration(path: Path, rows: list[BenchmarkRow], *, seed: int, engin
     try:
         sol = problem.solve(every, np.zeros(len(FACTOR_GROUPS)), max_evaluations)
     except ValueError as e:  # a simulated run that cannot finish
-        raise _fail(path, label, str(e)) from None
+        raise row_error(path, label, str(e)) from None
     x = sol.x
     sims = problem.simulate(x, every)
     coef = problem.coefficients(x)
@@ -1072,9 +621,9 @@ def _fit_configuration(path: Path, rows: list[BenchmarkRow], *, seed: int, engin
                f"{_show(worst_metric, worst_row.fitted[worst_metric])})")
     poor = median > POOR_FIT_MEDIAN
     if poor and not keep_poor_fit:
-        raise _fail(path, label, f"poor fit, refused: {figures}, above the {POOR_FIT_MEDIAN:.0%} a profile may have; "
-                    "the simulator cannot re-enact these rows with one step-time model (check their units, "
-                    "configuration and engine settings), or pass --keep-poor-fit to write the profile labelled poor")
+        raise row_error(path, label, f"poor fit, refused: {figures}, above the {POOR_FIT_MEDIAN:.0%} a profile may have; "
+                        "the simulator cannot re-enact these rows with one step-time model (check their units, "
+                        "configuration and engine settings), or pass --keep-poor-fit to write the profile labelled poor")
 
     # How well the rows separate the factors: the spread of each log-factor if every measured
     # value carried 1% of independent noise, from the Jacobian at the fit (collinear columns,
@@ -1107,7 +656,7 @@ def _fit_configuration(path: Path, rows: list[BenchmarkRow], *, seed: int, engin
         try:
             heldout = _cross_validate(problem, x, folds, seed, max_evaluations)
         except ValueError as e:
-            raise _fail(path, label, str(e)) from None
+            raise row_error(path, label, str(e)) from None
     elif cv_folds:
         notes.append(f"{len(rows)} row(s): too few to cross-validate (needs 4), so no held-out error is reported")
 
