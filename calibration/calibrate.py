@@ -74,14 +74,17 @@ def _validity(table: pa.Table) -> dict[str, float]:
 
 def calibrate(model: str, quant: str, *, device: str = "cpu", layers: int | None = None, budget_s: float = 300.0,
               hardware: str | None = None, out_dir: str | Path = "profiles", seed: int = 0,
-              progress: Callable[[int, int, float], None] | None = None) -> CalibrationRun:
-    """Measure ``model`` in ``quant`` on ``device`` for about ``budget_s`` seconds, fit, and write
-    the profile (JSON + Parquet) into ``out_dir``."""
+              progress: Callable[[int, int, float], None] | None = None, axes: Any = None) -> CalibrationRun:
+    """Measure ``model`` in ``quant`` on ``device`` for about ``budget_s`` seconds of the
+    harness's clock (on the CPU its thread's CPU time on one torch thread: see
+    :mod:`calibration.harness.clock`), fit, and write the profile (JSON + Parquet) into
+    ``out_dir``. ``axes``: the grid (a :class:`calibration.harness.grid.Axes`; default the
+    harness's own)."""
     arch = MODELS[model]
     QUANTIZATIONS[quant]  # noqa: B018 - a catalog scheme, so scenarios can use the profile (CatalogError if not)
     from calibration.harness import measure  # torch lives here
 
-    m = measure(model, quant, device=device, layers=layers, budget_s=budget_s, seed=seed, progress=progress)
+    m = measure(model, quant, device=device, layers=layers, budget_s=budget_s, seed=seed, progress=progress, axes=axes)
     table, meta = m.table, dict(m.meta)
     hw = hardware or default_hardware(device, meta.get("device"))
     GPUS[hw]  # noqa: B018 - validates the name
@@ -89,8 +92,8 @@ def calibrate(model: str, quant: str, *, device: str = "cpu", layers: int | None
     measured_layers = sorted({int(x) for x in np.unique(table.column("layers").to_numpy())})
     when = meta.get("date") or datetime.now(timezone.utc).strftime("%Y-%m-%d")
     depth = fit.depth_error
-    source = (f"capsim calibrate on {meta.get('device', device)} ({device}; torch {meta.get('torch', '?')}, "
-              f"{meta.get('threads', '?')} threads), {when}: {arch.name} shapes with random weights, "
+    source = (f"capsim calibrate on {meta.get('device', device)} ({device}; torch {meta.get('torch_version', '?')}, "
+              f"timed on {meta.get('clock', '?')}), {when}: {arch.name} shapes with random weights, "
               f"{'/'.join(map(str, measured_layers))} of {arch.layers} layers, {quant}; {table.num_rows} step shapes "
               f"({fit.train_rows} fitted, {fit.heldout_rows} held out)"
               + (f"; fitted on {depth['fitted_layers']:.0f} layers, {depth['scored_layers']:.0f}-layer steps "

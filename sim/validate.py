@@ -1,7 +1,7 @@
 """Validation of a measured profile: the real serving loop against the simulator, on one workload.
 
 :func:`validate` draws one Poisson workload (:func:`workloads.generate`), serves it ``repeats``
-times in real time on the harness's kernels (:func:`calibration.harness.serving.serve`: the same
+times on the harness's kernels (:func:`calibration.harness.serving.serve`: the same
 decoder, scheme and layers the profile was calibrated with) and simulates it once with the
 profile (``profile: {kind: measured, path: ...}``), under the same engine settings: continuous
 batching with chunked prefill, the same ``max_num_seqs`` and ``max_num_batched_tokens``, one
@@ -10,8 +10,14 @@ profiles). It reports side by side the p50/p90/p99 of ``ttft_s``, ``tpot_s`` and
 output-token throughput, with the simulation's relative error against the mean of the real runs
 and the real runs' own spread.
 
-Two details make the comparison like for like:
+Three details make the comparison like for like:
 
+- **Clock.** The real loop times its iterations on the clock the calibration timed its steps on
+  (:mod:`calibration.harness.clock`: on the CPU the thread's CPU time with torch on one intra-op
+  thread) and runs on a timeline of those measured seconds, idle gaps jumped to the next arrival
+  (:func:`~calibration.harness.serving.serve`): what it reports is what one dedicated core gives,
+  whatever else the machine runs, as the simulation assumes. (On wall time, a busy neighbour
+  made two real runs of one workload differ by 57%.) A profile timed on another clock is noted.
 - **Depth.** A profile prices the model's full depth (its record's ``layers``) while the real
   loop runs the ``layers`` built on this machine; the simulator is given the same record priced
   at ``layers`` (a copy in a temporary directory, its source saying so). The calibration measured
@@ -20,6 +26,9 @@ Two details make the comparison like for like:
   per-request and per-iteration tables: latency percentiles (linear interpolation) over the
   requests that arrived in the window, output tokens/s emitted by the iterations that ended in
   it. The window runs from ``warmup_s`` to the last arrival (the drain after it is excluded).
+
+Where the profile should come from: a calibration on the shapes this workload runs
+(:func:`calibration_axes`; ``capsim validate`` without ``--profile`` does so).
 
 And one diagnostic sharper than the percentiles (:func:`iteration_error`): every iteration the
 real loop ran is priced by the profile from its recorded batch shape and compared with its
@@ -48,12 +57,13 @@ from calibration.spec import model_arch
 from workloads import WorkloadSpec, generate
 
 if TYPE_CHECKING:
+    from calibration.harness.grid import Axes
     from calibration.harness.serving import ServingRun
     from sim.records import SimResult
 
 __all__ = ["DEFAULT_OUTPUT_TOKENS", "DEFAULT_PROMPT_TOKENS", "METRICS", "Capacity", "MetricComparison",
-           "ValidationResult", "iteration_error", "rate_for_utilisation", "service_capacity", "serving_metrics",
-           "validate"]
+           "ValidationResult", "calibration_axes", "iteration_error", "rate_for_utilisation", "service_capacity",
+           "serving_metrics", "validate"]
 
 # Default lengths: short prompts, decode-heavy (a CPU decodes a 1B model's few layers at tens of tokens/s).
 DEFAULT_PROMPT_TOKENS: dict[str, Any] = {"dist": "uniform", "low": 16, "high": 128}
@@ -327,6 +337,30 @@ def _plain(spec: Any) -> Any:
     return spec.model_dump(exclude_none=True) if hasattr(spec, "model_dump") else spec
 
 
+def calibration_axes(model: str, *, layers: int = 2, num_requests: int = 200, prompt_tokens: Any = None,
+                     output_tokens: Any = None, seed: int = 0, max_num_seqs: int = 8,
+                     max_num_batched_tokens: int = 512) -> Axes:
+    """The calibration grid for validating on this workload (the arguments mean what they mean
+    to :func:`validate`): the step shapes its real runs will run
+    (:func:`~calibration.harness.grid.serving_axes` over the range of the lengths
+    :func:`validate` draws), at ``layers`` and twice as many.
+
+    Why: a profile is a fit, and a fit is good where it was measured. The default grid reaches
+    2048-token chunks and 64-sequence batches; a validation of short requests in batches of
+    eight runs none of them, and a fit over them all priced its iterations 20-50% off on the CPU
+    (see :meth:`calibration.harness.model.LlamaDecoder.lm_head` for the other half of that)."""
+    from calibration.harness.grid import serving_axes
+
+    arch = model_arch(model)
+    unit = generate(_workload(1.0, num_requests, DEFAULT_PROMPT_TOKENS if prompt_tokens is None else prompt_tokens,
+                              DEFAULT_OUTPUT_TOKENS if output_tokens is None else output_tokens),
+                    seed, arch.max_context)
+    p, o = (unit.column(c).to_numpy() for c in ("prompt_tokens", "output_tokens"))
+    return serving_axes(prompt_tokens=(int(p.min()), int(p.max())), output_tokens=(int(o.min()), int(o.max())),
+                        max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, layers=layers,
+                        full_layers=arch.layers)
+
+
 def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Path, rate_per_s: float | None = None,
              utilisation: float = 0.7, num_requests: int = 200, prompt_tokens: Any = None, output_tokens: Any = None,
              repeats: int = 2, seed: int = 0, max_num_seqs: int = 8, max_num_batched_tokens: int = 512,
@@ -411,16 +445,10 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
                          f"{req['preemptions']} preemptions: the real loop never preempts, so the two cannot be "
                          f"compared; lower the load or the lengths")
 
-    import torch
-
     from calibration.harness.model import build_model
     from calibration.harness.serving import serve
 
     notes: list[str] = []
-    threads = record.meta.get("threads")
-    if threads is not None and int(threads) != torch.get_num_threads():
-        notes.append(f"the profile was measured with {threads} torch threads, the real loop runs "
-                     f"{torch.get_num_threads()}")
     say(f"building {model} ({quant}, {layers} layers) on {device}")
     decoder = build_model(model, quant, device, layers=layers, seed=int(record.meta.get("seed", seed)))
     runs = []
@@ -430,12 +458,12 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
                           layers=layers, kv_capacity_tokens=kv_capacity,
                           block_size=scenario.engine.block_size, seed=seed + k))
     del decoder
-    if device == "cpu":
-        shares = [r.meta["cpu_share"] for r in runs]
-        for k, s in enumerate(shares):
-            if s < 0.8 * max(shares):
-                notes.append(f"real run {k + 1} got {s:.0%} of its threads' CPU time while busy (the best run "
-                             f"{max(shares):.0%}): another process competed for the cores")
+    timed = record.meta.get("clock")
+    if timed != runs[0].meta["clock"]:
+        # A profile from before the harness timed on the step clock (or from another device) prices
+        # steps as another clock saw them: on a shared CPU, wall time with the other processes in it.
+        notes.append(f"the profile's steps were timed on {timed or 'the wall clock (no clock recorded)'}, the real "
+                     f"loop's on {runs[0].meta['clock']}")
 
     real = [serving_metrics(r.requests, r.iterations, window) for r in runs]
     simulated = serving_metrics(sim.requests, sim.iterations, window)

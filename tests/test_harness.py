@@ -28,6 +28,7 @@ from calibration.harness.grid import (  # noqa: E402
     plan,
     priority_order,
     probe_shapes,
+    serving_axes,
 )
 from calibration.harness.model import (  # noqa: E402
     RMS_EPS,
@@ -39,6 +40,7 @@ from calibration.harness.model import (  # noqa: E402
     quantize_int4_groups,
     resolve_scheme,
 )
+from calibration.harness.clock import CPU_CLOCK, StepClock, step_clock  # noqa: E402
 from calibration.harness.run import MEASUREMENT_SCHEMA, measure  # noqa: E402
 from calibration.harness.timing import Timing, time_decode, time_prefill  # noqa: E402
 
@@ -276,6 +278,25 @@ def test_timing_summary_orders_its_percentiles():
         Timing.from_samples([])
 
 
+def test_the_cpu_step_clock_is_this_threads_cpu_time_on_one_thread_and_restores_the_threads():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with step_clock(torch.device("cpu")) as clock:
+            assert clock.name == CPU_CLOCK and torch.get_num_threads() == 1
+            t0 = clock.now()
+            time.sleep(0.05)  # time off the core (asleep, or waiting while another process runs) is not counted
+            asleep = clock.stamp() - t0
+        assert torch.get_num_threads() == 3
+        with pytest.raises(KeyError), step_clock(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+            raise KeyError("a failing step")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(prev)
+    assert 0 <= asleep < 0.01, asleep
+
+
 def test_step_times_are_positive_and_grow_with_work():
     model = build_model(WIDE_KV, "fp32", seed=0)
     cache = model.new_cache(32 * 2049)
@@ -343,6 +364,26 @@ def test_plan_fits_the_budget_and_keeps_both_phases_ends_and_layer_counts():
     assert max(pt.shape.kv_tokens for pt in p.points) <= 10_000
 
 
+def test_serving_axes_span_the_shapes_a_workload_runs():
+    # Each axis: its two ends and the power of two nearest their geometric mean.
+    a = serving_axes(prompt_tokens=(16, 128), output_tokens=(8, 64), max_num_seqs=8, max_num_batched_tokens=512,
+                     layers=2, full_layers=16)
+    assert (a.chunks, a.starts, a.batches, a.contexts, a.layer_counts) == (
+        (16, 32, 128), (0, 64), (1, 2, 8), (16, 64, 191), (2, 4))
+    # Four prompts of at most 64 tokens always fit a budget of 512 whole: no chunk at an offset.
+    b = serving_axes(prompt_tokens=(16, 64), output_tokens=(4, 12), max_num_seqs=4, max_num_batched_tokens=512,
+                     layers=1, full_layers=16)
+    assert (b.chunks, b.starts, b.batches, b.contexts, b.layer_counts) == (
+        (16, 32, 64), (0,), (1, 2, 4), (16, 32, 75), (1, 2))
+    # Long prompts: chunks capped by the token budget.
+    c = serving_axes(prompt_tokens=(100, 3000), output_tokens=(1, 100), max_num_seqs=2, max_num_batched_tokens=512,
+                     layers=1, full_layers=16)
+    assert c.chunks == (100, 256, 512) and c.starts == (0, 1500) and c.batches == (1, 2)
+    with pytest.raises(ValueError, match=r"prompt_tokens = \(0, 5\).*need ranges of lengths >= 1"):
+        serving_axes(prompt_tokens=(0, 5), output_tokens=(1, 2), max_num_seqs=1, max_num_batched_tokens=8, layers=1,
+                     full_layers=2)
+
+
 def test_plan_rejects_a_nonsense_budget():
     with pytest.raises(ValueError, match="budget_s = -1"):
         plan(default_axes(layers=2, full_layers=16), _synthetic_cost(), -1)
@@ -372,10 +413,16 @@ def test_layer_differences_separate_per_layer_from_fixed_time():
 
 def test_measure_llama_3_2_1b_int8_within_budget():
     calls: list[tuple[int, int, float]] = []
-    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
     m = measure("llama-3.2-1b", "int8", layers=2, budget_s=20, progress=lambda d, n, eta: calls.append((d, n, eta)))
-    wall = time.perf_counter() - t0
-    assert wall <= 20 * 1.5, wall
+    # The budget is charged on the harness's own clock (thread CPU time on one intra-op thread),
+    # which a busy machine cannot lengthen: it stopped about when that clock reached the budget
+    # (the plan leaves the last unit's estimate of slack, and the smallest shape of each phase
+    # runs whatever the clock says). Wall time is not asserted: on a shared machine it is longer.
+    meta = m.meta
+    assert meta["clock"] == CPU_CLOCK and meta["threads"] == 1 and torch.get_num_threads() == threads
+    assert meta["elapsed_s"] <= 20 * 1.25, meta["elapsed_s"]
+    assert meta["grid_size"] < meta["grid_candidates"]  # 20 s does not buy the whole grid: the budget decided
     t = m.table
     assert t.schema == MEASUREMENT_SCHEMA and t.num_rows >= 4
     assert set(t.column("phase").to_pylist()) == {"prefill", "decode"}
@@ -387,7 +434,6 @@ def test_measure_llama_3_2_1b_int8_within_budget():
         else:
             assert r["chunk"] == r["start"] == 0 and r["tokens"] == r["sequences"]
     assert m.layer_differences().num_rows == t.num_rows // 2
-    meta = m.meta
     assert meta["model"] == "llama-3.2-1b" and meta["quant"] == "int8" and meta["layers"] == [2, 4]
     assert meta["full_layers"] == 16 and meta["budget_s"] == 20
     for key in ("device", "torch_version", "threads", "date_utc", "kernel", "scheme"):
@@ -399,6 +445,28 @@ def test_measure_llama_3_2_1b_int8_within_budget():
     assert all(c[1] == total for c in calls) and done[-1] == total and (np.diff(done) >= 1).all()
     assert len(calls) == meta["grid_size"] + t.num_rows
     assert all(c[2] >= 0 for c in calls) and calls[-1][2] == 0
+
+
+def _ticks(tick: float) -> StepClock:
+    """A clock that advances ``tick`` seconds each time it is read: every timed step then costs
+    one tick whatever its shape, so what a budget buys is fixed in advance."""
+    reads = iter(range(1 << 62))
+    return StepClock("ticks", lambda: next(reads) * tick)
+
+
+def test_measure_charges_its_budget_on_its_own_clock():
+    # On a clock where a step costs 10 ms, the harness plans and skips by that clock alone (the
+    # model's real speed, and the machine's load, do not enter): a budget buys a fixed set of
+    # points, the same every run; a larger budget buys more; and the run ends within its budget.
+    axes = Axes(chunks=(16, 32, 64, 128), starts=(0, 64), batches=(1, 2, 4, 8), contexts=(64, 256),
+                layer_counts=(1, 2))
+    small, again, large = (measure(TINY, "fp32", budget_s=b, clock=_ticks(0.01), axes=axes) for b in (1, 1, 2))
+    shape_columns = [c for c in MEASUREMENT_SCHEMA.names if c not in ("seconds", "p10_s", "p90_s")]
+    assert small.table.select(shape_columns).equals(again.table.select(shape_columns))
+    for m, budget in ((small, 1), (large, 2)):
+        assert m.meta["clock"] == "ticks" and m.meta["elapsed_s"] <= budget, (budget, m.meta["elapsed_s"])
+        assert m.table.column("seconds").to_numpy() == pytest.approx(0.01)
+    assert 4 <= small.table.num_rows < large.table.num_rows
 
 
 # -- CUDA -----------------------------------------------------------------------------------------------

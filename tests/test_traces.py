@@ -15,7 +15,6 @@ import csv
 import gzip
 import json
 import re
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -522,7 +521,8 @@ def test_whole_number_floats_are_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.benchmark
-def test_million_row_azure_csv_loads_fast(tmp_path: Path) -> None:
+def test_million_row_azure_csv_loads_every_row(tmp_path: Path) -> None:
+    # No time limit (tests never time the wall clock): how fast it loads is a benchmark's figure.
     n = 1_000_000
     rng = np.random.default_rng(0)
     ns = np.datetime64("2023-11-16T18:17:03", "ns") + np.cumsum(rng.integers(1, 10**7, n)).astype("timedelta64[ns]")
@@ -530,11 +530,9 @@ def test_million_row_azure_csv_loads_fast(tmp_path: Path) -> None:
     prompt, output = rng.integers(1, 8000, n), rng.integers(1, 500, n)
     body = "\n".join(f"{s[:-2]},{a},{b}" for s, a, b in zip(stamps, prompt, output, strict=True))
     p = _write(tmp_path / "big.csv", AZ_HEADER + body + "\n")
-    t0 = time.perf_counter()
     trace = load_trace(p)
-    elapsed = time.perf_counter() - t0
     assert trace.num_requests == n
-    assert elapsed < 3.0, f"{elapsed:.2f} s"
+    assert np.array_equal(_col(trace, "prompt_tokens"), prompt)
 
 
 # ----------------------------------------------------------------------------------------------

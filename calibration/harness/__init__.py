@@ -4,6 +4,8 @@ decode steps over a grid designed for fitting the step-time model.
 
 - :mod:`~calibration.harness.model`: the decoder, its KV cache, and the linear-layer kernels per
   quantization scheme and device;
+- :mod:`~calibration.harness.clock`: the clock steps are timed on (CPU: the thread's CPU time on
+  one torch thread; CUDA: wall time after a synchronize);
 - :mod:`~calibration.harness.timing`: timing one step shape (median, p10, p90);
 - :mod:`~calibration.harness.grid`: which shapes, in what order, within a budget (no torch);
 - :mod:`~calibration.harness.run`: :func:`measure`, returning :class:`Measurements`.

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 __all__ = ["Axes", "CostModel", "Phase", "Plan", "Point", "Shape", "default_axes", "layer_counts",
-           "layer_differences", "plan", "priority_order", "probe_shapes"]
+           "layer_differences", "plan", "priority_order", "probe_shapes", "serving_axes"]
 
 Phase = Literal["prefill", "decode"]
 
@@ -172,6 +172,41 @@ def default_axes(*, layers: int, full_layers: int, device_type: str = "cpu") -> 
         contexts=(64, 256, 1024, 4096) + ((8192,) if gpu else ()),
         layer_counts=layer_counts(layers, full_layers),
     )
+
+
+def serving_axes(*, prompt_tokens: tuple[int, int], output_tokens: tuple[int, int], max_num_seqs: int,
+                 max_num_batched_tokens: int, layers: int, full_layers: int) -> Axes:
+    """The grid of the steps a serving run of requests with prompts and outputs in these
+    (low, high) ranges runs under these engine limits: prefill chunks from the shortest prompt
+    (at least 16 tokens) to the longest chunk the token budget lets through, at offset 0 and,
+    where prompts can be cut (``max_num_seqs`` of the longest do not fit the token budget),
+    halfway into the longest prompt; decode batches 1 to
+    ``max_num_seqs``; contexts from the shortest prompt to the longest request. Each axis has its
+    two ends and the power of two nearest their geometric mean between them: every term of the
+    step-time formula is linear in its feature or a roof, so three values an axis pin it down, and
+    a small budget buys every shape at both layer counts.
+
+    A profile for a given workload is best measured where that workload runs: the default grid
+    spreads a budget over shapes up to 2048-token chunks at 4096 offsets and 64-sequence
+    batches, which a run of short requests in batches of eight never reaches, and a robust fit
+    over all of them can trade accuracy at the run's shapes for accuracy at those."""
+    (p_lo, p_hi), (o_lo, o_hi) = prompt_tokens, output_tokens
+    if not (1 <= p_lo <= p_hi and 1 <= o_lo <= o_hi and 1 <= max_num_seqs <= max_num_batched_tokens):
+        raise ValueError(f"prompt_tokens = {prompt_tokens}, output_tokens = {output_tokens}, max_num_seqs = "
+                         f"{max_num_seqs}, max_num_batched_tokens = {max_num_batched_tokens}: need ranges of lengths "
+                         f">= 1 (low <= high) and 1 <= max_num_seqs <= max_num_batched_tokens")
+
+    def spaced(lo: int, hi: int) -> tuple[int, ...]:
+        """``lo``, ``hi`` and the power of two nearest to their geometric mean, where one lies
+        strictly between them."""
+        inside = [1 << k for k in range(hi.bit_length()) if lo < 1 << k < hi]
+        return (lo, min(inside, key=lambda v: abs(math.log(v * v / (lo * hi)))), hi) if inside else (lo, hi)
+
+    longest_chunk = min(p_hi, max_num_batched_tokens)
+    cut = max_num_seqs * p_hi > max_num_batched_tokens
+    return Axes(chunks=spaced(min(max(p_lo, 16), longest_chunk), longest_chunk),
+                starts=(0, p_hi // 2) if cut else (0,), batches=spaced(1, max_num_seqs),
+                contexts=spaced(p_lo, p_hi + o_hi - 1), layer_counts=layer_counts(layers, full_layers))
 
 
 def probe_shapes(axes: Axes) -> list[Shape]:

@@ -8,9 +8,15 @@ cache for the largest point, and times the points in priority order
 (estimates are corrected as measured points come in). The smallest shape of each phase is
 always measured at both layer counts, so a result always covers both phases and both counts.
 
+Every second of it, the budget's included, is charged on the device's step clock
+(:mod:`~calibration.harness.clock`): on the CPU the calling thread's CPU time with torch on one
+intra-op thread, which time the scheduler gives to other processes does not lengthen; on CUDA the
+wall clock.
+
 The result is a :class:`Measurements`: a pyarrow table with one row per measured point and a
-``meta`` dict of provenance (device, driver and library versions, threads, date, model, scheme,
-layer counts, budget, grid size), which the fitting turns into a ``measured`` profile.
+``meta`` dict of provenance (device, driver and library versions, the clock and threads, date,
+model, scheme, layer counts, budget, grid size), which the fitting turns into a ``measured``
+profile.
 
 ``torch`` is imported when :func:`measure` runs, not when this module is imported.
 """
@@ -30,7 +36,8 @@ from typing import Any
 import pyarrow as pa
 
 from calibration.catalog import MODELS, ModelArch
-from calibration.harness.grid import CostModel, Shape, default_axes, layer_differences, plan, probe_shapes
+from calibration.harness.clock import StepClock
+from calibration.harness.grid import Axes, CostModel, Shape, default_axes, layer_differences, plan, probe_shapes
 
 __all__ = ["MEASUREMENT_SCHEMA", "Measurements", "measure"]
 
@@ -42,7 +49,7 @@ MEASUREMENT_SCHEMA = pa.schema([
     pa.field("start", pa.int64()),         # prefill offset: tokens already cached (0 for decode)
     pa.field("context", pa.int64()),       # decode: tokens cached before the step (0 for prefill)
     pa.field("tokens", pa.int64()),        # tokens computed in the step
-    pa.field("seconds", pa.float64()),     # median wall seconds of one step
+    pa.field("seconds", pa.float64()),     # median seconds of one step on the step clock
     pa.field("p10_s", pa.float64()),
     pa.field("p90_s", pa.float64()),
     pa.field("repeats", pa.int64()),       # timed runs behind the median
@@ -76,62 +83,87 @@ class Measurements:
 
 def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int | None = None,
             budget_s: float = 300, seed: int = 0,
-            progress: Callable[[int, int, float], None] | None = None) -> Measurements:
+            progress: Callable[[int, int, float], None] | None = None,
+            clock: StepClock | None = None, axes: Axes | None = None) -> Measurements:
     """Time prefill and decode steps of ``model`` (a catalog key, or a ModelArch) under
-    ``quant`` on ``device`` within about ``budget_s`` seconds of wall time, everything
+    ``quant`` on ``device`` within about ``budget_s`` seconds of the harness's clock, everything
     included (building the model, probing, allocating the KV cache, the points).
+
+    The clock is the device's step clock (:mod:`~calibration.harness.clock`): on the CPU the
+    calling thread's CPU time, torch on one intra-op thread, so the budget buys the same grid on
+    a busy machine as on a quiet one (the wall time it takes grows with the load instead); on
+    CUDA the wall clock. ``clock`` replaces it (tests: a deterministic clock; torch still runs
+    on one thread on the CPU).
 
     ``layers`` is L (default 2): every shape is timed at L and 2L layers (at L/2 and L where
     the model has fewer than 2L layers; see :func:`~calibration.harness.grid.layer_counts`).
-    ``progress(done, total, eta_s)`` is called after each planned point (measured, or skipped
-    for the budget)."""
+    ``axes``: the grid (default :func:`~calibration.harness.grid.default_axes`; a workload's own,
+    :func:`~calibration.harness.grid.serving_axes`, measures where it runs), whose layer counts
+    then replace ``layers``'s. ``progress(done, total, eta_s)`` is called after each planned
+    point (measured, or skipped for the budget), ``eta_s`` in the harness's clock."""
+    if not (isinstance(budget_s, int | float) and 0 < budget_s < math.inf):
+        from calibration.harness.model import HarnessError
+        raise HarnessError(f"budget_s = {budget_s!r}: must be a positive number of seconds")
+    from calibration.harness.clock import step_clock
+    from calibration.harness.model import resolve_device
+
+    with step_clock(resolve_device(device)) as own:
+        return _measure(model, quant, device, layers, budget_s, seed, progress, clock or own, axes)
+
+
+def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None, budget_s: float, seed: int,
+             progress: Callable[[int, int, float], None] | None, clock: StepClock,
+             given_axes: Axes | None) -> Measurements:
+    """:func:`measure` with its clock taken (and, on the CPU, torch on one thread)."""
     import torch
 
     from calibration.harness.model import HarnessError, build_model, resolve_scheme
     from calibration.harness.timing import Timing, time_step
 
-    t_begin = time.perf_counter()
-    if not (isinstance(budget_s, int | float) and 0 < budget_s < math.inf):
-        raise HarnessError(f"budget_s = {budget_s!r}: must be a positive number of seconds")
+    wall_begin = time.perf_counter()
+    t_begin = clock.now()
     arch = MODELS[model] if isinstance(model, str) else model
     if layers is not None and (not isinstance(layers, int) or not 1 <= layers <= arch.layers):
         raise HarnessError(f"layers = {layers!r}: must be an integer from 1 to the {arch.layers} layers of "
                            f"{arch.key}")
     scheme = resolve_scheme(quant, device)
-    axes = default_axes(layers=min(2, arch.layers) if layers is None else layers, full_layers=arch.layers,
-                        device_type=scheme.device.type)
+    axes = given_axes or default_axes(layers=min(2, arch.layers) if layers is None else layers,
+                                      full_layers=arch.layers, device_type=scheme.device.type)
     counts = axes.layer_counts
+    if max(counts) > arch.layers:
+        raise HarnessError(f"axes.layer_counts = {counts}: {arch.key} has {arch.layers} layers")
 
     decoder = build_model(arch, quant, scheme.device, layers=max(counts), seed=seed)
-    build_s = time.perf_counter() - t_begin
+    build_s = clock.now() - t_begin
     bytes_per_token = decoder.kv_bytes_per_token()
     max_kv = max(1, int(_free_memory_bytes(scheme.device) * _KV_MEMORY_SHARE // bytes_per_token))
 
     # Probe: a few cheap shapes at the smaller layer count fix the cost model.
-    t_probe = time.perf_counter()
+    t_probe = clock.now()
     probes = [s for s in probe_shapes(axes)
               if s.offset + s.tokens_per_sequence <= arch.max_context and s.kv_tokens <= max_kv]
     if not probes:
         raise HarnessError(f"model = {arch.key!r}: not even the smallest probe step fits in memory "
                            f"({max_kv} KV tokens)")
-    t_alloc = time.perf_counter()
+    t_alloc = clock.now()
     cache = decoder.new_cache(max(s.kv_tokens for s in probes), seed=seed)
-    alloc_s_per_token = (time.perf_counter() - t_alloc) / cache.capacity_tokens
+    alloc_s_per_token = (clock.stamp() - t_alloc) / cache.capacity_tokens
     # One-time costs (kernel selection, allocator growth, first touch of every weight) land in a
     # few untimed steps of the two smallest probes at full depth, not in the first probe.
     for s in probes[:1] + [p for p in probes if p.phase == "decode"][:1]:
         time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence, start=s.offset,
-                  layers=counts[-1], warmup=1, repeats=1, seed=seed)
+                  layers=counts[-1], warmup=1, repeats=1, seed=seed, clock=clock)
     probe_times: list[tuple[Shape, float]] = []
     for s in probes:
         t = time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence,
-                      start=s.offset, layers=counts[0], warmup=_PROBE_WARMUP, repeats=_PROBE_REPEATS, seed=seed)
+                      start=s.offset, layers=counts[0], warmup=_PROBE_WARMUP, repeats=_PROBE_REPEATS, seed=seed,
+                      clock=clock)
         probe_times.append((s, t.median_s))
     cost = CostModel.fit(counts[0], probe_times)
     del cache
-    probe_s = time.perf_counter() - t_probe
+    probe_s = clock.now() - t_probe
 
-    remaining = budget_s - (time.perf_counter() - t_begin)
+    remaining = budget_s - (clock.now() - t_begin)
     grid = plan(axes, cost, max(remaining, 1e-3), max_positions=arch.max_context, max_kv_tokens=max_kv,
                 kv_alloc_s_per_token=alloc_s_per_token)
     cache = decoder.new_cache(max(grid.kv_tokens, 1), seed=seed)
@@ -162,18 +194,18 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
 
     def run_point(pt: Any, repeats: int) -> list[float]:
         s = pt.shape
-        t0 = time.perf_counter()
+        t0 = clock.now()
         t = time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence,
                       start=s.offset, layers=pt.layers, warmup=pt.warmup, repeats=repeats,
-                      max_seconds=2.0 * repeats * pt.est_step_s * ratio(s.phase), seed=seed)
-        spent[s.phase] += time.perf_counter() - t0
+                      max_seconds=2.0 * repeats * pt.est_step_s * ratio(s.phase), seed=seed, clock=clock)
+        spent[s.phase] += clock.now() - t0
         estimated[s.phase] += pt.est_s * repeats / pt.repeats
         return list(t.samples_s)
 
     def report(done: int, left_points: list[Any], share: float) -> None:
         if progress is not None:
             left = sum(p.est_s * share * ratio(p.shape.phase) for p in left_points)
-            budget_left = max(0.0, budget_s - (time.perf_counter() - t_begin))
+            budget_left = max(0.0, budget_s - (clock.now() - t_begin))
             progress(done, total, min(left, budget_left))
 
     pending = 0.0  # estimated seconds of the second pass over the points measured so far
@@ -190,7 +222,7 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
             unit = [p for p in grid.points[i:i + len(counts)] if p.shape == s]
             # Both passes of the unit (one more warm-up than a single pass).
             expect = sum((p.est_s + p.warmup * p.est_step_s) * ratio(s.phase) for p in unit)
-            skip_unit = s not in always and time.perf_counter() - t_begin + expect + pending > budget_s
+            skip_unit = s not in always and clock.now() - t_begin + expect + pending > budget_s
         if skip_unit:
             skipped += 1
         else:
@@ -228,10 +260,13 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
         "layers": list(counts),
         "full_layers": arch.layers,
         "budget_s": float(budget_s),
-        "elapsed_s": round(time.perf_counter() - t_begin, 3),
+        "clock": clock.name,
+        "elapsed_s": round(clock.now() - t_begin, 3),  # on the clock the budget is charged in
+        "wall_s": round(time.perf_counter() - wall_begin, 3),
         "build_s": round(build_s, 3),
         "probe_s": round(probe_s, 3),
         "grid_size": len(grid.points),
+        "axes": {k: list(getattr(axes, k)) for k in ("chunks", "starts", "batches", "contexts")},
         "grid_candidates": grid.candidates,
         "measured_points": table.num_rows,
         "skipped_points": skipped,
@@ -243,8 +278,8 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
                    "context": s.context, "layers": counts[0], "seconds": sec} for s, sec in probe_times],
         "decode_context": "tokens cached before the step; the step attends to context + 1 positions "
                           "(BatchShape.decode_context = context + 1)",
-        "timing": "median of timed runs after warm-up; time.perf_counter around one step under "
-                  "torch.inference_mode, torch.cuda.synchronize after each step on CUDA; KV cache pre-allocated",
+        "timing": f"median of timed runs after warm-up; {clock.name} around one step under "
+                  "torch.inference_mode; KV cache pre-allocated",
     })
     return Measurements(table=table, meta=meta)
 

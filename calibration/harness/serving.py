@@ -3,10 +3,15 @@
 :func:`serve` takes a plain request table (``request_id``, ``arrival_s``, ``prompt_tokens``,
 ``output_tokens``; arrival times in seconds from the start) and a built harness decoder
 (:func:`~calibration.harness.model.build_model`, the scheme and layers the profile was
-calibrated with), and serves the requests in real time:
+calibrated with), and serves the requests on the loop's own timeline:
 
-- a request becomes visible to the loop at its wall-clock offset from the start; an idle loop
-  sleeps (``time.sleep``) until the next arrival;
+- the timeline is made of what the loop measured, not of the wall clock: every iteration
+  advances it by the iteration's own time on the device's step clock
+  (:mod:`~calibration.harness.clock`: on the CPU the calling thread's CPU time with torch on one
+  intra-op thread; on CUDA the wall clock after a synchronize), and an idle loop jumps to the
+  next arrival instead of sleeping. A request becomes visible to the loop once the timeline
+  reaches its arrival. The latencies are then what the machine gives with one dedicated core
+  (on CUDA: one GPU), whatever else runs beside it, and the run takes its busy time only;
 - every iteration the loop forms a batch under ``max_num_seqs`` and ``max_num_batched_tokens``
   with the admission rules of the simulator's continuous scheduler
   (``sim/scheduling/continuous.py``, vLLM V1 style, chunked prefill): running requests first,
@@ -30,10 +35,10 @@ these sizes, so nothing is ever preempted: the loop asserts that its requests fi
 and, given ``kv_capacity_tokens``, that the simulator's block-granular cache would never have
 had to preempt either.
 
-Iterations are timed twice: ``duration_s`` from the iteration's start (before scheduling) to its
-end (after bookkeeping), the time the simulator prices; ``forward_s`` the forward pass alone,
-the code path the harness times. Their difference is the loop's own overhead. Python's garbage
-collector is paused while serving, as it is while the harness times a step.
+Iterations are timed twice, on the step clock: ``duration_s`` from the iteration's start (before
+scheduling) to its end (after bookkeeping), the time the simulator prices and the timeline
+advances by; ``forward_s`` the forward pass alone. Their difference is the loop's own overhead.
+Python's garbage collector is paused while serving, as it is while the harness times a step.
 
 ``torch`` is imported with this module: import it only where torch is installed.
 """
@@ -42,7 +47,6 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +55,12 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from calibration.harness.model import RMS_EPS, HarnessError, LlamaDecoder, _rotate, chunk_attention
+from calibration.harness.clock import StepClock, step_clock
+from calibration.harness.model import RMS_EPS, HarnessError, KVCache, LlamaDecoder, _rotate, chunk_attention
 
 __all__ = ["ITERATION_SCHEMA", "RESULT_SCHEMA", "ServingRun", "SlotCache", "ragged_step", "serve"]
 
-# Per-request results of a run, in DESIGN.md's vocabulary (seconds from the run's start).
+# Per-request results of a run, in DESIGN.md's vocabulary (seconds from the start of the loop's timeline).
 RESULT_SCHEMA = pa.schema([
     ("request_id", pa.int64()),
     ("arrival_s", pa.float64()),
@@ -72,8 +77,8 @@ RESULT_SCHEMA = pa.schema([
 
 # One row per iteration; the batch-shape columns are the step-time formula's inputs.
 ITERATION_SCHEMA = pa.schema([
-    ("start_s", pa.float64()),
-    ("duration_s", pa.float64()),     # scheduling + forward + bookkeeping
+    ("start_s", pa.float64()),        # on the loop's timeline (see the module docstring)
+    ("duration_s", pa.float64()),     # scheduling + forward + bookkeeping, on the step clock
     ("forward_s", pa.float64()),      # the forward pass alone
     ("tokens", pa.int64()),           # N: tokens computed
     ("sequences", pa.int64()),        # S: sequences in the batch
@@ -118,8 +123,8 @@ class SlotCache:
         return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
 
 
-def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots: np.ndarray, starts: np.ndarray,
-                counts: np.ndarray, layers: int | None = None) -> torch.Tensor:
+def ragged_step(model: LlamaDecoder, cache: SlotCache | KVCache, ids: torch.Tensor, slots: np.ndarray,
+                starts: np.ndarray, counts: np.ndarray, layers: int | None = None) -> torch.Tensor:
     """One engine iteration over a ragged batch: sequence ``j`` computes ``counts[j]`` tokens at
     positions ``starts[j]`` onward (``starts[j]`` tokens already in its slot ``slots[j]`` of
     ``cache``), with the token ids of all sequences concatenated in ``ids`` (1-D, ``Σ counts``).
@@ -129,7 +134,11 @@ def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots:
     over its own slot (a decode: the query heads of each KV head as that head's query rows, as
     :class:`~calibration.harness.model.DecoderLayer` does; a prefill chunk: causal with the
     diagonal at the bottom right). Returns the logits ``(sequences, vocab)`` of each sequence's
-    last computed position, through the first ``layers`` layers (all the cache holds by default)."""
+    last computed position, through the first ``layers`` layers (all the cache holds by default).
+
+    ``cache``: a :class:`SlotCache`, or a harness :class:`~calibration.harness.model.KVCache`
+    viewed as ``(sequences, length)`` (each sequence its own slot): the harness times its CPU
+    steps through this function, so that the calibration and the real loop run the same code."""
     n_layers = cache.layers if layers is None else layers
     if not 1 <= n_layers <= min(cache.layers, len(model.layers)):
         raise HarnessError(f"layers = {layers}: must be between 1 and the {min(cache.layers, len(model.layers))} "
@@ -140,8 +149,9 @@ def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots:
         raise HarnessError(f"ids of shape {tuple(ids.shape)} for {seqs} sequences of {total} tokens: need a 1-D "
                            f"tensor of Σ counts ids and at least one sequence")
     ends = starts + counts
-    if int(ends.max()) > cache.capacity:
-        raise HarnessError(f"a sequence reaches position {int(ends.max())}: the slots hold {cache.capacity} tokens")
+    positions = cache.k[0].shape[2]
+    if int(ends.max()) > positions:
+        raise HarnessError(f"a sequence reaches position {int(ends.max())}: the slots hold {positions} tokens")
     arch, dt = model.arch, model.scheme.act_dtype
     hidden, nh, nkv, d = arch.hidden, arch.heads, arch.kv_heads, arch.head_dim
     group = nh // nkv
@@ -180,14 +190,14 @@ def ragged_step(model: LlamaDecoder, cache: SlotCache, ids: torch.Tensor, slots:
         x = x + layer.down(F.silu(gate) * up)
     last_rows = torch.from_numpy(offsets + counts - 1).to(model.device)
     last = F.rms_norm(x[last_rows].to(model.scheme.head_dtype), (hidden,), model.norm, RMS_EPS)
-    return F.linear(last, model.embed) if model.head is None else model.head(last)
+    return model.lm_head(last)
 
 
 @dataclass(frozen=True)
 class ServingRun:
     """What one real serving run produced: per-request results (:data:`RESULT_SCHEMA`, in the
     input table's row order), per-iteration records (:data:`ITERATION_SCHEMA`) and plain-JSON
-    ``meta`` (settings, threads, wall time, loop overhead)."""
+    ``meta`` (settings, the clock, busy and wall time, loop overhead)."""
 
     requests: pa.Table
     iterations: pa.Table
@@ -217,16 +227,26 @@ def _columns(requests: pa.Table) -> tuple[np.ndarray, ...]:
 
 def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num_batched_tokens: int,
           layers: int | None = None, kv_capacity_tokens: int | None = None, block_size: int = 16,
-          warmup_steps: int = 2, seed: int = 0, clock: Callable[[], float] = time.perf_counter,
-          sleep: Callable[[float], None] = time.sleep) -> ServingRun:
-    """Serve ``requests`` on ``model`` in real time (see the module docstring) and return the
-    per-request and per-iteration records.
+          warmup_steps: int = 2, seed: int = 0, clock: StepClock | None = None) -> ServingRun:
+    """Serve ``requests`` on ``model`` on the loop's timeline (see the module docstring) and
+    return the per-request and per-iteration records.
 
     ``layers``: run the first this many layers (all built by default). ``kv_capacity_tokens``
     (with ``block_size``): the simulator's KV cache, checked every iteration so that a run the
-    simulator would have had to preempt in fails loudly (HarnessError) instead of being compared. ``warmup_steps``
-    untimed steps (a full prefill chunk, a full decode batch) run before the clock starts, as the
-    harness warms up before it times."""
+    simulator would have had to preempt in fails loudly (HarnessError) instead of being compared.
+    ``warmup_steps`` untimed steps (a full prefill chunk, a full decode batch) run before the
+    timeline starts, as the harness warms up before it times. ``clock``: the step clock (default:
+    the device's, :func:`~calibration.harness.clock.step_clock`; tests inject a deterministic
+    one, and torch runs on one thread on the CPU either way)."""
+    with step_clock(model.device) as own:
+        return _serve(model, requests, max_num_seqs, max_num_batched_tokens, layers, kv_capacity_tokens, block_size,
+                      warmup_steps, seed, clock or own)
+
+
+def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_batched_tokens: int,
+           layers: int | None, kv_capacity_tokens: int | None, block_size: int, warmup_steps: int, seed: int,
+           clock: StepClock) -> ServingRun:
+    """:func:`serve` with its clock taken."""
     if max_num_seqs < 1 or max_num_batched_tokens < max_num_seqs:
         raise HarnessError(f"max_num_seqs = {max_num_seqs}, max_num_batched_tokens = {max_num_batched_tokens}: need "
                            f"max_num_seqs >= 1 and max_num_batched_tokens >= max_num_seqs")
@@ -247,8 +267,6 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
     gen = torch.Generator(device="cpu").manual_seed(seed)
     pool = torch.randint(model.arch.vocab, (_ID_POOL,), generator=gen).to(model.device)
     model.rope(0, longest)  # grow the rotary table now, not inside a timed iteration
-    sync: Callable[[], None] = (
-        (lambda: torch.cuda.synchronize(model.device)) if model.device.type == "cuda" else (lambda: None))
 
     def batch_ids(starts: np.ndarray, counts: np.ndarray) -> torch.Tensor:
         total = int(counts.sum())
@@ -282,15 +300,17 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                 b = np.arange(max_num_seqs)
                 ctx = np.full(max_num_seqs, min(chunk, longest - 1))
                 ragged_step(model, cache, batch_ids(ctx, np.ones_like(b)), b, ctx, np.ones_like(b), n_layers)
-            sync()
-            cpu0 = time.process_time()
-            origin = clock()
+            clock.sync()
+            wall0, busy_wall = time.perf_counter(), 0.0
+            now = 0.0  # the loop's timeline: measured iterations, and idle gaps jumped over
             while finished < n:
-                t_start = clock() - origin
-                arrived = int(np.searchsorted(arr, t_start, side="right"))
+                arrived = int(np.searchsorted(arr, now, side="right"))
                 if not run.size and admitted == arrived:
-                    sleep(max(float(arr[arrived]) - t_start, 0.0))  # idle until the next arrival
+                    now = max(now, float(arr[arrived]))  # idle until the next arrival
                     continue
+                t_start = now
+                w0 = time.perf_counter()
+                c0 = clock.now()
                 # -- schedule: ContinuousScheduler.schedule with chunked prefill, mirrored --------
                 rem = num_tokens[run] - computed[run]
                 before = np.cumsum(rem) - rem
@@ -318,10 +338,9 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                 pre = starts < prompt[idx]
                 ids = batch_ids(starts, cnt)
                 # -- one forward pass for the whole batch ------------------------------------------
-                f0 = clock()
+                f0 = clock.now()
                 ragged_step(model, cache, ids, slot_of[idx], starts, cnt, n_layers)
-                sync()
-                f1 = clock()
+                f1 = clock.stamp()
                 # -- commit: tokens computed, emitted at the iteration's end -----------------------
                 comp = starts + cnt
                 computed[idx] = comp
@@ -334,11 +353,13 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                     free.extend(slot_of[done].tolist())
                     run = run[~np.isin(run, done)]
                     finished += done.size
-                t_end = clock() - origin
+                took = clock.now() - c0
+                now = t_end = t_start + took
+                busy_wall += time.perf_counter() - w0
                 first_tok[emit[g == 1]] = t_end
                 last_tok[emit] = t_end
                 pc, ps = cnt[pre], starts[pre]
-                for name, value in (("start_s", t_start), ("duration_s", t_end - t_start), ("forward_s", f1 - f0),
+                for name, value in (("start_s", t_start), ("duration_s", took), ("forward_s", f1 - f0),
                                     ("tokens", int(cnt.sum())), ("sequences", int(idx.size)),
                                     ("prefill_tokens", int(pc.sum())), ("prefill_seqs", int(pc.size)),
                                     ("decode_seqs", int(idx.size - pc.size)),
@@ -348,8 +369,7 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
                                     ("prefill_context", int(ps.sum())), ("tokens_out", int(emit.size)),
                                     ("running", int(run.size + done.size)), ("waiting", arrived - admitted)):
                     rec[name].append(value)
-            wall = clock() - origin
-            cpu = time.process_time() - cpu0
+            wall = time.perf_counter() - wall0
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -372,15 +392,18 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
         "device": str(model.device), "threads": torch.get_num_threads(), "scheme": model.scheme.description,
         "model": model.arch.key, "layers": n_layers, "max_num_seqs": max_num_seqs,
         "max_num_batched_tokens": max_num_batched_tokens, "requests": n, "iterations": len(dur),
-        "wall_s": float(wall), "busy_s": float(dur.sum()),
+        "clock": clock.name,
+        "busy_s": float(dur.sum()), "timeline_s": float(now),
         "loop_overhead_s": float((dur - fwd).sum()),
-        # CPU seconds the process got per busy second per torch thread: about 1 when the threads had
-        # their cores to themselves (oneDNN's threads spin while they wait), well below when another
-        # process competed for the cores (a shared machine; the run is then slower than the profile says).
-        "cpu_s": float(cpu),
-        "cpu_share": float(cpu / max(dur.sum() * torch.get_num_threads(), 1e-12)),
+        # Wall seconds the run took (busy iterations only, idle gaps are jumped over), and the share
+        # of them the step clock counted: about 1 on a quiet machine, about 0.5 where another
+        # process shared the loop's core. The timeline does not depend on it; it says how shared
+        # the machine was.
+        "wall_s": float(wall), "busy_wall_s": float(busy_wall),
+        "clock_share": float(dur.sum() / max(busy_wall, 1e-12)),
         "kv_cache_bytes": cache.nbytes, "slot_tokens": longest,
-        "timing": "time.perf_counter; duration_s spans scheduling, the forward pass and bookkeeping, forward_s the "
-                  "forward pass alone; torch.inference_mode, garbage collector paused",
+        "timing": f"{clock.name}; duration_s spans scheduling, the forward pass and bookkeeping, forward_s the "
+                  "forward pass alone; the timeline advances by duration_s and jumps idle gaps to the next "
+                  "arrival; torch.inference_mode, garbage collector paused",
     }
     return ServingRun(requests=results, iterations=iterations, meta=meta)
