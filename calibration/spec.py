@@ -15,7 +15,7 @@ from calibration.profile import Profile, Provenance
 from calibration.roofline import RooflineProfile, measured_allreduce
 
 __all__ = ["AutoProfileSpec", "ExplicitProfileSpec", "MeasuredProfileSpec", "ProfileSpec", "RooflineProfileSpec",
-           "build_profile", "model_arch"]
+           "build_profile", "model_arch", "roofline_of"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -145,3 +145,12 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
         allreduce=None if {"interconnect_gb_s", "allreduce_latency_s"} & spec.model_fields_set or tp == 1
         else measured_allreduce(hardware, tp),
     )
+
+
+def roofline_of(profile: Profile) -> RooflineProfile | None:
+    """The datasheet roofline behind ``profile``: itself, a measured profile's base (whose memory
+    model, FLOPs and bytes it uses), or None for a profile with no hardware behind it (explicit)."""
+    from calibration.measured import MeasuredProfile
+
+    base = profile.base if isinstance(profile, MeasuredProfile) else profile
+    return base if isinstance(base, RooflineProfile) else None

@@ -21,9 +21,8 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Str
 
 from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, RooflineProfileSpec, build_profile
 from calibration.catalog import CatalogError, close_matches
-from calibration.spec import model_arch
+from calibration.spec import model_arch, roofline_of
 from calibration.profile import Profile
-from calibration.roofline import RooflineProfile
 from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
@@ -136,10 +135,9 @@ class Scenario(BaseModel):
         if arch.heads % self.tp or arch.kv_heads % self.tp:
             raise ValueError(f"tp = {self.tp}: must divide {arch.name}'s {arch.heads} attention heads and "
                              f"{arch.kv_heads} KV heads")
-        profile = self.build_profile()
         spec = self.replica_spec
-        profile = getattr(profile, "base", profile)  # a measured profile's memory model is the roofline's
-        if isinstance(profile, RooflineProfile):
+        profile = roofline_of(self.build_profile())  # a measured profile's memory model is the roofline's
+        if profile is not None:
             if self.tp > 1 and profile.gpu.interconnect_gb_s <= 0:
                 raise ValueError(f"tp = {self.tp}: hardware = {self.hardware!r} has no interconnect between devices in "
                                  "the catalog; use tp = 1, or give profile.interconnect_gb_s")

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from calibration.profile import Profile
+from calibration.spec import roofline_of
 from sim.config import Scenario
 from sim.iteration_log import ITERATION_COLUMNS
 from sim.metrics import busy_seconds, itl_stats, latency_stats
@@ -509,10 +510,8 @@ _SLICE = 1 << 16  # iterations per slice of the utilisation sums
 def _peaks(profile: Profile) -> tuple[float, float] | None:
     """Peak FLOP/s and HBM bytes/s of one GPU for the profile's precision (None for a profile
     with no hardware behind it, such as ``explicit``)."""
-    from calibration.roofline import RooflineProfile
-
-    roof = getattr(profile, "base", profile)  # a measured profile's FLOPs and bytes are its base roofline's
-    return (roof.peak_flops, roof.peak_bytes_per_s) if isinstance(roof, RooflineProfile) else None
+    roof = roofline_of(profile)  # a measured profile's FLOPs and bytes are its base roofline's
+    return None if roof is None else (roof.peak_flops, roof.peak_bytes_per_s)
 
 
 def _utilisation(s: Scenario, per_replica: list[dict[str, np.ndarray]], profile: Profile, lo: float, hi: float,
