@@ -65,6 +65,7 @@ class GPU(BaseModel):
     tflops: dict[Precision, float] = Field(description="dense peak TFLOP/s (TOPS for integers) per precision")
     interconnect_gb_s: float = Field(ge=0, le=10_000, description="intra-node link per direction, GB/s (0: none)")
     tdp_w: float = Field(gt=0, le=5_000, description="thermal design power, W")
+    idle_w: float = Field(gt=0, le=5_000, description="power drawn with a model loaded and no work, W")
     price_usd_per_hour: float = Field(gt=0, le=1_000, description="typical cloud on-demand price per device-hour")
     sources: dict[str, str]
 
@@ -87,7 +88,10 @@ class GPU(BaseModel):
                     f"tflops.{p} = {self.tflops[p]:g} is {self.tflops[p] / sixteen:.1f}x the 16-bit rate "
                     f"({sixteen:g}); dense {p} runs at most {most:g}x it: this looks like a 2:4-sparse "
                     f"datasheet figure; give the dense one (half)")
-        _check_sources(self, ("memory_gib", "hbm_tb_s", "tflops", "interconnect_gb_s", "tdp_w",
+        if self.idle_w >= self.tdp_w:
+            raise ValueError(f"idle_w = {self.idle_w:g} is not below tdp_w = {self.tdp_w:g}: a device idles below its "
+                             "thermal design power")
+        _check_sources(self, ("memory_gib", "hbm_tb_s", "tflops", "interconnect_gb_s", "tdp_w", "idle_w",
                               "price_usd_per_hour"))
         return self
 

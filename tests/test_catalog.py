@@ -42,7 +42,7 @@ def test_every_entry_of_every_kind_loads_and_validates():
     assert set(REQUIRED_QUANTIZATIONS) <= set(QUANTIZATIONS)
     for key, g in GPUS.items():
         assert g.key == key and isinstance(g, GPU)
-        for figure in ("memory_gib", "hbm_tb_s", "tflops", "interconnect_gb_s", "tdp_w", "price_usd_per_hour"):
+        for figure in ("memory_gib", "hbm_tb_s", "tflops", "interconnect_gb_s", "tdp_w", "idle_w", "price_usd_per_hour"):
             assert g.source_of(figure).strip(), (key, figure)
     for key, m in MODELS.items():
         assert m.key == key and isinstance(m, ModelArch) and "config.json" in m.source
@@ -133,6 +133,7 @@ hbm_tb_s = 3.0
 tflops = { bf16 = 1000.0, fp8 = 2000.0 }
 interconnect_gb_s = 400.0
 tdp_w = 700
+idle_w = 70
 price_usd_per_hour = 5.0
 sources.default = "test entry"
 """
@@ -193,11 +194,13 @@ def test_the_copied_data_loads_as_it_is(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(("file", "entry", "old", "new", "pattern"), [
     ("gpus.toml", GOOD_GPU, 'sources.default = "test entry"', 'sources.tflops = "datasheet"',
      r"gpus\.toml: \[bad-gpu\]: no source for memory_gib, hbm_tb_s, interconnect_gb_s, tdp_w, "
-     r"price_usd_per_hour: give sources\.<figure> or sources\.default"),
+     r"idle_w, price_usd_per_hour: give sources\.<figure> or sources\.default"),
     ("gpus.toml", GOOD_GPU, 'sources.default = "test entry"', "",
      r"gpus\.toml: \[bad-gpu\]: sources: required key is missing"),
     ("gpus.toml", GOOD_GPU, 'sources.default = "test entry"', 'sources.default = " "',
      r"\[bad-gpu\]: sources\.default is empty"),
+    ("gpus.toml", GOOD_GPU, "idle_w = 70", "idle_w = 700",
+     r"\[bad-gpu\]: idle_w = 700 is not below tdp_w = 700: a device idles below its thermal design power"),
     ("gpus.toml", GOOD_GPU, "hbm_tb_s = 3.0", "hbm_tb_s = -3.0",
      r"\[bad-gpu\]: hbm_tb_s = -3\.0: Input should be greater than 0"),
     ("gpus.toml", GOOD_GPU, "fp8 = 2000.0", "fp8 = 4000.0",
