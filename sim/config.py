@@ -23,6 +23,7 @@ from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, R
 from calibration.catalog import CatalogError, close_matches
 from calibration.spec import model_arch, roofline_of
 from calibration.profile import Profile
+from sim.cost import CostSpec
 from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
@@ -107,6 +108,7 @@ class Scenario(BaseModel):
     router: RouterSpec = RouterSpec()
     workload: WorkloadSpec
     measurement: MeasurementSpec = MeasurementSpec()
+    cost: CostSpec = CostSpec()
 
     @field_validator("model")
     @classmethod

@@ -29,7 +29,7 @@ CHUNK_ROWS = 1 << 15
 ITERATION_COLUMNS: dict[str, type] = {
     "start_s": np.float64, "duration_s": np.float64, "prefill_tokens": np.int64, "prefill_seqs": np.int64,
     "decode_seqs": np.int64, "tokens_out": np.int64, "kv_blocks_used": np.int64, "flops": np.float64,
-    "bytes": np.float64,
+    "bytes": np.float64, "recompute_tokens": np.int64,
 }
 ITL_COLUMNS: dict[str, type] = {"value": np.float64, "count": np.int32, "time": np.float64}
 _ROW = tuple(ITERATION_COLUMNS)
@@ -87,12 +87,14 @@ class IterationLog:
 
     # -- recording ----------------------------------------------------------------------------
     def begin(self, start: float, duration: float, prefill_tokens: int, prefill_seqs: int, decode_seqs: int,
-              kv_blocks_used: int, flops: float, nbytes: float) -> list:
+              kv_blocks_used: int, flops: float, nbytes: float, recompute_tokens: int = 0) -> list:
         """Record an iteration as it starts; returns its row, whose ``tokens_out`` (index 5) the
-        engine sets when it ends."""
+        engine sets when it ends. ``recompute_tokens``: of its prefill tokens, those that redo work a
+        preemption threw away."""
         if self._n >= CHUNK_ROWS:
             self.seal()
-        row = [start, duration, prefill_tokens, prefill_seqs, decode_seqs, 0, kv_blocks_used, flops, nbytes]
+        row = [start, duration, prefill_tokens, prefill_seqs, decode_seqs, 0, kv_blocks_used, flops, nbytes,
+               recompute_tokens]
         self._rows.append(row)  # type: ignore[arg-type]
         self._order.append(0)
         self._n += 1
@@ -167,6 +169,7 @@ class IterationLog:
             out["start_s"][at] = starts
             out["prefill_tokens"][at] = 0
             out["prefill_seqs"][at] = 0
+            out["recompute_tokens"][at] = 0  # a run is decode-only: nothing recomputed
             seqs = joined(3)
             out["decode_seqs"][at] = seqs
             out["tokens_out"][at] = np.where(within < np.asarray([r[6] for r in runs])[seg], seqs, 0)

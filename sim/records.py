@@ -36,8 +36,11 @@ import yaml
 from calibration.profile import Profile
 from calibration.spec import roofline_of
 from sim.config import Scenario
+from sim.cost import cost_of
 from sim.iteration_log import ITERATION_COLUMNS
 from sim.metrics import busy_seconds, itl_stats, latency_stats
+from sim.waste import waste_of
+from sim.windows import window_sums
 from sim.state import COMPLETED, PENDING, REJECTED, RUNNING, WAITING, RequestState
 
 if TYPE_CHECKING:
@@ -55,8 +58,9 @@ RECORDS = ("full", "stream", "summary")
 # it in (the summary's sums are taken in float64/int64 whatever the stored type).
 _ESSENTIAL: dict[str, type] = {"start_s": np.float64, "duration_s": np.float64, "tokens_out": np.int32,
                                "flops": np.float32, "bytes": np.float32, "kv_blocks_used": np.int32,
-                               "seqs": np.int32}
-_UTILISATION_COLUMNS = ("flops", "bytes", "kv_blocks_used", "seqs")  # of _ESSENTIAL: read by _utilisation alone
+                               "seqs": np.int32, "recompute_s": np.float32}
+# Of _ESSENTIAL: read by the windows and _utilisation alone, let go after them.
+_UTILISATION_COLUMNS = ("flops", "bytes", "kv_blocks_used", "seqs", "recompute_s")
 # The files a run writes (SimResult.write), in the order it writes them.
 OUTPUT_FILES = ("requests.parquet", "iterations.parquet", "timeline.parquet", "summary.json", "scenario.yaml")
 ITERATION_SCHEMA = pa.schema([("replica", pa.int64())] + [
@@ -209,7 +213,12 @@ def _essentials(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     summary is the same, exactly, whatever the run kept."""
     out = {}
     for c, dt in _ESSENTIAL.items():
-        x = cols["prefill_seqs"] + cols["decode_seqs"] if c == "seqs" else cols[c]
+        if c == "seqs":
+            x = cols["prefill_seqs"] + cols["decode_seqs"]
+        elif c == "recompute_s":  # seconds of each iteration its recomputed tokens took (their share)
+            x = cols["duration_s"] * cols["recompute_tokens"] / np.maximum(cols["prefill_tokens"] + cols["decode_seqs"], 1)
+        else:
+            x = cols[c]
         if dt is np.int32 and x.size and 0 <= x.min() and x.max() <= np.iinfo(np.uint16).max:
             dt = np.uint16  # the same integers: 1M requests' 5M iterations hold 30 MB less
         out[c] = np.asarray(x, dt)
@@ -386,7 +395,8 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         it_end = it["start_s"] + it["duration_s"]
         out_tokens += int(it["tokens_out"][(it_end >= lo) & (it_end < hi)].sum())
     fin_in = done & (r.finish >= lo) & (r.finish < hi)
-    # Utilisation first, and its columns let go: they are not held beside the gaps below.
+    # Windows and utilisation first, and their columns let go: they are not held beside the gaps below.
+    windows = window_sums(per_replica, r.arrival, lo, hi, s.cost.window_s, _peaks(profile))
     utilisation = _utilisation(s, per_replica, profile, lo, hi, dur)
     for it in per_replica:
         for c in _UTILISATION_COLUMNS:
@@ -451,6 +461,8 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "throughput": {
             "output_tokens_per_s": out_tokens / dur,
             "total_tokens_per_s": float((r.prompt[fin_in] + r.output[fin_in]).sum() / dur),
+            "input_tokens_per_s": float(r.prompt[fin_in].sum() / dur),
+            "good_output_tokens_per_s": float(r.output[fin_in & met].sum() / dur),
             "requests_per_s": float(fin_in.sum() / dur),
         },
         "goodput_requests_per_s": float((met & fin_in).sum() / dur),
@@ -463,7 +475,10 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "per_class": per_class,
         "simulated_s": end,
         "iterations": sum(int(it["start_s"].size) for it in per_replica),
+        "windows": windows,
     }
+    summary["cost"] = cost_of(summary, s)
+    summary["waste"] = waste_of(summary, s)
     summary["warnings"] = _warnings(s, summary)
     return summary
 

@@ -233,8 +233,12 @@ class ReplicaEngine:
                 dec = ~pre
                 shape = BatchShape(n[pre], comp[pre], comp[dec] + _ONE)
             cost = self.profile.step(shape)
+            # Recomputed tokens: prefill positions below what a preemption threw away (only once
+            # this replica has preempted, so a run without preemption pays one integer test).
+            redo = int(np.clip(np.minimum(comp + n, r.lost[idx]) - comp, 0, None)[pre].sum()) \
+                if prefills and st.preemptions else 0
             row = log.begin(now, cost.seconds, sum(shape.prefill_chunk.tolist()) if prefills else 0, shape.prefill_chunk.size,
-                            shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes)
+                            shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes, redo)
             end = now + cost.seconds  # where env.timeout(cost.seconds) fires
             every = idx.size == st.run.size
             # Several replicas: an arrival cuts about a quarter of plans in iteration 0, and which

@@ -10,7 +10,9 @@ counted in tokens the way vLLM's V1 scheduler counts them:
 - each iteration a request is given ``n <= num_tokens - computed`` tokens to compute, and when
   ``computed`` reaches ``num_tokens`` it emits one new token (so a decode step is ``n = 1``);
 - ``prefill_target`` marks where the current prefill ends: the prompt, or after a recompute
-  preemption the prompt plus everything generated so far.
+  preemption the prompt plus everything generated so far;
+- ``lost``: the most tokens whose KV a preemption threw away (0 if never preempted): a prefill
+  chunk below it recomputes work done before (the iteration records' ``recompute_tokens``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class RequestState:
         self.blocks = np.zeros(n, np.int64)
         self.prefill_target = prompt.copy()
         self.preemptions = np.zeros(n, np.int64)
+        self.lost = np.zeros(n, np.int64)
         self.replica = np.full(n, -1, np.int64)
         self.status = np.zeros(n, np.int8)
         self.first_scheduled = np.full(n, np.nan)
@@ -96,6 +99,7 @@ class ReplicaState:
         i = int(self.run[pos])
         self.free_blocks += int(r.blocks[i])
         r.blocks[i] = 0
+        r.lost[i] = max(int(r.lost[i]), int(r.computed[i]))
         r.computed[i] = 0
         r.prefill_target[i] = r.num_tokens[i]
         r.preemptions[i] += 1

@@ -170,6 +170,13 @@ def check_invariants(s: sim.Scenario, res: sim.SimResult, run: sim.engine._Run) 
     assert tokens_out.sum() == output[done].sum() + r.generated[in_flight].sum()
     if horizon is None:
         assert tokens_out.sum() == output[done].sum()
+        # Computed tokens: each request's KV once (prompt and every output token but the last),
+        # plus what preemption threw away and the iterations recorded as recomputed.
+        computed = _np(it, "prefill_tokens").sum() + _np(it, "decode_seqs").sum()
+        redo = _np(it, "recompute_tokens")
+        assert (redo >= 0).all() and (redo <= _np(it, "prefill_tokens")).all()
+        assert computed == (prompt[done] + output[done] - 1).sum() + redo.sum()
+        assert redo.sum() == 0 or counts["preemptions"] > 0
 
     # KV blocks: never above capacity, held only by running requests, all free once drained.
     kv_used = _np(it, "kv_blocks_used")
