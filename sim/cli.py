@@ -182,11 +182,43 @@ def _print_summary(result, out: Optional[Path], written: Sequence[str] = ()) -> 
     if u["mfu"] is not None:
         tp.add_row("MFU / MBU (step model vs datasheet peak)", f"{u['mfu']:.1%} / {u['mbu']:.1%}")
     con.print(tp)
+    _print_cost(con, s)
     sim_s = s["simulated_s"]
     con.print(f"simulated {sim_s:,.0f} s in {result.wall_s:.2f} s wall "
               f"({req['arrived'] / max(result.wall_s, 1e-9):,.0f} requests per wall-second)")
     if written:
         con.print(f"results: {out}/ ({', '.join(written)})", highlight=False, soft_wrap=True)  # a path to copy: never wrapped
+
+
+def _money(x: Optional[float]) -> str:
+    """Dollars with the digits that matter: $0.7616, $12.40, $1,234."""
+    if x is None:
+        return "-"
+    return f"${x:,.0f}" if x >= 1000 else f"${x:,.2f}" if x >= 1 else f"${x:.4g}"
+
+
+def _print_cost(con, s: dict) -> None:  # type: ignore[no-untyped-def]
+    """The summary's cost and waste blocks as a table (rules in summary.json: cost.rule, waste.note)."""
+    from rich.table import Table
+
+    c, w = s["cost"], s["waste"]
+    t = Table(title=f"cost ({c['model']}, {c['gpus']} GPU{'s' if c['gpus'] > 1 else ''}, measured window)",
+              title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("$ per GPU-hour", _money(c["usd_per_gpu_hour"]))
+    t.add_row("$ for the window / $ per hour", f"{_money(c['total_usd'])} / {_money(c['usd_per_hour'])}")
+    t.add_row("$ per 1M output / input / total tokens", " / ".join(
+        _money(c[f"usd_per_million_{k}_tokens"]) for k in ("output", "input", "total")))
+    t.add_row("$ per 1M output tokens meeting SLOs", _money(c["usd_per_million_good_output_tokens"]))
+    t.add_row("$ per request", _money(c["usd_per_request"]))
+    if c["energy_kwh"] is not None:
+        t.add_row("energy (GPUs) / Wh per 1,000 output tokens",
+                  f"{c['energy_kwh']:.3g} kWh / {c['wh_per_1000_output_tokens']:.3g}")
+    share = w["share"]
+    t.add_row("GPU time: useful / recompute / idle", " / ".join(
+        "-" if share[p] is None else f"{share[p]:.1%}" for p in ("useful", "recompute", "idle")))
+    con.print(t)
 
 
 def _warn(result) -> None:  # type: ignore[no-untyped-def]
@@ -719,6 +751,7 @@ def _show_gpu(g: GPU) -> None:
     t.add_row("interconnect_gb_s", f"{g.interconnect_gb_s:,g} GB/s per direction" if g.interconnect_gb_s else "none",
               escape(src("interconnect_gb_s")))
     t.add_row("tdp_w", f"{g.tdp_w:,g} W", escape(src("tdp_w")))
+    t.add_row("idle_w", f"{g.idle_w:,g} W", escape(src("idle_w")))
     t.add_row("price_usd_per_hour", f"${g.price_usd_per_hour:,.4g} per device-hour", escape(src("price_usd_per_hour")))
     con = _catalog_console()
     con.print(f"[bold]{escape(g.key)}[/bold]: {escape(g.name)}; vendor {escape(g.vendor)}, kind {g.kind}",
@@ -897,6 +930,10 @@ def catalog_profiles(
 
 app.command("calibrate")(calibrate_command)
 app.command("validate")(validate_command)
+from sim.cli_curve import curve as curve_command  # noqa: E402 - a command module, like calibrate's
+app.command("curve")(curve_command)
+from sim.cli_compare import compare_command  # noqa: E402 - a command module, like calibrate's
+app.command("compare")(compare_command)
 
 
 def _help_width() -> None:

@@ -1,0 +1,121 @@
+"""Hardware comparison: options ranked by cost under the SLOs, options that do not fit listed
+with the reason, profile families never mixed silently, and bad input refused in one line."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow.parquet as pq
+import pytest
+
+from sim import load_scenario
+from sim.compare import CompareError, compare
+from tests.helpers import run_app
+
+# Llama-3.1-8B, short chat-like requests: each load-curve point is a few hundred requests.
+BASE = {
+    "model": "llama-3.1-8b",
+    "quantization": "bf16",
+    "hardware": "h100-sxm",
+    "profile": {"kind": "roofline"},
+    "engine": {"max_num_seqs": 64, "max_num_batched_tokens": 2048},
+    "workload": {"arrival": {"rate_per_s": 10.0}, "num_requests": 300,
+                 "classes": [{"name": "chat", "prompt_tokens": {"dist": "uniform", "low": 100, "high": 600},
+                              "output_tokens": {"dist": "uniform", "low": 20, "high": 120},
+                              "slo": {"ttft_s": 0.5}}]},
+}
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    return compare(load_scenario(BASE), hardware=["h100-sxm", "l4"], quantization=["bf16"], tp=[1],
+                   rate_per_s=20.0, seeds=1, workers=1)
+
+
+def test_options_are_ranked_by_cost_under_the_slos(comparison):
+    rows = comparison.options.to_pylist()
+    assert [r["option"] for r in rows] and all(r["fits"] for r in rows)
+    meeting = [r for r in rows if r["meets_slo"]]
+    assert meeting, rows
+    costs = [r["usd_per_million_output_tokens"] for r in meeting]
+    assert costs == sorted(costs)
+    for r in meeting:
+        # $ per 1M output tokens at the highest rate under the SLOs, from the replica's price.
+        assert r["usd_per_million_output_tokens"] == pytest.approx(
+            r["usd_per_hour_per_replica"] / (r["output_tokens_per_s_per_replica"] * 3600) * 1e6, rel=1e-12)
+        assert r["replicas_needed"] == max(1, math.ceil(20.0 / r["max_rate_per_replica_per_s"] - 1e-9))
+        assert r["max_rate_min_per_s"] <= r["max_rate_per_replica_per_s"] <= r["max_rate_max_per_s"]
+        assert r["profile_kind"] == "derived" and "roofline" in r["profile_source"]
+        parts = [r[f"{p}_gpu_h"] for p in ("useful", "under_filled", "recompute", "idle", "over_provisioned")]
+        assert all(v is not None and v >= 0 for v in parts)
+    assert not comparison.notes  # one family: nothing mixed
+
+
+def test_a_comparison_is_written_as_parquet_and_json(comparison, tmp_path):
+    paths = comparison.write(tmp_path)
+    assert {p.name for p in paths} == {"compare.parquet", "compare.json"}
+    assert pq.read_table(tmp_path / "compare.parquet").num_rows == comparison.options.num_rows
+
+
+def test_an_option_that_does_not_fit_is_listed_with_the_reason():
+    big = {**BASE, "model": "llama-3.1-70b"}
+    res = compare(load_scenario({**big, "hardware": "h200", "quantization": "fp8"}), hardware=["l4"],
+                  quantization=["bf16"], rate_per_s=1.0, seeds=1, workers=1)
+    (row,) = res.options.to_pylist()
+    assert not row["fits"] and not row["meets_slo"]
+    assert row["reason"].startswith("does not fit: ") and "GiB" in row["reason"]
+
+
+def test_mixed_profile_families_are_said_and_one_family_can_be_forced():
+    auto = {**BASE, "profile": {"kind": "auto"}}
+    sc = load_scenario(auto)
+    # h100-sxm bf16 has a shipped measured profile; h200 does not (the datasheet roofline).
+    mixed = compare(sc, hardware=["h100-sxm", "h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1)
+    kinds = {r["hardware"]: r["profile_kind"] for r in mixed.options.to_pylist()}
+    assert kinds["h200"] == "derived" and kinds["h100-sxm"] != "derived"
+    assert any("mix profile families" in n for n in mixed.notes)
+    only = compare(sc, hardware=["h100-sxm", "h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1,
+                   family="roofline")
+    assert {r["profile_kind"] for r in only.options.to_pylist()} == {"derived"} and not only.notes
+    measured = compare(sc, hardware=["h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1,
+                       family="measured")
+    (row,) = measured.options.to_pylist()
+    assert not row["fits"] and row["reason"].startswith("no measured profile")
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"hardware": ["h100"]}, r"hardware 'h100' is not in the catalog; did you mean"),
+    ({"quantization": ["int3"]}, r"quantization 'int3' is not in the catalog"),
+    ({"hardware": []}, r"hardware: give at least one"),
+    ({"tp": [0]}, r"tp \[0\]: give whole numbers >= 1"),
+    ({"rate_per_s": -1.0}, r"rate -1.0: must be a number of requests/s > 0"),
+    ({"family": "vllm"}, r"family 'vllm': must be one of auto, roofline, measured"),
+])
+def test_bad_arguments_are_refused_in_one_line(kwargs, pattern):
+    args = {"hardware": ["h100-sxm"], "quantization": ["bf16"], "rate_per_s": 1.0, **kwargs}
+    with pytest.raises(CompareError, match=pattern):
+        compare(load_scenario(BASE), **args)
+
+
+def test_one_hardware_price_cannot_span_several():
+    sc = load_scenario({**BASE, "cost": {"usd_per_gpu_hour": 2.0}})
+    with pytest.raises(CompareError, match=r"cost\.usd_per_gpu_hour = 2 is one hardware's price"):
+        compare(sc, hardware=["h100-sxm", "h200"], quantization=["bf16"], rate_per_s=1.0)
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--hardware", "h100-sxm,nope"], r"--hardware: hardware 'nope' is not in the catalog"),
+    (["--hardware", "h100-sxm", "--slo", "ttft=1s"], r"--slo"),
+    (["--hardware", "h100-sxm", "--rate", "-2"], r"--rate"),
+    (["--hardware", "h100-sxm", "--tp", "one"], r"--tp"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
+    f = tmp_path / "s.yaml"
+    import yaml
+
+    f.write_text(yaml.safe_dump(BASE))
+    res = run_app("compare", str(f), *args, "-o", str(tmp_path / "out"), "-q")
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("capsim: error: "), res.stderr
+    assert __import__("re").search(pattern, lines[0]), lines[0]
