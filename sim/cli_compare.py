@@ -130,24 +130,39 @@ def _charts(result, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
     return written
 
 
+_KIND = {"measured": "measured", "derived-from-measured": "measured, scaled", "derived": "roofline"}
+
+
 def _print(result) -> None:  # type: ignore[no-untyped-def]
+    """The options, cheapest first, in a table (140 columns when not on a terminal: rich's 80 folds it)."""
+    import os
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"options at {result.target_rate_per_s:g} requests/s, SLOs: {', '.join(result.slos) or 'none'} "
-                    "(cheapest first)", title_justify="left")
-    for col in ("option", "profile", "max rate/replica", "$/1M out", "replicas", "$/hour", "fleet meets SLOs",
-                "idle+under+over", "why not"):
-        t.add_column(col, justify="left" if col in ("option", "profile", "why not") else "right")
+    con = Console()
+    if not (con.is_terminal or "COLUMNS" in os.environ):
+        con = Console(width=140)
+    t = Table(title=f"options at {result.target_rate_per_s:g} requests/s, SLOs {', '.join(result.slos) or 'none'}: "
+                    "cheapest first", title_justify="left")
+    for col in ("option", "profile", "rate/replica", "(seeds)", "$/1M out", "replicas", "fleet $/h", "fleet meets",
+                "not useful", "notes"):
+        t.add_column(col, justify="left" if col in ("option", "profile", "notes") else "right")
     for r in result.options.to_pylist():
+        kind = _KIND.get(r["profile_kind"] or "", r["profile_kind"] or "-")
         if r["meets_slo"]:
-            waste = sum(r[f"{p}_gpu_h"] or 0 for p in ("idle", "under_filled", "over_provisioned"))
-            total = sum(r[f"{p}_gpu_h"] or 0 for p in ("useful", "under_filled", "recompute", "idle", "over_provisioned"))
-            spread = f"{r['max_rate_per_replica_per_s']:.3g} ({r['max_rate_min_per_s']:.3g}-{r['max_rate_max_per_s']:.3g})"
-            t.add_row(r["option"], r["profile_kind"], spread, f"${r['usd_per_million_output_tokens']:.3f}",
-                      str(r["replicas_needed"]), f"${r['usd_per_hour_fleet']:.2f}",
-                      "yes" if r["fleet_meets_slo"] else "no", f"{waste / total:.0%}" if total else "-", "")
+            parts = {p: r[f"{p}_gpu_h"] or 0.0 for p in ("useful", "under_filled", "recompute", "idle", "over_provisioned")}
+            total = sum(parts.values())
+            t.add_row(r["option"], kind, f"{r['max_rate_per_replica_per_s']:.3g}/s",
+                      f"{r['max_rate_min_per_s']:.3g}-{r['max_rate_max_per_s']:.3g}",
+                      f"${r['usd_per_million_output_tokens']:.3f}", str(r["replicas_needed"]),
+                      f"${r['usd_per_hour_fleet']:.2f}", "yes" if r["fleet_meets_slo"] else "no",
+                      f"{1 - parts['useful'] / total:.0%}" if total else "-",
+                      escape(r["fleet_slo_failures"] or ""))
         else:
-            t.add_row(r["option"], r["profile_kind"] or "-", "-", "-", "-", "-", "-", "-", escape(r["reason"] or ""))
-    Console().print(t)
+            t.add_row(r["option"], kind, "-", "-", "-", "-", "-", "-", "-", escape(r["reason"] or ""))
+    con.print(t)
+    con.print("rate/replica: highest arrival rate one replica sustains under the SLOs (mean over seeds; their range "
+              "beside it); $/1M out: one replica's price over its output at that rate; not useful: the fleet's GPU "
+              "time under-filled, recomputing, idle or over-provisioned (compare.json has each part)", style="dim")

@@ -183,7 +183,7 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
                         row.update(fits=False, reason=f"no measured profile (kind {prov.kind}); --family roofline "
                                                       "compares every option on the datasheet roofline")
                         continue
-                    kinds.add("measured" if prov.kind in _MEASURED else prov.kind)
+                    kinds.add("measured" if prov.kind in _MEASURED else "roofline")
                     say(f"{label}: load curve")
                     curve = load_curve(opt, slos=slo_list, seeds=seeds, executor=ex)
                     best, ref = curve.max_rate, curve.reference
