@@ -144,6 +144,17 @@ CASES: list[BadInput] = [
          profile={"kind": "roofline", "memory_gib": 4.0}),
     _key("measured-no-path", r"profile\.path: required key is missing", profile={"kind": "measured"}),
     _key("measured-missing-file", r"profile.*nope\.json", profile={"kind": "measured", "path": "nope.json"}),
+    # -- cost ----------------------------------------------------------------------------------
+    _key("cost-negative-price", r"cost\.usd_per_gpu_hour = -3\.0: must be greater than 0", cost={"usd_per_gpu_hour": -3.0}),
+    _key("cost-spot-without-discount", r"cost\.pricing = 'spot': the catalog holds on-demand prices only",
+         cost={"pricing": "spot"}),
+    _key("cost-owned-without-purchase", r"purchase_usd_per_gpu is required for model 'owned'",
+         cost={"model": "owned", "usd_per_kwh": 0.1}),
+    _key("cost-owned-key-in-cloud", r"usd_per_kwh = 0\.1 is for model 'owned'", cost={"usd_per_kwh": 0.1}),
+    _key("cost-idle-over-tdp", r"idle_w = 900 is not below tdp_w = 700", cost={"idle_w": 900.0, "tdp_w": 700.0}),
+    _key("cost-window-zero", r"cost\.window_s = 0\.0: must be greater than 0", cost={"window_s": 0.0}),
+    _key("cost-unknown-key", r"cost\.price: unknown key", cost={"price": 1.0}),
+    _key("cost-price-string", r"cost\.usd_per_gpu_hour = '3\$': must be a valid number", cost={"usd_per_gpu_hour": "3$"}),
 ]
 
 ACCEPTED: list[Accepted] = [
