@@ -2,7 +2,9 @@
 
     from sim import Scenario, simulate, load_scenario, default_scenario
     result = simulate(default_scenario())
-    result.summary["latency_s"]["ttft"]["p99"]
+    result.summary["latency_s"]["ttft"]["p99"], result.summary["cost"]["usd_per_million_output_tokens"]
+    curve = load_curve(default_scenario(), slos=["ttft_p99=1s"])   # curve.max_rate, curve.points
+    options = compare(default_scenario(), hardware=["h100-sxm", "l40s"], quantization=["bf16", "fp8"])
 
 Heavy modules load on first use so that ``import sim`` stays cheap.
 """
@@ -11,16 +13,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Scenario", "ScenarioError", "SimResult", "default_scenario", "load_scenario", "simulate"]
+__all__ = ["Comparison", "LoadCurve", "SLOTarget", "Scenario", "ScenarioError", "SimResult", "WasteReference", "compare",
+           "default_scenario", "load_curve", "load_scenario", "parse_slo", "simulate", "waste_of"]
 
 if TYPE_CHECKING:
     from sim.config import Scenario, default_scenario, load_scenario
     from sim.engine import simulate
     from sim.errors import ScenarioError
+    from sim.compare import Comparison, compare
+    from sim.curve import LoadCurve, load_curve
     from sim.records import SimResult
+    from sim.slo import SLOTarget, parse_slo
+    from sim.waste import WasteReference, waste_of
 
 _WHERE = {"Scenario": "sim.config", "default_scenario": "sim.config", "load_scenario": "sim.config",
-          "simulate": "sim.engine", "ScenarioError": "sim.errors", "SimResult": "sim.records"}
+          "simulate": "sim.engine", "ScenarioError": "sim.errors", "SimResult": "sim.records",
+          "load_curve": "sim.curve", "LoadCurve": "sim.curve", "compare": "sim.compare", "Comparison": "sim.compare",
+          "SLOTarget": "sim.slo", "parse_slo": "sim.slo", "WasteReference": "sim.waste", "waste_of": "sim.waste"}
 
 
 def __getattr__(name: str) -> Any:

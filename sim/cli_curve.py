@@ -162,8 +162,8 @@ def _charts(result: LoadCurve, out: Path) -> list[str]:
     except ImportError:
         return []
     caption = _caption(result)
-    paths = [*charts.latency_throughput_chart(result.points, out / "latency-throughput", caption, list(result.slos)),
-             *charts.cost_load_chart(result.points, out / "cost-load", caption, result.max_rate.mean)]
+    paths = [*charts.latency_throughput_chart(result.points, out / "latency_throughput", caption, list(result.slos)),
+             *charts.cost_load_chart(result.points, out / "cost_load", caption, result.max_rate.mean)]
     return [Path(p).name for p in paths]
 
 
