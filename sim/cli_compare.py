@@ -144,7 +144,9 @@ def _print(result) -> None:  # type: ignore[no-untyped-def]
     con = Console()
     if not (con.is_terminal or "COLUMNS" in os.environ):
         con = Console(width=140)
-    t = Table(title=f"options at {result.target_rate_per_s:g} requests/s, SLOs {', '.join(result.slos) or 'none'}: "
+    sized = next((r["sized_for_rate_per_s"] for r in result.options.to_pylist() if r["sized_for_rate_per_s"]), None)
+    peak = f" (the fleet sized for the peak, {sized:.3g}/s)" if sized and sized > result.target_rate_per_s * 1.0001 else ""
+    t = Table(title=f"options at {result.target_rate_per_s:.3g} requests/s{peak}, SLOs {', '.join(result.slos) or 'none'}: "
                     "cheapest first", title_justify="left")
     for col in ("option", "profile", "rate/replica", "(seeds)", "$/1M out", "replicas", "fleet $/h", "fleet meets",
                 "not useful", "notes"):

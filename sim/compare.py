@@ -15,7 +15,9 @@ For each option, :func:`compare`:
    simulates that fleet whole at the target rate (routing included, a fresh seed, as many requests
    per replica as a curve point when the workload is counted in requests): whether it meets
    the SLOs, its $/hour, and its idle-capacity waste against the option's own reference
-   (:mod:`sim.waste`).
+   (:mod:`sim.waste`). Without a target rate the scenario's own arrivals are kept: a time-varying
+   rate (diurnal, steps, ...) is simulated as it is, the static fleet sized for its peak, so that
+   the waste per time window shows where the fleet sits idle.
 
 **Profile families.** ``family`` picks the step-time model of every row: ``auto`` (the default)
 keeps the scenario's profile setting (``kind: auto`` takes a shipped measured profile where one
@@ -28,7 +30,6 @@ engines, and their ratio is not the hardware's.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import Executor
@@ -37,7 +38,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
@@ -82,15 +82,9 @@ class Comparison:
     def write(self, out_dir: str | os.PathLike) -> list[Path]:
         """``compare.parquet`` (the options) and ``compare.json`` into ``out_dir``, each through a
         temporary name and ``os.replace``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".compare.parquet.tmp"
-        pq.write_table(self.options, tmp)
-        os.replace(tmp, out / "compare.parquet")
-        tmp = out / ".compare.json.tmp"
-        tmp.write_text(json.dumps(self.as_dict(), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, out / "compare.json")
-        return [out / "compare.parquet", out / "compare.json"]
+        from sim.atomic import write_table_and_json
+
+        return write_table_and_json(out_dir, "compare", self.options, self.as_dict())
 
 
 def _label(hw: str, quant: str, tp: int) -> str:
@@ -110,7 +104,7 @@ def _empty_row(label: str, hw: str, quant: str, tp: int) -> dict[str, Any]:
                            "max_rate_per_replica_per_s": None, "max_rate_min_per_s": None, "max_rate_max_per_s": None,
                            "output_tokens_per_s_per_replica": None, "usd_per_gpu_hour": None,
                            "usd_per_hour_per_replica": None, "usd_per_million_output_tokens": None,
-                           "replicas_needed": None, "gpus_needed": None, "usd_per_hour_fleet": None,
+                           "replicas_needed": None, "sized_for_rate_per_s": None, "gpus_needed": None, "usd_per_hour_fleet": None,
                            "fleet_meets_slo": None, "fleet_slo_failures": None, "fleet_ttft_p99_s": None,
                            "fleet_tpot_p99_s": None}
     for p in PARTS:
@@ -152,13 +146,16 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     if scenario.cost.usd_per_gpu_hour is not None and len(set(hardware)) > 1:
         raise CompareError(f"cost.usd_per_gpu_hour = {scenario.cost.usd_per_gpu_hour:g} is one hardware's price and "
                            "this comparison spans several: remove it (catalog prices apply, with cost.discount if given)")
-    if rate_per_s is None:
+    own = rate_per_s is None  # the scenario's own arrivals: a time-varying rate is kept, the fleet sized for its peak
+    if own:
         rate_per_s = getattr(scenario.workload.arrival, "mean_rate_per_s", None)
         if rate_per_s is None:
             raise CompareError("the scenario's arrival process has no rate: give the target rate (--rate)")
     if not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s) and rate_per_s > 0):
         raise CompareError(f"rate {rate_per_s!r}: must be a number of requests/s > 0")
     slo_list = list(slos) if slos is not None else None
+    profile = getattr(scenario.workload.arrival, "rate_profile", None) if own else None
+    sizing = max(float(profile.knots().rate.max()), rate_per_s) if profile is not None else rate_per_s
 
     base = scenario.to_dict()
     rows: list[dict[str, Any]] = []
@@ -194,9 +191,10 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
                         continue
                     row.update(max_rate_per_replica_per_s=best.mean, max_rate_min_per_s=best.min,
                                max_rate_max_per_s=best.max, output_tokens_per_s_per_replica=ref.output_tokens_per_s)
-                    needed = max(1, math.ceil(rate_per_s / best.mean - 1e-9))
+                    needed = max(1, math.ceil(sizing / best.mean - 1e-9))
                     say(f"{label}: fleet of {needed} at {rate_per_s:g} requests/s")
-                    fleet = _fleet(with_rate(opt, rate_per_s), needed, scenario.seed + 1000)
+                    fleet = _fleet(opt if profile is not None else with_rate(opt, rate_per_s), needed,
+                                   scenario.seed + 1000, scale=profile is None)
                     sm = simulate(fleet, records="summary").summary
                     ok, reasons = meets(sm, curve.slos)
                     cost = sm["cost"]
@@ -207,7 +205,7 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
                     row.update(meets_slo=True, usd_per_gpu_hour=cost["usd_per_gpu_hour"],
                                usd_per_hour_per_replica=per_replica_hour,
                                usd_per_million_output_tokens=per_replica_hour / (ref.output_tokens_per_s * 3600) * 1e6,
-                               replicas_needed=needed, gpus_needed=needed * t, usd_per_hour_fleet=cost["usd_per_hour"],
+                               replicas_needed=needed, sized_for_rate_per_s=sizing, gpus_needed=needed * t, usd_per_hour_fleet=cost["usd_per_hour"],
                                fleet_meets_slo=ok, fleet_slo_failures="; ".join(reasons) or None,
                                fleet_ttft_p99_s=sm["latency_s"]["ttft"]["p99"],
                                fleet_tpot_p99_s=sm["latency_s"]["tpot"]["p99"])
@@ -231,13 +229,13 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     return Comparison(scenario, float(rate_per_s), slo_text, family, options, tuple(notes), windows)
 
 
-def _fleet(one: Scenario, replicas: int, seed: int) -> Scenario:
-    """``one`` (a single replica at the target rate) as a fleet of ``replicas`` with ``seed``; a
-    workload counted in requests gets ``replicas`` times as many, so that the fleet's run spans as
-    many requests per replica as each point of the curve (a short run of a large fleet is mostly
-    its start-up transient)."""
+def _fleet(one: Scenario, replicas: int, seed: int, scale: bool) -> Scenario:
+    """``one`` (a single replica) as a fleet of ``replicas`` with ``seed``. With ``scale``, a
+    workload counted in requests gets ``replicas`` times as many, so that the fleet's run at the
+    target rate spans as many requests per replica as each point of the curve (a short run of a
+    large fleet is mostly its start-up transient)."""
     data = {**one.to_dict(), "replicas": replicas, "seed": seed}
-    if one.workload.num_requests is not None:
+    if scale and one.workload.num_requests is not None:
         data["workload"] = {**data["workload"], "num_requests": one.workload.num_requests * replicas}
     return load_scenario(data)
 
@@ -254,7 +252,8 @@ _SCHEMA = pa.schema([
     ("profile_source", pa.string()), ("max_rate_per_replica_per_s", pa.float64()), ("max_rate_min_per_s", pa.float64()),
     ("max_rate_max_per_s", pa.float64()), ("output_tokens_per_s_per_replica", pa.float64()),
     ("usd_per_gpu_hour", pa.float64()), ("usd_per_hour_per_replica", pa.float64()),
-    ("usd_per_million_output_tokens", pa.float64()), ("replicas_needed", pa.int64()), ("gpus_needed", pa.int64()),
+    ("usd_per_million_output_tokens", pa.float64()), ("replicas_needed", pa.int64()),
+    ("sized_for_rate_per_s", pa.float64()), ("gpus_needed", pa.int64()),
     ("usd_per_hour_fleet", pa.float64()), ("fleet_meets_slo", pa.bool_()), ("fleet_slo_failures", pa.string()),
     ("fleet_ttft_p99_s", pa.float64()), ("fleet_tpot_p99_s", pa.float64()),
     *[(f"{p}_gpu_h", pa.float64()) for p in PARTS],

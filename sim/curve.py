@@ -49,7 +49,6 @@ its run's summary carried.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import Executor
@@ -58,7 +57,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
@@ -320,15 +318,9 @@ class LoadCurve:
         """Write ``curve.parquet`` (the points) and ``curve.json`` (:meth:`as_dict`) into
         ``out_dir`` (created if needed), each through a temporary name and ``os.replace``, so a
         crash never leaves half a file. Returns the paths written."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".curve.parquet.tmp"
-        pq.write_table(self.points, tmp)
-        os.replace(tmp, out / "curve.parquet")
-        tmp = out / ".curve.json.tmp"
-        tmp.write_text(json.dumps(self.as_dict(), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, out / "curve.json")
-        return [out / "curve.parquet", out / "curve.json"]
+        from sim.atomic import write_table_and_json
+
+        return write_table_and_json(out_dir, "curve", self.points, self.as_dict())
 
 
 _METHOD = {

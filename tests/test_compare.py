@@ -119,3 +119,24 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("capsim: error: "), res.stderr
     assert __import__("re").search(pattern, lines[0]), lines[0]
+
+
+def test_a_diurnal_workload_keeps_its_rate_and_the_fleet_is_sized_for_its_peak():
+    # Mean 6 requests/s, peak 4x the trough over a 10-minute "day" on L4s (about 6 requests/s
+    # each under the SLO): the static fleet is sized for the peak (9.6/s), and in the trough
+    # windows its spare replicas show as over-provisioned.
+    data = {**BASE, "cost": {"window_s": 60.0},
+            "workload": {**BASE["workload"], "num_requests": None, "duration_s": 600.0,
+                         "arrival": {"rate_profile": {"shape": "diurnal", "mean_rate_per_s": 6.0, "peak_to_trough": 4.0,
+                                                      "period_s": 600.0, "peak_at_s": 300.0}}}}
+    res = compare(load_scenario(data), hardware=["l4"], quantization=["bf16"], seeds=1, workers=1)
+    (row,) = res.options.to_pylist()
+    assert row["meets_slo"], row
+    assert res.target_rate_per_s == pytest.approx(6.0)
+    assert row["sized_for_rate_per_s"] == pytest.approx(9.6, rel=1e-3)
+    assert row["replicas_needed"] == math.ceil(9.6 / row["max_rate_per_replica_per_s"] - 1e-9) >= 2
+    win = res.waste_windows(row["option"]).to_pydict()
+    over = win["over_provisioned_gpu_s"]
+    trough, peak = over[0], over[5]  # the first minute is the trough (2.4/s), minute 5 the peak
+    assert trough > 0 and peak == 0.0, over
+    assert row["over_provisioned_gpu_h"] > 0
