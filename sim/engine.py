@@ -25,6 +25,7 @@ from sim.records import RecordSink, SimResult, build_result
 from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
+from sim.simpy_compat import event_id
 from sim.state import REJECTED, WAITING, ReplicaState, RequestState
 from workloads import OPTIONAL_COLUMNS, REQUEST_SCHEMA, generate
 
@@ -114,7 +115,7 @@ class _Run:
     def _stamp(self) -> tuple[float, int]:
         """When the event being created now was created: the time, and an id from SimPy's own
         counter, which orders it against every other event as SimPy does (ids skipped are harmless)."""
-        return self.env.now, next(self.env._eid)  # type: ignore[attr-defined]
+        return self.env.now, event_id(self.env)
 
     def _source(self) -> Generator[simpy.Event, None, None]:
         """Release every request that has an arrival time, at that time."""

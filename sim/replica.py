@@ -51,12 +51,12 @@ from typing import Callable, Generator
 
 import numpy as np
 import simpy
-from simpy.core import NORMAL
 
 from calibration.profile import BatchShape, Profile
 from sim.iteration_log import IterationLog
 from sim.scheduling import BatchScheduler
 from sim.scheduling.blocks import blocks_for
+from sim.simpy_compat import event_id, redirect, schedule_at
 from sim.state import COMPLETED, RUNNING, ReplicaState
 
 __all__ = ["ReplicaEngine"]
@@ -91,10 +91,7 @@ def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
         if got == t:
             return env.timeout(d)
         d = d + (t - got)  # the residual is exact: got is within an ulp or two of t
-    ev = simpy.Event(env)
-    ev._ok, ev._value = True, None
-    heapq.heappush(env._queue, (t, NORMAL, next(env._eid), ev))  # type: ignore[attr-defined]
-    return ev
+    return schedule_at(env, t)
 
 
 class _Plan:
@@ -194,13 +191,7 @@ class ReplicaEngine:
                     j += created[0] >= ends[j - 1]
             if j < self._cut:
                 self._cut = j
-                # Move the process's wait to the new end (what Process.interrupt does, without the
-                # exception and the extra event).
-                proc = self.process
-                proc._target.callbacks.remove(proc._resume)  # type: ignore[union-attr]
-                ev = _timeout_at(self.env, float(ends[j]))
-                ev.callbacks.append(proc._resume)  # type: ignore[union-attr]
-                proc._target = ev
+                redirect(self.process, _timeout_at(self.env, float(ends[j])))  # the wait moves to the new end
         elif self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
@@ -276,7 +267,7 @@ class ReplicaEngine:
                 plan.done0 = done0
                 if done0.size:
                     plan.marks.insert(0, 0)
-                stamp = next(env._eid)  # type: ignore[attr-defined]  # where stepping schedules iteration 0's end
+                stamp = event_id(env)  # where stepping schedules iteration 0's end
             self._plan, self._cut = plan, plan.k
             plan.start, plan.stamp = env.now, stamp
             if plan.marks:
