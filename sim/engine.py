@@ -26,17 +26,11 @@ from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
 from sim.simpy_compat import event_id
-from sim.state import REJECTED, WAITING, ReplicaState, RequestState
+from sim.state import REJECT_REASONS, REJECTED, WAITING, ReplicaState, RequestState
 from workloads import OPTIONAL_COLUMNS, REQUEST_SCHEMA, generate
 
 __all__ = ["REJECT_REASONS", "simulate"]
 
-# Codes stored per rejected request, and what they mean.
-REJECT_REASONS = {
-    1: "longer than the model's context",
-    2: "needs more KV blocks than a replica has",
-    3: "prompt + output exceed max_num_batched_tokens without chunked prefill",
-}
 
 ProgressFn = Callable[[int, int], None]
 

@@ -41,7 +41,7 @@ from sim.iteration_log import ITERATION_COLUMNS
 from sim.metrics import busy_seconds, itl_stats, latency_stats
 from sim.waste import waste_of
 from sim.windows import window_sums
-from sim.state import COMPLETED, PENDING, REJECTED, RUNNING, WAITING, RequestState
+from sim.state import COMPLETED, PENDING, REJECT_REASONS, REJECTED, RUNNING, WAITING, RequestState
 
 if TYPE_CHECKING:
     from sim.replica import ReplicaEngine
@@ -261,7 +261,6 @@ class _Requests:
 
 
 def _request_table(table: pa.Table, r: RequestState, reject: np.ndarray, q: _Requests) -> pa.Table:
-    from sim.engine import REJECT_REASONS
 
     status = np.array([_STATUS[c] for c in range(5)], dtype=object)[r.status]
     reasons = np.array([None] + [REJECT_REASONS[k] for k in sorted(REJECT_REASONS)], dtype=object)[
@@ -415,7 +414,6 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
     # Refusals by reason, in the order reasons first occur.
     rejected = r.status == REJECTED
     codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
-    from sim.engine import REJECT_REASONS
     reasons = {REJECT_REASONS[int(codes[i])]: int(counts[i]) for i in np.argsort(first)}
 
     per_class = {}

@@ -21,11 +21,17 @@ import heapq
 
 import numpy as np
 
-__all__ = ["COMPLETED", "PENDING", "REJECTED", "RUNNING", "WAITING", "ReplicaState", "RequestState"]
+__all__ = ["COMPLETED", "PENDING", "REJECTED", "REJECT_REASONS", "RUNNING", "WAITING", "ReplicaState", "RequestState"]
 
 # Status codes held in RequestState.status. PENDING: not yet released by the source (at the end
 # of a run with a horizon: never arrived); WAITING: in a queue; RUNNING: in a replica's batch.
 PENDING, WAITING, RUNNING, COMPLETED, REJECTED = 0, 1, 2, 3, 4
+# Why a REJECTED request can never be served: the code stored per request, and what it means.
+REJECT_REASONS = {
+    1: "longer than the model's context",
+    2: "needs more KV blocks than a replica has",
+    3: "prompt + output exceed max_num_batched_tokens without chunked prefill",
+}
 
 
 class RequestState:
