@@ -13,7 +13,8 @@ from typing import Any, Callable, Literal, NamedTuple, Protocol, Sequence, runti
 
 import numpy as np
 
-__all__ = ["BatchShape", "Profile", "Provenance", "ReplicaSpec", "StepCost", "grow_size_table", "prefill_sums", "size_rows"]
+__all__ = ["BatchShape", "DecodeStepsProfile", "Profile", "Provenance", "ReplicaSpec", "StepCost", "decode_steps_of",
+           "grow_size_table", "prefill_sums", "size_rows"]
 
 ProvenanceKind = Literal["measured", "derived-from-measured", "derived", "explicit"]
 
@@ -86,6 +87,27 @@ class Profile(Protocol):
     def step(self, batch: BatchShape) -> StepCost:
         """Price one iteration."""
         ...
+
+
+@runtime_checkable
+class DecodeStepsProfile(Profile, Protocol):
+    """A profile that also prices many decode-only iterations at once: the engine's plans
+    (``sim.replica``) price a run of decode iterations with one call instead of one ``step`` per
+    iteration. Optional: a profile without it is priced iteration by iteration through ``step``
+    (the engine's fallback, which looks fewer iterations ahead). Every shipped profile has it."""
+
+    def decode_steps(self, seqs: np.ndarray | int, context: np.ndarray,
+                     work: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Seconds, FLOPs and bytes of decode-only iterations: iteration k has ``seqs[k]`` >= 1
+        sequences (an int: the same number in each) whose KV contexts sum to ``context[k]``.
+        ``work=False`` leaves FLOPs and bytes out (None). Each element must equal what ``step``
+        gives for that batch, bit for bit (the equivalence tests check every shipped profile)."""
+        ...
+
+
+def decode_steps_of(profile: Profile) -> Callable[..., tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None:
+    """``profile.decode_steps`` when the profile declares it (:class:`DecodeStepsProfile`), else None."""
+    return profile.decode_steps if isinstance(profile, DecodeStepsProfile) else None
 
 
 def grow_size_table(table: np.ndarray, top: int, row: Callable[[int], Sequence[float]]) -> np.ndarray:

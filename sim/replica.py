@@ -52,9 +52,9 @@ from typing import Callable, Generator
 import numpy as np
 import simpy
 
-from calibration.profile import BatchShape, Profile
+from calibration.profile import BatchShape, Profile, decode_steps_of
 from sim.iteration_log import IterationLog
-from sim.scheduling import BatchScheduler
+from sim.scheduling import BatchScheduler, plan_claim
 from sim.scheduling.blocks import blocks_for
 from sim.simpy_compat import event_id, redirect, schedule_at
 from sim.state import COMPLETED, RUNNING, ReplicaState
@@ -148,17 +148,17 @@ class ReplicaEngine:
         # "commit", when the plan's iterations are committed (nothing reads them sooner).
         self._tell_mode = tell
         self._pending = pending
-        mode = getattr(scheduler, "decode_run", None) if decode_runs else None
-        self._run_mode = mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
-        self._max_decodes = getattr(scheduler, "max_decodes", None)
-        self._decode_steps = getattr(profile, "decode_steps", None)
+        claim = plan_claim(scheduler) if decode_runs else None
+        self._run_mode = claim and claim.mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
+        self._max_decodes = claim and claim.max_decodes
+        self._decode_steps = decode_steps_of(profile)
         self.log.work = self._decode_steps
         # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
         # its next request, says whether one will cut a plan during its iteration 0 anyway (then
         # planning the continuation would be work thrown away). Only a hint: it never changes results.
         self._next_arrival = next_arrival
         self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
-        bs = self._bs = self.log.block_size = getattr(scheduler, "block_size", 1)
+        bs = self._bs = self.log.block_size = scheduler.block_size
         self._bs0 = np.array(bs)  # see _ONE
         self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
         self._m = np.arange(1, LOOKAHEAD + 1)

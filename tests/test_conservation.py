@@ -8,6 +8,7 @@ measurement window is checked elsewhere.)
 
 from __future__ import annotations
 
+import typing
 from contextlib import contextmanager
 from typing import Any, Iterator
 from unittest import mock
@@ -20,8 +21,12 @@ from hypothesis import strategies as st
 
 import sim
 import sim.engine
+from sim.config import EngineSpec, RouterSpec
 from sim.state import COMPLETED, REJECTED, RUNNING
 
+# Every scheduler and router the configuration allows (a new policy is drawn without editing this file).
+SCHEDULERS = typing.get_args(EngineSpec.model_fields["scheduler"].annotation)
+ROUTERS = typing.get_args(RouterSpec.model_fields["policy"].annotation)
 REASON_KV = "needs more KV blocks than a replica has"
 REASON_BUDGET = "prompt + output exceed max_num_batched_tokens without chunked prefill"
 
@@ -69,7 +74,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     """A small random scenario as a dict. About half are under KV pressure: many requests at
     once against a cache a few sequences fill, so that running sequences outgrow it (preemption)."""
     pressure = draw(st.booleans())
-    policy = draw(st.sampled_from(["continuous", "continuous_unchunked", "prefill_first", "static"]))
+    policy = draw(st.sampled_from([*SCHEDULERS, "continuous_unchunked"]))
     block_size = draw(st.sampled_from([1, 4, 16]))
     # Capacity in whole blocks plus a ragged tail that must be ignored.
     blocks = max(2, draw(st.integers(32, 160) if pressure else st.integers(24, 600)) // block_size)
@@ -94,7 +99,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "prompt_tokens": _length(draw, max(1, min(kv_usable, 200, int(kv_usable * prompt_share))), pressure),
             "output_tokens": _length(draw, max(1, min(96, int(kv_usable * output_share))), pressure),
         })
-    router: dict[str, Any] = {"policy": draw(st.sampled_from(["round_robin", "least_outstanding"]))}
+    router: dict[str, Any] = {"policy": draw(st.sampled_from(ROUTERS))}
     if not pressure and draw(st.booleans()):
         router["max_outstanding_per_replica"] = draw(st.integers(1, 8))
     rate = 1000.0 if pressure else draw(st.sampled_from([20.0, 200.0, 1000.0]))

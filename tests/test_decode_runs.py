@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import typing
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 import sim
 from calibration.profile import BatchShape
+from sim.config import EngineSpec, RouterSpec
 from sim.replica import ReplicaEngine
 from tests.test_conservation import scenarios
 from tests.test_determinism import SCENARIOS, _same_result
@@ -62,6 +64,10 @@ EXTRA: dict[str, dict[str, Any]] = {
     },
 }
 ALL = {**{k: v for k, (v, _) in SCENARIOS.items()}, **EXTRA}
+# Every scheduler and router the configuration allows, read from its types: a new policy is
+# covered by these tests without editing them.
+SCHEDULERS = typing.get_args(EngineSpec.model_fields["scheduler"].annotation)
+ROUTERS = typing.get_args(RouterSpec.model_fields["policy"].annotation)
 
 
 def _load(name: str) -> sim.Scenario:
@@ -219,7 +225,7 @@ def _tied_runs(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
         "after_id": np.asarray(after, np.int64),
         "think_s": np.asarray(think),
     })
-    scheduler = draw(st.sampled_from(["continuous", "prefill_first", "static"]))
+    scheduler = draw(st.sampled_from(SCHEDULERS))
     data: dict[str, Any] = {
         "profile": {"kind": "explicit", "fixed_s": 0.625,
                     "per_token_s": draw(st.sampled_from([0.0, 0.25])),
@@ -244,3 +250,55 @@ def test_plans_order_ties_at_iteration_boundaries_as_stepping_does(case: tuple[d
     data, table = case
     s = sim.load_scenario(data)
     _same_result(sim.simulate(s, requests=table, decode_runs=False), sim.simulate(s, requests=table))
+
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_scheduler_and_router_gives_the_same_results_with_plans_on_and_off(scheduler: str, router: str) -> None:
+    # Three replicas under KV pressure (preemption) with two priority classes, short enough to run
+    # the whole product of policies.
+    data = copy.deepcopy(ALL["explicit_three_replicas_preempting"])
+    data["engine"] = {**data.get("engine", {}), "scheduler": scheduler,
+                      **({"chunked_prefill": None} if scheduler != "continuous" else {})}
+    data["router"] = {"policy": router}
+    s = sim.load_scenario(data)
+    _same_result(sim.simulate(s, decode_runs=False), sim.simulate(s))
+
+
+def test_policy_lists_come_from_the_config():
+    assert {"continuous", "prefill_first", "static"} <= set(SCHEDULERS)
+    assert {"round_robin", "least_outstanding"} <= set(ROUTERS)
+
+
+def test_a_plan_claim_is_declared_by_a_class_itself_and_never_inherited():
+    from sim.scheduling import PlanClaim, make_scheduler, plan_claim
+    from sim.scheduling.continuous import ContinuousScheduler
+
+    base = make_scheduler("continuous", max_num_seqs=8, max_num_batched_tokens=64, block_size=16, chunked=True)
+    assert plan_claim(base) == PlanClaim("grow", 64)
+
+    class Derived(ContinuousScheduler):  # forms batches its own way: must restate the claim to be planned
+        pass
+
+    assert plan_claim(Derived(8, 64, 16, True)) is None
+
+    class Restated(ContinuousScheduler):
+        decode_run = "grow"
+
+    assert plan_claim(Restated(8, 64, 16, True)) == PlanClaim("grow", 64)
+
+    class Wrong(ContinuousScheduler):
+        decode_run = "sometimes"
+
+    with pytest.raises(ValueError, match=r"Wrong\.decode_run = 'sometimes': must be 'grow' or 'reserved'"):
+        plan_claim(Wrong(8, 64, 16, True))
+
+
+def test_decode_steps_is_a_declared_capability():
+    from calibration.profile import DecodeStepsProfile, decode_steps_of
+
+    for name in ("explicit_one_replica", "roofline_default_profile", "measured_a100_chunked_preempting"):
+        p = _load(name).build_profile()
+        assert isinstance(p, DecodeStepsProfile) and decode_steps_of(p) == p.decode_steps
+    assert decode_steps_of(_StepOnly(_load("explicit_one_replica").build_profile())) is None
