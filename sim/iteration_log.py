@@ -15,13 +15,13 @@ Rows and gap rows are sealed in the order the iterations happened, however they 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from sim.scheduling.blocks import blocks_for
 
-__all__ = ["CHUNK_ROWS", "ITERATION_COLUMNS", "IterationLog"]
+__all__ = ["CHUNK_ROWS", "ITERATION_COLUMNS", "TOKENS_OUT", "IterationLog", "KVSpan"]
 
 CHUNK_ROWS = 1 << 15
 
@@ -33,6 +33,33 @@ ITERATION_COLUMNS: dict[str, type] = {
 }
 ITL_COLUMNS: dict[str, type] = {"value": np.float64, "count": np.int32, "time": np.float64}
 _ROW = tuple(ITERATION_COLUMNS)
+# Position of ``tokens_out`` in a row :meth:`IterationLog.begin` returns: the engine sets it when
+# the iteration ends (a row is a list, mutable in place; a named field would cost an object per row).
+TOKENS_OUT = _ROW.index("tokens_out")
+
+
+class KVSpan(NamedTuple):
+    """What KV blocks a run of decode iterations holds (see :meth:`IterationLog.run`)."""
+
+    used: int                      # blocks in use on the replica before the run
+    blocks: np.ndarray             # of which each running request holds these
+    slack: np.ndarray | None       # free slots in each one's last block (None: blocks reserved)
+    done: np.ndarray               # the run iteration (1-based) each completes in
+
+
+class _RunRecord(NamedTuple):
+    """A run of decode iterations as :meth:`IterationLog.run` records it, expanded at sealing."""
+
+    start: float
+    seconds: np.ndarray
+    ends: np.ndarray
+    seqs: np.ndarray
+    kv: KVSpan
+    rows: int
+    emitted: int
+    context: np.ndarray
+    flops: np.ndarray | None
+    nbytes: np.ndarray | None
 
 Chunk = dict[str, np.ndarray]
 
@@ -88,8 +115,8 @@ class IterationLog:
     # -- recording ----------------------------------------------------------------------------
     def begin(self, start: float, duration: float, prefill_tokens: int, prefill_seqs: int, decode_seqs: int,
               kv_blocks_used: int, flops: float, nbytes: float, recompute_tokens: int = 0) -> list:
-        """Record an iteration as it starts; returns its row, whose ``tokens_out`` (index 5) the
-        engine sets when it ends. ``recompute_tokens``: of its prefill tokens, those that redo work a
+        """Record an iteration as it starts; returns its row, whose ``tokens_out`` (at
+        :data:`TOKENS_OUT`) the engine sets when it ends. ``recompute_tokens``: of its prefill tokens, those that redo work a
         preemption threw away."""
         if self._n >= CHUNK_ROWS:
             self.seal()
@@ -103,7 +130,7 @@ class IterationLog:
         return row
 
     def run(self, start: float, seconds: np.ndarray, ends: np.ndarray, seqs: np.ndarray,
-            kv: tuple[int, np.ndarray, np.ndarray | None, np.ndarray], rows: int, emitted: int, context: np.ndarray,
+            kv: KVSpan, rows: int, emitted: int, context: np.ndarray,
             flops: np.ndarray | None = None, nbytes: np.ndarray | None = None) -> None:
         """Record the first ``rows`` iterations of a run of decode iterations that began at
         ``start``: iteration i took ``seconds[i]``, ended at ``ends[i]`` and decoded ``seqs[i]``
@@ -118,7 +145,7 @@ class IterationLog:
         it holds. Sealing turns that into each row's count, for all runs at once."""
         if self._n >= CHUNK_ROWS:
             self.seal()
-        self._runs.append((start, seconds, ends, seqs, kv, rows, emitted, context, flops, nbytes))
+        self._runs.append(_RunRecord(start, seconds, ends, seqs, kv, rows, emitted, context, flops, nbytes))
         self._order.append(1)
         self._n += rows
         self.rows += rows
@@ -151,33 +178,33 @@ class IterationLog:
 
     def _iteration_chunk(self) -> Chunk:
         runs = self._runs
-        lengths = [r[5] for r in runs]
+        lengths = [r.rows for r in runs]
         at_rows, at, seg, within = _layout(self._order, lengths)
         out = {k: np.empty(self._n, dt) for k, dt in ITERATION_COLUMNS.items()}
         if self._rows:
             for k, values in zip(_ROW, zip(*self._rows)):
                 out[k][at_rows] = values
         if runs:
-            def joined(i: int) -> np.ndarray:
-                return np.concatenate([r[i][:r[5]] for r in runs])
+            def joined(field: str) -> np.ndarray:
+                return np.concatenate([getattr(r, field)[:r.rows] for r in runs])
 
-            out["duration_s"][at] = joined(1)
+            out["duration_s"][at] = joined("seconds")
             # An iteration starts where the one before it in its run ended; the first at the run's start.
-            starts = joined(2)
+            starts = joined("ends")
             starts[1:] = starts[:-1].copy()
-            starts[within == 0] = [r[0] for r in runs]
+            starts[within == 0] = [r.start for r in runs]
             out["start_s"][at] = starts
             out["prefill_tokens"][at] = 0
             out["prefill_seqs"][at] = 0
             out["recompute_tokens"][at] = 0  # a run is decode-only: nothing recomputed
-            seqs = joined(3)
+            seqs = joined("seqs")
             out["decode_seqs"][at] = seqs
-            out["tokens_out"][at] = np.where(within < np.asarray([r[6] for r in runs])[seg], seqs, 0)
+            out["tokens_out"][at] = np.where(within < np.asarray([r.emitted for r in runs])[seg], seqs, 0)
             out["kv_blocks_used"][at] = self._run_kv(np.asarray(lengths, np.int64))
-            if runs[0][8] is None:  # priced without FLOPs and bytes: all of the chunk's runs at once
-                _, out["flops"][at], out["bytes"][at] = self.work(seqs, joined(7))
+            if runs[0].flops is None:  # priced without FLOPs and bytes: all of the chunk's runs at once
+                _, out["flops"][at], out["bytes"][at] = self.work(seqs, joined("context"))
             else:
-                out["flops"][at], out["bytes"][at] = joined(8), joined(9)
+                out["flops"][at], out["bytes"][at] = joined("flops"), joined("nbytes")
         return out
 
     def _run_kv(self, rows: np.ndarray) -> np.ndarray:
@@ -187,14 +214,14 @@ class IterationLog:
         runs, bs = self._runs, self.block_size
         total = int(rows.sum())
         first = np.cumsum(rows) - rows  # each run's first row among the runs' rows
-        sizes = np.asarray([r[4][1].size for r in runs], np.int64)
+        sizes = np.asarray([r.kv.blocks.size for r in runs], np.int64)
         which = np.repeat(np.arange(len(runs)), sizes)  # each request's run
-        held = np.concatenate([r[4][1] for r in runs])
-        done = np.concatenate([r[4][3] for r in runs])
+        held = np.concatenate([r.kv.blocks for r in runs])
+        done = np.concatenate([r.kv.done for r in runs])
         start, last = first[which], rows[which]
         step = np.zeros(total + 1, np.int64)
-        if runs[0][4][2] is not None:  # blocks taken as sequences grow
-            slack = np.concatenate([r[4][2] for r in runs])
+        if runs[0].kv.slack is not None:  # blocks taken as sequences grow
+            slack = np.concatenate([r.kv.slack for r in runs])
             taken = np.maximum(blocks_for(np.minimum(done, last) - slack, bs), 0)  # in the rows logged
             n = int(taken.sum())
             if n:
@@ -206,7 +233,7 @@ class IterationLog:
             step -= np.bincount((start + done)[gone], weights=held[gone], minlength=total + 1).astype(np.int64)
         count = np.cumsum(step[:total])
         before = count[first] - step[first]  # the running count before each run's first row
-        return np.repeat(np.asarray([r[4][0] for r in runs], np.int64) - before, rows) + count
+        return np.repeat(np.asarray([r.kv.used for r in runs], np.int64) - before, rows) + count
 
     def _gap_chunk(self) -> Chunk:
         runs = self._gap_runs

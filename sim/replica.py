@@ -53,7 +53,7 @@ import numpy as np
 import simpy
 
 from calibration.profile import BatchShape, Profile, decode_steps_of
-from sim.iteration_log import IterationLog
+from sim.iteration_log import TOKENS_OUT, IterationLog, KVSpan
 from sim.scheduling import BatchScheduler, plan_claim
 from sim.scheduling.blocks import blocks_for
 from sim.simpy_compat import event_id, redirect, schedule_at
@@ -238,10 +238,10 @@ class ReplicaEngine:
             later = planning and every and self._next_arrival is None and not st.waiting
             if not planning or later or (horizon is not None and not end < horizon):
                 yield env.timeout(cost.seconds)
-                row[5], done = self._commit(idx, comp + n, env.now)  # tokens_out
+                row[TOKENS_OUT], done = self._commit(idx, comp + n, env.now)
                 if done.size:
                     self.on_finish(st.index, done)
-                if not later or st.waiting or row[5] != idx.size:
+                if not later or st.waiting or row[TOKENS_OUT] != idx.size:
                     continue
                 plan = self._continuation(env.now, False)
                 if plan is None:
@@ -252,10 +252,10 @@ class ReplicaEngine:
             else:
                 # Iteration 0 of a plan: committed now, its completions told at its end.
                 whole = not prefills and every and st.preemptions == preempted
-                row[5], done0 = self._commit(idx, comp + n, end)
+                row[TOKENS_OUT], done0 = self._commit(idx, comp + n, end)
                 plan = None
                 soon = self._next_arrival is not None and self._next_arrival[0] <= end
-                if not soon and row[5] == idx.size and (every or self._all_decode()):
+                if not soon and row[TOKENS_OUT] == idx.size and (every or self._all_decode()):
                     plan = self._continuation(end, whole and not done0.size)
                     if plan is not None:
                         plan.uniform = every
@@ -400,7 +400,7 @@ class ReplicaEngine:
         st, r, log = self.state, self.state.reqs, self.log
         run, ends = p.run, p.ends
         if started:
-            log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, (p.used0, p.blocks, p.slack, p.rem), started, j, p.ctx,
+            log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, KVSpan(p.used0, p.blocks, p.slack, p.rem), started, j, p.ctx,
                     p.flops, p.nbytes)
         late = []  # completions the router has not been told of yet, in the order they happened
         if p.told < 0 and p.done0.size:
