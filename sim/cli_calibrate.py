@@ -1,28 +1,19 @@
 """``capsim calibrate``: measure real kernels and fit a profile, or fit one to serving benchmarks.
 
-Registered on the main app in :mod:`sim.cli`; kept apart because it is the one command that
+Registered on the app in :mod:`sim.cli`; kept apart because it is the one command that
 needs PyTorch (imported only when a harness run starts).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-__all__ = ["calibrate_command", "parse_duration"]
+from sim.cli_common import fail, measuring_progress, parse_duration
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``300``, ``90s``, ``5m``, ``1.5h``; ValueError naming the text otherwise."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*", text)
-    if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"--budget {text!r}: expected a positive duration such as 300, 90s, 5m or 1.5h")
-    return float(m.group(1)) * _UNITS[m.group(2) or ""]
+__all__ = ["calibrate_command"]
 
 
 def calibrate_command(
@@ -70,10 +61,8 @@ def calibrate_command(
     Use the profile in a scenario with  profile: {kind: measured, path: profiles}  (or kind: auto, with
     profiles among its dirs).
     """
-    from sim.cli import _fail
-
     if keep_poor_fit and from_benchmarks is None:
-        _fail("--keep-poor-fit applies only with --from-benchmarks FILE (the other calibrations report held-out error)")
+        fail("--keep-poor-fit applies only with --from-benchmarks FILE (the other calibrations report held-out error)")
     if from_benchmarks is not None:
         # The CSV names each row's model, quantization, hardware and tp: flags that would name
         # them too (or start another calibration) are refused rather than silently ignored.
@@ -81,22 +70,22 @@ def calibrate_command(
                                           ("--hardware", hardware), ("--layers", layers), ("--plot", plot),
                                           ("--collectives", collectives)) if value is not None]
         if given:
-            _fail(f"{given[0]} does not apply with --from-benchmarks: the CSV names each row's model, quantization, "
-                  "hardware and tp")
+            fail(f"{given[0]} does not apply with --from-benchmarks: the CSV names each row's model, quantization, "
+                 "hardware and tp")
         return _from_benchmarks(from_benchmarks, out, seed, keep_poor_fit)
     if from_operators is not None:
         return _from_operators(from_operators, out, model, None if model is None else quant, hardware, tp, collectives,
                                plot)
     if model is None:
-        _fail("--model is required (or --from-benchmarks FILE); 'capsim catalog --kind models' lists models")
+        fail("--model is required (or --from-benchmarks FILE); 'capsim catalog --kind models' lists models")
     if device not in ("cpu", "cuda"):
-        _fail(f"--device {device!r}: must be cpu or cuda")
+        fail(f"--device {device!r}: must be cpu or cuda")
     try:
         budget_s = parse_duration(budget)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out}: exists and is not a directory")
+        fail(f"--out {out}: exists and is not a directory")
     from calibration.catalog import MODELS, QUANTIZATIONS, CatalogError
 
     # Catalog names are checked before the progress bar starts: an error raised under it would
@@ -104,43 +93,30 @@ def calibrate_command(
     try:
         MODELS[model], QUANTIZATIONS[quant]  # noqa: B018
     except CatalogError as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         import torch  # noqa: F401
     except ImportError:
-        _fail("calibrating on real kernels needs PyTorch: pip install 'capsim[calibrate]'")
+        fail("calibrating on real kernels needs PyTorch: pip install 'capsim[calibrate]'")
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            _fail("--device cuda: no CUDA device is visible to torch on this machine; use --device cpu")
+            fail("--device cuda: no CUDA device is visible to torch on this machine; use --device cpu")
     from calibration.calibrate import calibrate
     from calibration.catalog import CatalogError
 
     run = None
     try:
-        run = _with_progress(lambda progress: calibrate(model, quant, device=device, layers=layers, budget_s=budget_s,
-                                                        hardware=hardware, out_dir=out, seed=seed, progress=progress))
+        run = measuring_progress(lambda progress: calibrate(model, quant, device=device, layers=layers,
+                                                            budget_s=budget_s, hardware=hardware, out_dir=out,
+                                                            seed=seed, progress=progress))
     except (CatalogError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
-        _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
+        fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
     assert run is not None
     _print_run(run)
-
-
-def _with_progress(fn):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TextColumn("steps, ETA {task.fields[eta]}"),
-                  transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task("m", total=None, eta="?")
-
-        def progress(done: int, total: int, eta_s: float) -> None:
-            bar.update(task, completed=done, total=total, eta=f"{eta_s:,.0f} s")
-
-        return fn(progress)
 
 
 def _print_run(run) -> None:  # type: ignore[no-untyped-def]
@@ -179,27 +155,25 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def _from_benchmarks(path: Path, out: Path, seed: int, keep_poor_fit: bool = False) -> None:
-    from sim.cli import _fail
-
     try:
         from sim.benchmark_fit import fit_from_benchmarks, format_fit
     except ImportError:  # pragma: no cover - shipped together
-        _fail("fitting from benchmarks is not available in this build")
+        fail("fitting from benchmarks is not available in this build")
     from calibration.measured import write_profile
 
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out}: exists and is not a directory")
+        fail(f"--out {out}: exists and is not a directory")
     try:
         fits = fit_from_benchmarks(path, seed=seed, progress=lambda msg: typer.echo(msg, err=True),
                                    keep_poor_fit=keep_poor_fit)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     for f in fits:
         typer.echo(format_fit(f))
         try:
             written = write_profile(out, f.record, f.table)
         except OSError as e:
-            _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
+            fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
         typer.echo(f"profile: {written}")
 
 
@@ -213,24 +187,23 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
     from calibration.measured import write_profile
     from calibration.operator_profiles import SHIPPED, build_record, collectives_toml, fit_gpus
     from calibration.operators import OperatorTableError, read_operator_tables
-    from sim.cli import _fail
 
     if model is not None:
         for flag, value, known in (("--model", model, MODELS), ("--quant", quant, QUANTIZATIONS),
                                    ("--hardware", hardware, GPUS)):
             if value is None:
-                _fail(f"{flag} is required with --from-operators --model (one configuration)")
+                fail(f"{flag} is required with --from-operators --model (one configuration)")
             if value not in known:
-                _fail(f"{flag} {value!r}: unknown{close_matches(str(value), known)}")
+                fail(f"{flag} {value!r}: unknown{close_matches(str(value), known)}")
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out}: exists and is not a directory")
+        fail(f"--out {out}: exists and is not a directory")
     if plot is not None:
         from calibration.operator_plot import FIGURE_SUFFIXES
 
         if model is None:
-            _fail("--plot draws one configuration: give --model, --quant and --hardware too")
+            fail("--plot draws one configuration: give --model, --quant and --hardware too")
         if plot.suffix.lower() not in FIGURE_SUFFIXES:
-            _fail(f"--plot {plot}: the file name must end in {', '.join(FIGURE_SUFFIXES)}")
+            fail(f"--plot {plot}: the file name must end in {', '.join(FIGURE_SUFFIXES)}")
     try:
         tables = read_operator_tables(path)
         fits = fit_gpus(tables)
@@ -243,7 +216,7 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
                     if record.meta["weights_fit"] or model is not None:
                         records.append((record, rows))
     except (OperatorTableError, CatalogError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     table = Table(title="held-out error (token counts, shapes and message sizes never used in the fit)")
     table.add_column("profile", no_wrap=True)
     for col in ("kind", "linear layers", "decode N<=256", "prefill N>256", "all-reduce"):
@@ -260,7 +233,7 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
         try:
             write_profile(out, record, rows)
         except OSError as e:
-            _fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
+            fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
     con = Console()
     con.print(f"{tables.ops.num_rows} operator, {tables.attention.num_rows} attention and "
               f"{tables.collectives.num_rows} collective timings from {path}")
@@ -281,19 +254,19 @@ def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional
         g = fits[record.hardware]
         layer = g.layers.get((record.meta["layers_from"], record.tp))
         if layer is None:
-            _fail(f"--plot: no {record.hardware} table has {record.model}'s layer shapes at tp {record.tp} to draw")
+            fail(f"--plot: no {record.hardware} table has {record.model}'s layer shapes at tp {record.tp} to draw")
         try:
             drawn = plot_operator_fit(layer, plot, tables.collectives, g.collectives.get(record.tp),
                                       title=f"{record.model}/{record.quantization}/{record.hardware}/tp{record.tp}: "
                                             f"{record.kind}")
         except ImportError:
-            _fail("--plot needs matplotlib: pip install 'capsim[plot]'")
+            fail("--plot needs matplotlib: pip install 'capsim[plot]'")
         except OSError as e:
-            _fail(f"--plot {plot}: cannot write ({e.strerror or e})")
+            fail(f"--plot {plot}: cannot write ({e.strerror or e})")
         con.print(f"plot: {drawn}")
     if collectives is not None:
         try:
             collectives.write_text(collectives_toml(tables))
         except OSError as e:
-            _fail(f"--collectives {collectives}: cannot write ({e.strerror or e})")
+            fail(f"--collectives {collectives}: cannot write ({e.strerror or e})")
         con.print(f"all-reduce fits: {collectives}")

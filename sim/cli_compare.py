@@ -1,8 +1,7 @@
 """``capsim compare``: one workload on several hardware × quantization × TP options, ranked by cost
 under the SLOs (the method: :mod:`sim.compare`).
 
-Registered on the main app in :mod:`sim.cli`; the helpers it shares with ``capsim run``
-(``_load``, ``_fail``) are imported when the command runs, not when this module loads.
+Registered on the app in :mod:`sim.cli`; thin over :func:`sim.compare.compare`.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from sim.cli_common import fail, scenario_from_args
 
 __all__ = ["compare_command", "split_list"]
 
@@ -58,7 +59,6 @@ def compare_command(
       capsim compare my.yaml --hardware h100-sxm,l40s --quant fp8,int4-awq --tp 1,2 --slo ttft_p99=1s --slo tpot_p99=60ms
       capsim compare my.yaml --hardware h100-sxm,h200 --family roofline -o out/cmp
     """
-    from sim.cli import _fail, _load
     from sim.compare import CompareError, compare
     from sim.records import OutputError, check_output_dir
     from sim.slo import parse_slo
@@ -67,31 +67,31 @@ def compare_command(
         hw = split_list(hardware, "--hardware")
         tps_text = split_list(tp, "--tp")
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         tps = [int(t) for t in tps_text]
     except ValueError:
-        _fail(f"--tp {tp!r}: give whole numbers, comma-separated, e.g. 1,2")
+        fail(f"--tp {tp!r}: give whole numbers, comma-separated, e.g. 1,2")
     if rate is not None and not rate > 0:
-        _fail(f"--rate {rate:g}: must be a number of requests/s > 0")
+        fail(f"--rate {rate:g}: must be a number of requests/s > 0")
     if seeds < 1:
-        _fail(f"--seeds {seeds}: must be >= 1")
+        fail(f"--seeds {seeds}: must be >= 1")
     if workers is not None and workers < 1:
-        _fail(f"--workers {workers}: must be >= 1")
+        fail(f"--workers {workers}: must be >= 1")
     targets = []
     for text in slo:
         try:
             targets.append(parse_slo(text))
         except ValueError as e:
-            _fail(f"--slo {e}")
-    sc = _load(scenario, set_, None)
+            fail(f"--slo {e}")
+    sc = scenario_from_args(scenario, set_, None)
     try:
         quants = split_list(quant, "--quant") if quant is not None else [sc.quantization]
         check_output_dir(out_name, "replace")
     except OutputError as e:
-        _fail(f"--out {e}")
+        fail(f"--out {e}")
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
     try:
         result = compare(sc, hardware=hw, quantization=quants, tp=tps, rate_per_s=rate,
@@ -99,7 +99,7 @@ def compare_command(
     except CompareError as e:
         flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
                                     ("--rate", "rate"), ("--family", "family")) if str(e).startswith(k)), None)
-        _fail(f"{flag}: {e}" if flag else str(e))
+        fail(f"{flag}: {e}" if flag else str(e))
     out = Path(out_name)
     written = result.write(out)
     written += _charts(result, out)

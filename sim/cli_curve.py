@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from sim.cli_common import fail, fmt, scenario_from_args
+
 if TYPE_CHECKING:
     from sim.curve import LoadCurve
 
@@ -76,51 +78,50 @@ def curve(
       capsim curve my.yaml --rates 2,4,8,16,24 --slo none   # given loads; highest rate = saturation knee
       capsim curve my.yaml --set replicas=2 --set engine.max_num_seqs=128 -q
     """
-    from sim.cli import _fail, _load
     from sim.curve import CurveError, with_rate
     from sim.errors import ScenarioError
     from sim.executor import local_executor
     from sim.records import OutputError, check_output_dir
     from sim.slo import check_classes, parse_slo
 
-    sc = _load(scenario, set_, None)
+    sc = scenario_from_args(scenario, set_, None)
     targets: Optional[list[Any]] = None  # None: the scenario's own SLOs
     if slo:
         try:
             targets = [] if [s.strip().lower() for s in slo] == ["none"] else [parse_slo(s) for s in slo]
         except ValueError as e:  # "SLO 'text': why" -> "--slo 'text': why"
-            _fail(f"--slo {str(e).removeprefix('SLO ')}")
+            fail(f"--slo {str(e).removeprefix('SLO ')}")
     try:
         given = parse_rates(rates) if rates is not None else None
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if seeds < 1:
-        _fail(f"--seeds {seeds}: must be >= 1")
+        fail(f"--seeds {seeds}: must be >= 1")
     if workers is not None and workers < 1:
-        _fail(f"--workers {workers}: must be >= 1")
+        fail(f"--workers {workers}: must be >= 1")
     if not 0 < tolerance < 0.5:
-        _fail(f"--tolerance {tolerance:g}: must be in (0, 0.5)")
+        fail(f"--tolerance {tolerance:g}: must be in (0, 0.5)")
     try:
         check_output_dir(out_name)
     except OutputError as e:
-        _fail(f"--out {e}")
+        fail(f"--out {e}")
     try:  # refusals that need no simulation, before any worker is started
         check_classes(targets or [], sc)
         with_rate(sc, 1.0)
     except ValueError as e:
-        _fail(f"{scenario or 'default scenario'}: {e}")
+        fail(f"{scenario or 'default scenario'}: {e}")
     out = Path(out_name)
     ex = local_executor(workers)  # before the progress bar's thread starts: the pool forks its workers now
     try:
         result = _run(sc, targets, given, seeds, tolerance, ex, quiet)
     except (CurveError, ScenarioError) as e:
-        _fail(f"{scenario or 'default scenario'}: {e}")
+        fail(f"{scenario or 'default scenario'}: {e}")
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
     try:
         written = [p.name for p in result.write(out)] + ([] if no_charts else _charts(result, out))
     except OSError as e:
-        _fail(f"--out {out}: cannot write the results there ({e.strerror or e})")
+        fail(f"--out {out}: cannot write the results there ({e.strerror or e})")
     if not quiet:
         _print(result, out, written)
 
@@ -179,8 +180,6 @@ def _print(result: LoadCurve, out: Path, written: list[str]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from sim.cli import _fmt
-
     con = Console()
     rows = result.points.to_pylist()
     by_rate: dict[float, list[dict[str, Any]]] = {}
@@ -201,9 +200,9 @@ def _print(result: LoadCurve, out: Path, written: list[str]) -> None:
         cells = [f"{rate:.4g}", f"{sum(r['meets_slo'] for r in group)}/{n}",
                  f"{_mean([r['requests_per_s'] for r in group]):.2f}",
                  f"{_mean([r['goodput_requests_per_s'] for r in group]):.2f}",
-                 _fmt(_mean([r["output_tokens_per_s"] for r in group]), "")]
+                 fmt(_mean([r["output_tokens_per_s"] for r in group]), "")]
         for m in ("ttft", "tpot", "e2e"):
-            cells.append(_fmt(_mean([r[f"{m}_p99_s"] for r in group])) if sat < n else "saturated")
+            cells.append(fmt(_mean([r[f"{m}_p99_s"] for r in group])) if sat < n else "saturated")
         if with_cost:
             c = _mean([r["usd_per_million_output_tokens"] for r in group])
             cells.append("-" if c is None else f"{c:.3g}")

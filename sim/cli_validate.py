@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from sim.cli_calibrate import parse_duration
+from sim.cli_common import fail, measuring_progress, parse_duration
 
 __all__ = ["parse_lengths", "validate_command"]
 
@@ -71,38 +71,36 @@ def validate_command(
       capsim validate --model llama-3.2-1b --quant int8 --layers 2 --profile profiles
       capsim validate -m llama-3.2-1b --quant int8 --requests 60 --calibrate-budget 90s
     """
-    from sim.cli import _fail
-
     lengths: dict[str, Any] = {}
     try:
         lengths["prompt"] = parse_lengths(prompt_tokens, "--prompt-tokens")
         lengths["output"] = parse_lengths(output_tokens, "--output-tokens")
         budget_s = parse_duration(calibrate_budget)
     except ValueError as e:
-        _fail(str(e).replace("--budget", "--calibrate-budget"))
+        fail(str(e).replace("--budget", "--calibrate-budget"))
     if repeats < 2:
-        _fail(f"--repeats {repeats}: at least 2 real runs are needed to measure their spread")
+        fail(f"--repeats {repeats}: at least 2 real runs are needed to measure their spread")
     if rate is None and not 0 < utilisation < 1:
-        _fail(f"--utilisation {utilisation}: must be between 0 and 1 (a share of the saturated capacity)")
+        fail(f"--utilisation {utilisation}: must be between 0 and 1 (a share of the saturated capacity)")
     if rate is not None and rate <= 0:
-        _fail(f"--rate {rate}: must be > 0 requests/s")
+        fail(f"--rate {rate}: must be > 0 requests/s")
     if max_num_batched_tokens < max_num_seqs:
-        _fail(f"--max-num-batched-tokens {max_num_batched_tokens}: must be >= --max-num-seqs {max_num_seqs}")
+        fail(f"--max-num-batched-tokens {max_num_batched_tokens}: must be >= --max-num-seqs {max_num_seqs}")
     if profile is not None and not profile.exists():
-        _fail(f"--profile {profile}: no such file or directory")
+        fail(f"--profile {profile}: no such file or directory")
     try:
         import torch  # noqa: F401
     except ImportError:
-        _fail("validating on real kernels needs PyTorch: pip install 'capsim[calibrate]'")
+        fail("validating on real kernels needs PyTorch: pip install 'capsim[calibrate]'")
     from calibration.catalog import MODELS, CatalogError
     from calibration.harness.model import HarnessError
 
     if model not in MODELS:
         from calibration.catalog import close_matches
 
-        _fail(f"--model {model!r}: unknown{close_matches(model, MODELS)}; 'capsim catalog --kind models' lists them")
+        fail(f"--model {model!r}: unknown{close_matches(model, MODELS)}; 'capsim catalog --kind models' lists them")
     if layers > MODELS[model].layers:
-        _fail(f"--layers {layers}: {model} has {MODELS[model].layers} layers")
+        fail(f"--layers {layers}: {model} has {MODELS[model].layers} layers")
 
     from rich.console import Console
 
@@ -111,7 +109,6 @@ def validate_command(
         try:
             if profile is None:
                 from calibration.calibrate import calibrate
-                from sim.cli_calibrate import _with_progress
                 from sim.validate import calibration_axes
 
                 axes = calibration_axes(model, layers=layers, num_requests=requests, prompt_tokens=lengths["prompt"],
@@ -119,8 +116,9 @@ def validate_command(
                                         max_num_batched_tokens=max_num_batched_tokens)
                 err.print(f"no --profile: calibrating {model} {quant} ({' and '.join(map(str, axes.layer_counts))} "
                           f"layers) on this workload's step shapes for {budget_s:g} s of the harness's clock")
-                run = _with_progress(lambda progress: calibrate(model, quant, layers=layers, budget_s=budget_s,
-                                                                out_dir=tmp, seed=seed, progress=progress, axes=axes))
+                run = measuring_progress(lambda progress: calibrate(model, quant, layers=layers, budget_s=budget_s,
+                                                                    out_dir=tmp, seed=seed, progress=progress,
+                                                                    axes=axes))
                 profile = run.path
             from sim.validate import validate
 
@@ -130,7 +128,7 @@ def validate_command(
                               max_num_batched_tokens=max_num_batched_tokens,
                               progress=lambda msg: err.print(f"[dim]{msg}[/]"))
         except (CatalogError, HarnessError, ValueError) as e:
-            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     _print_result(result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ million requests (its one-hour rate table repeated end to end), with fixed seeds
 
 ``FitResult.fit_stats`` is such a sample: drawn by `workloads.generate` from the fitted spec with
 streams spawned from the seed, independent of the arrival-only draws the CV search tuned on. The
-presets are re-drawn here with another seed, from the numbers pasted in `workloads/presets.py`.
+presets are re-drawn here with another seed, from the numbers pasted in `workloads/fitted_presets.py`.
 """
 
 from __future__ import annotations

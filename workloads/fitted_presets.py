@@ -1,4 +1,5 @@
-"""Named workloads fitted to real traces, as numbers in code (they work offline, on a fresh machine).
+"""The workload presets' numbers: named workloads fitted to real traces, as plain data in code (they
+work offline, on a fresh machine). Read them through :mod:`workloads.presets`.
 
 Each preset is the plain-data form of a :class:`workloads.WorkloadSpec` (without a stop rule),
 fitted by ``capsim workload fit`` (:func:`workloads.fit.fit`) to the trace it is named after and
@@ -11,6 +12,10 @@ which licence, with which command and date, and what the fit reproduced. Use one
 
 The tests check that each preset still reproduces its trace (mean rate within 2%, inter-arrival
 CV within 10%, prompt and output p50/p90/p99 within 10%) whenever the shared traces are present.
+
+Plain data and a lookup that import nothing of capsim: :mod:`workloads.spec` reads a preset from
+here when it validates ``workload: {preset: NAME}``, and :mod:`workloads.presets`, which summarises
+a preset through ``WorkloadSpec``, imports spec; so this module imports neither.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import copy
 import difflib
 from typing import Any
 
-__all__ = ["PRESETS", "preset_data", "preset_summary"]
+__all__ = ["PRESETS", "preset_data"]
+
 
 def _fitted(*, source: str, process: str, cv: float | None, span_s: float, minute_rates: list[float], name: str,
             length_correlation: float, prompt_probs: list[float], prompt_values: list[float],
@@ -204,28 +210,3 @@ def preset_data(name: str) -> dict[str, Any]:
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         raise ValueError(f"unknown preset {name!r}{hint}; known: {', '.join(sorted(PRESETS)) or 'none'}")
     return copy.deepcopy(PRESETS[name]["workload"])
-
-
-def preset_summary(name: str) -> dict[str, Any]:
-    """Headline numbers of a preset, read from its spec without generating anything: mean rate,
-    arrival process (base CV, rate-table span), and prompt/output p50 and p99 of each class.
-
-    The base CV is the gamma process's own, below the inter-arrival CV of the generated traffic,
-    which the rate table's variation raises (the ``source`` text gives the fitted value).
-    """
-    import numpy as np
-
-    from workloads.spec import WorkloadSpec
-
-    spec = WorkloadSpec.model_validate({**preset_data(name), "num_requests": 1})
-    a = spec.arrival
-    prof = getattr(a, "rate_profile", None)
-    span = None if prof is None else float(prof.knots().span)
-    probs = np.array([0.5, 0.99])
-    classes = []
-    for c in spec.classes:
-        assert c.prompt_tokens is not None and c.output_tokens is not None
-        classes.append({"name": c.name, "prompt_p50_p99": tuple(int(x) for x in c.prompt_tokens.quantile(probs)),
-                        "output_p50_p99": tuple(int(x) for x in c.output_tokens.quantile(probs))})
-    return {"mean_rate_per_s": spec.mean_rate_per_s, "process": a.process, "cv": getattr(a, "cv", None),
-            "profile_span_s": span, "classes": classes}

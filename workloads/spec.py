@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from workloads.arrivals import ArrivalSpec, ClosedLoopArrivals, ThinkTime, TraceArrivals
+from workloads.fitted_presets import preset_data
 from workloads.lengths import LengthSpec, TraceLength
 from workloads.limits import BYTES_PER_ARRIVAL_DRAWN, BYTES_PER_REQUEST, BYTES_PER_VISIT, MAX_VARIANTS, check_requests
 
@@ -99,8 +100,6 @@ class WorkloadSpec(BaseModel):
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset") is not None:
-            from workloads.presets import preset_data
-
             return _merge(preset_data(data["preset"]), data)
         return data
 
