@@ -21,15 +21,21 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ExplicitProfileSpec(BaseModel):
-    """Step-time coefficients written into the scenario (see :class:`ExplicitProfile`)."""
+    """Step-time coefficients written into the scenario (priced by :class:`ExplicitProfile`), to
+    pin service times exactly: an iteration takes T = ``fixed_s`` + ``per_token_s``·tokens +
+    ``prefill_attention_s``·Σ c·(p + c/2) + ``decode_attention_s``·Σ l, where tokens are the
+    prefill chunk tokens plus one per decode sequence, c and p a prefill chunk's length and start
+    position, and l a decode sequence's context length. ``fixed_s`` and ``per_token_s`` must not
+    both be 0. Provenance ``explicit``: no FLOPs or bytes, so no MFU, MBU or energy."""
 
     model_config = _Strict
-    kind: Literal["explicit"]
+    kind: Literal["explicit"] = Field(description="coefficients given inline")
     fixed_s: StrictFloat = Field(0.0, ge=0, description="seconds every iteration costs")
     per_token_s: StrictFloat = Field(0.0, ge=0, description="seconds per token computed (prefill or decode)")
     prefill_attention_s: StrictFloat = Field(0.0, ge=0, description="seconds per prefill attention pair, Σ c·(p + c/2)")
     decode_attention_s: StrictFloat = Field(0.0, ge=0, description="seconds per KV token read by a decode")
-    kv_capacity_tokens: StrictInt = Field(gt=0, description="KV-cache tokens one replica holds")
+    kv_capacity_tokens: StrictInt = Field(gt=0, description="KV-cache tokens one replica holds (rounded down to "
+                                          "whole blocks); engine.gpu_memory_fraction is ignored")
 
     @model_validator(mode="after")
     def _positive_time(self) -> ExplicitProfileSpec:
@@ -39,19 +45,29 @@ class ExplicitProfileSpec(BaseModel):
 
 
 class RooflineProfileSpec(BaseModel):
-    """Roofline from the catalog's datasheet figures; any figure can be overridden here."""
+    """Roofline from the catalog's datasheet figures (provenance ``derived``); any figure can be
+    overridden here. On a100-80gb and h100-sxm at TP 2/4/8 the all-reduce is priced from measured
+    NCCL timings (``calibration/data/collectives.toml``: 25–51 µs latency, 90–320 GB/s algorithm
+    bandwidth) unless the scenario sets ``interconnect_gb_s`` or ``allreduce_latency_s``."""
 
     model_config = _Strict
-    kind: Literal["roofline"] = "roofline"
+    kind: Literal["roofline"] = Field("roofline", description="derived from the catalog's datasheet figures")
     tflops: dict[Precision, Annotated[StrictFloat, Field(gt=0)]] | None = Field(
-        None, description="override: dense peak TFLOP/s per GPU by precision, e.g. {bf16: 900, fp8: 1800}")
-    hbm_tb_s: StrictFloat | None = Field(None, gt=0, description="override: HBM bandwidth, TB/s per GPU")
-    memory_gib: StrictFloat | None = Field(None, gt=0, description="override: HBM capacity, GiB per GPU")
-    interconnect_gb_s: StrictFloat | None = Field(None, gt=0, description="override: intra-node link, GB/s per direction")
+        None, description="override: dense peak TFLOP/s per GPU by precision, merged over the catalog's (which "
+        "for h100-sxm are {bf16: 989.4, fp8: 1978.9, int8: 1978.9}); unset: the catalog's")
+    hbm_tb_s: StrictFloat | None = Field(None, gt=0, description="override: HBM bandwidth, TB/s per GPU (unset: the "
+                                         "catalog's, 3.35 for h100-sxm)")
+    memory_gib: StrictFloat | None = Field(None, gt=0, description="override: HBM capacity, GiB per GPU (unset: the "
+                                           "catalog's, 81559 MiB ≈ 79.6 GiB for h100-sxm)")
+    interconnect_gb_s: StrictFloat | None = Field(None, gt=0, description="override: intra-node link, GB/s per "
+                                                  "direction, used when tp > 1 (unset: the catalog's, 450 for "
+                                                  "h100-sxm)")
     compute_efficiency: StrictFloat = Field(0.6, gt=0, le=1, description="share of peak FLOP/s achieved")
     memory_efficiency: StrictFloat = Field(0.8, gt=0, le=1, description="share of peak HBM bandwidth achieved")
-    overhead_s: StrictFloat = Field(0.0015, ge=0, description="fixed seconds per iteration")
-    allreduce_latency_s: StrictFloat = Field(10e-6, ge=0, description="latency of one all-reduce")
+    overhead_s: StrictFloat = Field(0.0015, ge=0, description="fixed seconds added to every iteration (scheduling, "
+                                    "launches, sampling)")
+    allreduce_latency_s: StrictFloat = Field(10e-6, ge=0, description="seconds of latency of one tensor-parallel "
+                                             "all-reduce")
 
 
 class MeasuredProfileSpec(BaseModel):
@@ -59,8 +75,9 @@ class MeasuredProfileSpec(BaseModel):
     JSON file, or a directory searched for the scenario's (model, quantization, hardware, tp)."""
 
     model_config = _Strict
-    kind: Literal["measured"]
-    path: str = Field(min_length=1)
+    kind: Literal["measured"] = Field(description="a profile fitted to measurements, named by path")
+    path: str = Field(min_length=1, description="a profile .json file, or a directory searched for the scenario's "
+                      "(model, quantization, hardware, tp); the scenario is refused in one line when there is none")
 
 
 class AutoProfileSpec(BaseModel):
@@ -69,8 +86,9 @@ class AutoProfileSpec(BaseModel):
     labelled a poor fit is skipped, and the profile chosen instead says so in its provenance."""
 
     model_config = _Strict
-    kind: Literal["auto"]
-    dirs: tuple[str, ...] = Field((), description="directories (or files) of user profiles, searched first")
+    kind: Literal["auto"] = Field(description="the best profile there is for the configuration")
+    dirs: tuple[str, ...] = Field((), description="directories (or files) of user profiles, searched in order "
+                                  "before the profiles shipped in the package (calibration/profiles/)")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def main() -> None:
         ttft = s["latency_s"]["ttft"]
         print(f"{name:<22} {s['requests']['completed']:>9,} {prompt:>11,.0f} {ttft['p50'] * 1e3:>7.0f}ms "
               f"{ttft['p99'] * 1e3:>7.0f}ms {s['throughput']['output_tokens_per_s']:>9,.0f}")
-    print("(same mean request rate in each row; profile: derived roofline, see the README's Profiles)")
+    print("(same mean request rate in each row; profile: derived roofline, see docs/catalog-and-profiles.md)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def calibrate_command(
     seed: int = typer.Option(0, help="Seeds the random weights, the grid order and the held-out split."),
     from_benchmarks: Optional[Path] = typer.Option(
         None, "--from-benchmarks", help="Fit profiles to measured serving benchmarks in this CSV instead of "
-        "measuring kernels (format: see the README, 'Fitting from serving benchmarks')."),
+        "measuring kernels (format: see docs/calibration.md, 'From serving benchmarks')."),
     from_operators: Optional[Path] = typer.Option(
         None, "--from-operators", help="Fit profiles to published operator-level GPU timings in this directory "
         "(Vidur's data/profiling layout). With --model/--quant/--hardware/--tp: that configuration; without: every "

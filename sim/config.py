@@ -34,19 +34,24 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EngineSpec(BaseModel):
-    """How each replica batches: vLLM's settings under vLLM's names."""
+    """How each replica batches: vLLM's settings under vLLM's names (see docs/engine.md)."""
 
     model_config = _Strict
     scheduler: Literal["continuous", "prefill_first", "static"] = Field(
-        "continuous", description="continuous: iteration-level batching (vLLM V1); prefill_first: new prompts "
-        "run alone before decodes resume (vLLM V0, Orca-like); static: a batch runs to completion before the next")
+        "continuous", description="batching policy. continuous: iteration-level batching with chunked prefill "
+        "(vLLM V1); prefill_first: whole new prompts run alone before decodes resume (vLLM V0 without chunked "
+        "prefill, Orca-like); static: request-level batching, a batch runs to completion before the next")
     chunked_prefill: StrictBool | None = Field(
-        None, description="split long prompts across iterations (continuous only; default on)")
+        None, description="split long prompts across iterations; unset means on under continuous. true only with "
+        "scheduler continuous; false admits a prompt only whole")
     max_num_seqs: StrictInt = Field(256, ge=1, description="most sequences in one iteration")
-    max_num_batched_tokens: StrictInt = Field(8192, ge=1, description="most tokens computed in one iteration")
+    max_num_batched_tokens: StrictInt = Field(8192, ge=1, description="most tokens computed in one iteration (the "
+                                              "token budget); must be >= max_num_seqs")
     block_size: StrictInt = Field(16, ge=1, description="tokens per KV-cache block")
-    gpu_memory_fraction: StrictFloat = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
-    preemption: Literal["recompute"] = Field("recompute", description="what happens to a preempted sequence")
+    gpu_memory_fraction: StrictFloat = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use "
+                                             "(roofline memory model; an explicit profile ignores it)")
+    preemption: Literal["recompute"] = Field("recompute", description="what happens to a preempted sequence: its "
+                                             "blocks are freed and its prompt and output so far prefilled again")
 
     @model_validator(mode="after")
     def _consistent(self) -> EngineSpec:
@@ -68,19 +73,26 @@ class RouterSpec(BaseModel):
     """How arriving requests are spread over replicas."""
 
     model_config = _Strict
-    policy: Literal["round_robin", "least_outstanding"] = Field("least_outstanding")
+    policy: Literal["round_robin", "least_outstanding"] = Field(
+        "least_outstanding", description="which replica an arriving request goes to. least_outstanding: the one "
+        "with the fewest outstanding requests (waiting + running), ties to the lowest index; round_robin: each in "
+        "turn, whatever their load")
     max_outstanding_per_replica: StrictInt | None = Field(
-        None, ge=1, description="hold requests in a central queue while every replica has this many "
-        "(like Ray Serve's max_ongoing_requests); unset: dispatch on arrival")
+        None, ge=1, description="if set, requests wait in a central queue (by priority, then arrival) while every "
+        "replica has this many outstanding (waiting + running), like Ray Serve's max_ongoing_requests; if unset, "
+        "every request is dispatched on arrival")
 
 
 class MeasurementSpec(BaseModel):
     """Which part of the run the statistics describe."""
 
     model_config = _Strict
-    warmup_s: StrictFloat = Field(0.0, ge=0, description="arrivals before this are simulated but not measured")
-    horizon_s: StrictFloat | None = Field(None, gt=0, description="stop simulating here; unfinished requests "
-                                    "are reported in flight (unset: run until every request is done)")
+    warmup_s: StrictFloat = Field(0.0, ge=0, description="seconds; arrivals before this are simulated but not "
+                                  "measured. Must be below workload.duration_s when that is set")
+    horizon_s: StrictFloat | None = Field(None, gt=0, description="seconds; stop the simulation at this time "
+                                          "(after warmup_s): requests that arrived but did not finish are reported "
+                                          "in_flight, those due after it not_arrived. If unset, the run continues "
+                                          "until every request has ended")
 
     @model_validator(mode="after")
     def _ordered(self) -> MeasurementSpec:
@@ -94,21 +106,33 @@ class Scenario(BaseModel):
     """Everything one simulation needs. Build it in Python or load it with :func:`load_scenario`."""
 
     model_config = _Strict
-    name: StrictStr = "scenario"
-    seed: StrictInt = Field(0, ge=0)
-    model: str = Field("llama-3.1-8b", description="a catalog model (capsim catalog) or a Hugging Face config.json path")
-    quantization: str = "bf16"
+    name: StrictStr = Field("scenario", description="label copied into the summary")
+    seed: StrictInt = Field(0, ge=0, description="seeds every random stream (arrivals, class choice, lengths); the "
+                            "same scenario and seed give identical results")
+    model: str = Field("llama-3.1-8b", description="model architecture: a catalog model (`capsim catalog --kind "
+                       "models`), or a path to a Hugging Face config.json (Llama, Mistral, Qwen2 and Mixtral "
+                       "style keys)")
+    quantization: str = Field("bf16", description="how weights are stored and what precision the matmuls run in: "
+                              "a catalog scheme (`capsim catalog --kind quantizations`: bf16, fp16, fp8, int8, "
+                              "int4-awq, ...). Where the GPU lacks that matmul the scheme falls back the way engines "
+                              "do (fp8 on an A100 runs weight-only) and the profile's provenance says so")
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = Field(
-        "auto", description="KV-cache precision; auto: the activations' 16-bit precision")
-    hardware: str = "h100-sxm"
-    tp: StrictInt = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica")
-    replicas: StrictInt = Field(1, ge=1)
-    profile: ProfileSpec = RooflineProfileSpec()
-    engine: EngineSpec = EngineSpec()
-    router: RouterSpec = RouterSpec()
-    workload: WorkloadSpec
-    measurement: MeasurementSpec = MeasurementSpec()
-    cost: CostSpec = CostSpec()
+        "auto", description="KV-cache precision; auto keeps the activations' 16 bits")
+    hardware: str = Field("h100-sxm", description="GPU type: a catalog GPU (`capsim catalog --kind hardware`)")
+    tp: StrictInt = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica. Must divide the model's "
+                          "attention heads and KV heads (1, 2, 4, 8 for Llama-3.1-8B)")
+    replicas: StrictInt = Field(1, ge=1, description="engine replicas; the run uses replicas × tp GPUs")
+    profile: ProfileSpec = Field(RooflineProfileSpec(), description="the step-time and memory model; its kind "
+                                 "picks one")
+    engine: EngineSpec = Field(EngineSpec(), description="how each replica batches")
+    router: RouterSpec = Field(RouterSpec(), description="how requests are spread over replicas")
+    workload: WorkloadSpec = Field(description="the traffic. In a file, a file name instead of the mapping "
+                                   "(relative to the scenario file) reads the mapping from that YAML/TOML file, "
+                                   "e.g. one written by `capsim workload fit`")
+    measurement: MeasurementSpec = Field(MeasurementSpec(), description="which part of the run the statistics "
+                                         "describe")
+    cost: CostSpec = Field(CostSpec(), description="how the hardware is paid for, and the power model's figures; "
+                           "by default the catalog's on-demand cloud price of hardware")
 
     @field_validator("model")
     @classmethod

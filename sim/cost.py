@@ -45,30 +45,39 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CostSpec(BaseModel):
-    """How the hardware is paid for, and the power model's figures (see the module docstring)."""
+    """How the hardware is paid for, and the power model's figures (the rules behind every figure
+    are in the module docstring, and in docs/cost-and-curves.md). Every key is optional; the
+    default is the catalog's on-demand cloud price of ``hardware``. Owned-only keys under
+    ``model: cloud``, or cloud-only keys under ``model: owned``, are refused with the key named."""
 
     model_config = _Strict
     model: Literal["cloud", "owned"] = Field("cloud", description="cloud: rented per GPU-hour; owned: bought, "
                                              "amortised, powered and hosted")
     pricing: Literal["on-demand", "committed", "spot"] = Field(
-        "on-demand", description="cloud pricing label; committed and spot need discount or usd_per_gpu_hour")
-    discount: StrictFloat | None = Field(None, ge=0, lt=1, description="share off the catalog's on-demand price, "
-                                         "e.g. 0.4 for 40% off")
-    usd_per_gpu_hour: StrictFloat | None = Field(None, gt=0, le=1000, description="cloud price per GPU-hour "
-                                                 "(overrides the catalog and the discount)")
-    purchase_usd_per_gpu: StrictFloat | None = Field(None, gt=0, description="owned: purchase price of one GPU")
+        "on-demand", description="cloud pricing label; committed and spot need discount or usd_per_gpu_hour (the "
+        "catalog holds on-demand prices only)")
+    discount: StrictFloat | None = Field(None, ge=0, lt=1, description="cloud: share off the catalog's on-demand "
+                                         "price, e.g. 0.4 for 40% off")
+    usd_per_gpu_hour: StrictFloat | None = Field(None, gt=0, le=1000, description="cloud: price per GPU-hour in "
+                                                 "USD; overrides the catalog and the discount. Unset: the catalog's")
+    purchase_usd_per_gpu: StrictFloat | None = Field(None, gt=0, description="owned (required): purchase price of "
+                                                     "one GPU, USD")
     server_usd_per_gpu: StrictFloat | None = Field(None, ge=0, description="owned: the GPU's share of its server "
-                                                   "(CPUs, memory, network, chassis); default 0")
+                                                   "(CPUs, memory, network, chassis), USD; unset: 0")
     amortisation_years: StrictFloat | None = Field(None, gt=0, le=20, description="owned: years the purchase is "
-                                                   "spread over; default 4")
-    usd_per_kwh: StrictFloat | None = Field(None, ge=0, le=10, description="owned: electricity price")
+                                                   "spread over (8,760 h each); unset: 4")
+    usd_per_kwh: StrictFloat | None = Field(None, ge=0, le=10, description="owned (required): electricity price, "
+                                            "USD per kWh")
     pue: StrictFloat = Field(1.3, ge=1, le=5, description="power usage effectiveness: facility energy per GPU "
-                             "energy (assumed 1.3; set your data centre's)")
+                             "energy (an assumption: set your data centre's)")
     hosting_usd_per_gpu_month: StrictFloat | None = Field(None, ge=0, description="owned: colocation or hosting "
-                                                          "per GPU per month; default 0")
-    idle_w: StrictFloat | None = Field(None, gt=0, le=5000, description="override: W per GPU with nothing to do")
-    tdp_w: StrictFloat | None = Field(None, gt=0, le=5000, description="override: W per GPU at full load")
-    window_s: StrictFloat = Field(300.0, gt=0, description="time window of the cost and waste breakdown, s")
+                                                          "per GPU per month, USD; unset: 0")
+    idle_w: StrictFloat | None = Field(None, gt=0, le=5000, description="override: watts per GPU with nothing "
+                                       "running (unset: the catalog's); below tdp_w")
+    tdp_w: StrictFloat | None = Field(None, gt=0, le=5000, description="override: watts per GPU at full load "
+                                      "(unset: the catalog's)")
+    window_s: StrictFloat = Field(300.0, gt=0, description="seconds: time window of the per-window records, cost "
+                                  "and waste (summary windows)")
 
     @model_validator(mode="after")
     def _consistent(self) -> CostSpec:

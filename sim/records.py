@@ -42,6 +42,7 @@ from sim.metrics import busy_seconds, itl_stats, latency_stats
 from sim.waste import waste_of
 from sim.windows import window_sums
 from sim.state import COMPLETED, PENDING, REJECT_REASONS, REJECTED, RUNNING, WAITING, RequestState
+from sim.summary import Summary
 
 if TYPE_CHECKING:
     from sim.replica import ReplicaEngine
@@ -76,7 +77,7 @@ class SimResult:
     requests: pa.Table | None
     iterations: pa.Table | None
     timeline: pa.Table | None
-    summary: dict[str, Any]
+    summary: Summary  # a plain dict at run time, written as summary.json
     wall_s: float = field(compare=False)
     streamed: Path | None = field(default=None, compare=False)  # iterations.parquet written as the run went
 
@@ -379,7 +380,7 @@ def _window(s: Scenario, r: RequestState, end: float) -> tuple[float, float, str
 
 
 def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]], r: RequestState, reject: np.ndarray,
-             engines: Sequence[ReplicaEngine], profile: Profile, end: float, truncated: int) -> dict[str, Any]:
+             engines: Sequence[ReplicaEngine], profile: Profile, end: float, truncated: int) -> Summary:
     n = r.arrival.size
     lo, hi, note = _window(s, r, end)
     dur = max(hi - lo, 1e-12)

@@ -58,7 +58,8 @@ class _Length(BaseModel):
 
 
 class _Clipped(_Length):
-    max: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS, description="values above are clipped to this")
+    max: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS, description="tokens: values above are clipped to this "
+                                  "(unset: no clip, but generated lengths are still cut to the model's context)")
 
     def _clip(self, x: np.ndarray) -> np.ndarray:
         # Clip as floats before the cast: a float at or above 2**63 (a heavy tail) would wrap negative.
@@ -72,8 +73,8 @@ class _Clipped(_Length):
 class FixedLength(_Length):
     """Every request has the same length."""
 
-    dist: Literal["fixed"]
-    value: StrictInt = Field(ge=1, le=MAX_TOKENS)
+    dist: Literal["fixed"] = Field(description="always the same length")
+    value: StrictInt = Field(ge=1, le=MAX_TOKENS, description="the length, tokens")
 
     @property
     def upper_bound(self) -> int:
@@ -84,11 +85,11 @@ class FixedLength(_Length):
 
 
 class UniformLength(_Length):
-    """Integers uniform on [low, high]."""
+    """Integers uniform on [low, high], both ends included."""
 
-    dist: Literal["uniform"]
-    low: StrictInt = Field(ge=1, le=MAX_TOKENS)
-    high: StrictInt = Field(ge=1, le=MAX_TOKENS)
+    dist: Literal["uniform"] = Field(description="integers uniform on [low, high]")
+    low: StrictInt = Field(ge=1, le=MAX_TOKENS, description="shortest length, tokens")
+    high: StrictInt = Field(ge=1, le=MAX_TOKENS, description="longest length, tokens; must be >= low")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformLength:
@@ -106,12 +107,14 @@ class UniformLength(_Length):
 
 
 class NormalLength(_Clipped):
-    """Normal with the given mean and standard deviation, rounded, clipped below at ``min``."""
+    """Normal with the given mean and standard deviation, rounded, raised to ``min`` and clipped to
+    ``max``."""
 
-    dist: Literal["normal"]
-    mean: StrictFloat = Field(gt=0, le=MAX_TOKENS)
-    std: StrictFloat = Field(ge=0)
-    min: StrictInt = Field(1, ge=1, le=MAX_TOKENS, description="values below are raised to this")
+    dist: Literal["normal"] = Field(description="normal, rounded")
+    mean: StrictFloat = Field(gt=0, le=MAX_TOKENS, description="mean, tokens")
+    std: StrictFloat = Field(ge=0, description="standard deviation, tokens (0: always the mean)")
+    min: StrictInt = Field(1, ge=1, le=MAX_TOKENS, description="tokens: values below are raised to this; at most "
+                           "max")
 
     @model_validator(mode="after")
     def _ordered(self) -> NormalLength:
@@ -131,11 +134,14 @@ class LognormalLength(_Clipped):
     """Lognormal set either by its mean and 99th percentile, or by its parameters ``mu`` and
     ``sigma`` (of the underlying normal, as in ``scipy.stats.lognorm(s=sigma, scale=exp(mu))``)."""
 
-    dist: Literal["lognormal"]
-    mean: StrictFloat | None = Field(None, gt=0, le=MAX_TOKENS)
-    p99: StrictFloat | None = Field(None, gt=0, le=MAX_TOKENS)
-    mu: StrictFloat | None = Field(None, le=_MAX_MU, description="the median is exp(mu), at most 10^7 tokens")
-    sigma: StrictFloat | None = Field(None, gt=0)
+    dist: Literal["lognormal"] = Field(description="lognormal, rounded (at least 1)")
+    mean: StrictFloat | None = Field(None, gt=0, le=MAX_TOKENS, description="mean, tokens; with p99 (instead of mu "
+                                     "and sigma)")
+    p99: StrictFloat | None = Field(None, gt=0, le=MAX_TOKENS, description="99th percentile, tokens; above mean, and "
+                                    "at most about 14.97 × mean (no lognormal has a larger p99/mean)")
+    mu: StrictFloat | None = Field(None, le=_MAX_MU, description="mean of the underlying normal (of ln tokens), with "
+                                   "sigma (instead of mean and p99): the median is exp(mu), at most 10^7 tokens")
+    sigma: StrictFloat | None = Field(None, gt=0, description="standard deviation of the underlying normal, with mu")
 
     @model_validator(mode="after")
     def _one_parametrisation(self) -> LognormalLength:
@@ -175,8 +181,8 @@ class LognormalLength(_Clipped):
 class ExponentialLength(_Clipped):
     """Exponential with the given mean, rounded up: a geometric distribution on 1, 2, ..."""
 
-    dist: Literal["exponential"]
-    mean: StrictFloat = Field(gt=0, le=MAX_TOKENS)
+    dist: Literal["exponential"] = Field(description="exponential, rounded up (at least 1)")
+    mean: StrictFloat = Field(gt=0, le=MAX_TOKENS, description="mean, tokens")
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
         x = np.ceil(-self.mean * np.log1p(-np.asarray(u)))
@@ -194,9 +200,11 @@ class EmpiricalLength(_Length):
     """A discrete distribution: each of ``values`` with probability proportional to ``weights``
     (equal when omitted), e.g. lengths resampled from a measured sample."""
 
-    dist: Literal["empirical"]
-    values: tuple[StrictInt, ...] = Field(min_length=1)
-    weights: tuple[StrictFloat, ...] | None = None
+    dist: Literal["empirical"] = Field(description="a discrete distribution over given lengths")
+    values: tuple[StrictInt, ...] = Field(min_length=1, description="the lengths, tokens (each 1 to 10^7)")
+    weights: tuple[StrictFloat, ...] | None = Field(None, description="one per value, >= 0 and not all 0: each "
+                                                    "value's probability is proportional to its weight (unset: "
+                                                    "equal)")
 
     @model_validator(mode="after")
     def _valid(self) -> EmpiricalLength:
@@ -228,9 +236,11 @@ class HistogramLength(_Length):
     """A histogram: bin ``i`` covers lengths in [edges[i], edges[i+1]) and holds ``counts[i]``;
     lengths are uniform within a bin."""
 
-    dist: Literal["histogram"]
-    edges: tuple[StrictInt, ...] = Field(min_length=2)
-    counts: tuple[StrictFloat, ...] = Field(min_length=1)
+    dist: Literal["histogram"] = Field(description="a histogram, uniform within each bin")
+    edges: tuple[StrictInt, ...] = Field(min_length=2, description="bin edges, tokens: from >= 1, strictly "
+                                         "increasing; bin i covers [edges[i], edges[i+1])")
+    counts: tuple[StrictFloat, ...] = Field(min_length=1, description="one per bin (one fewer than edges), >= 0 and "
+                                            "not all 0")
 
     @model_validator(mode="after")
     def _valid(self) -> HistogramLength:
@@ -260,9 +270,11 @@ class QuantileLength(_Length):
     ``probs[i]``, linear in between (probs from 0 to 1). What :mod:`workloads.fit` writes when no
     parametric family reproduces a trace's percentiles."""
 
-    dist: Literal["quantiles"]
-    probs: tuple[StrictFloat, ...] = Field(min_length=2)
-    values: tuple[StrictFloat, ...] = Field(min_length=2)
+    dist: Literal["quantiles"] = Field(description="a quantile function through knots (what `capsim workload fit` "
+                                       "writes)")
+    probs: tuple[StrictFloat, ...] = Field(min_length=2, description="probabilities, strictly increasing from 0 to 1")
+    values: tuple[StrictFloat, ...] = Field(min_length=2, description="the length at each probability, tokens: from "
+                                            ">= 1, never decreasing; linear in between")
 
     @model_validator(mode="after")
     def _valid(self) -> QuantileLength:
@@ -297,10 +309,12 @@ def _trace_column(path: str, fmt: str | None, column: str, mtime: float) -> np.n
 class TraceLength(_Length):
     """Lengths resampled (with replacement) from one column of a real trace file."""
 
-    dist: Literal["trace"]
-    path: str
-    format: str | None = Field(None, description="trace format; detected from the file when omitted")
-    column: Literal["prompt_tokens", "output_tokens"]
+    dist: Literal["trace"] = Field(description="resampled from one column of a trace file")
+    path: str = Field(description="the trace file (as prompt_tokens or output_tokens in a scenario file: read "
+                      "beside the scenario file when it is there, else from the current directory)")
+    format: str | None = Field(None, description="trace format (as for a trace arrival); detected from the file "
+                               "when omitted")
+    column: Literal["prompt_tokens", "output_tokens"] = Field(description="which of the trace's lengths to resample")
 
     def _values(self) -> np.ndarray:
         from pathlib import Path

@@ -24,12 +24,13 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SLOSpec(BaseModel):
-    """Latency targets a request of the class must meet to count towards goodput (all optional)."""
+    """Latency targets a request of the class must meet to count towards goodput (all optional: a
+    class with none counts every completed request as meeting its SLOs)."""
 
     model_config = _Strict
-    ttft_s: StrictFloat | None = Field(None, gt=0, description="max time to first token")
-    tpot_s: StrictFloat | None = Field(None, gt=0, description="max time per output token after the first")
-    e2e_s: StrictFloat | None = Field(None, gt=0, description="max end-to-end latency")
+    ttft_s: StrictFloat | None = Field(None, gt=0, description="seconds: max time to first token")
+    tpot_s: StrictFloat | None = Field(None, gt=0, description="seconds: max time per output token after the first")
+    e2e_s: StrictFloat | None = Field(None, gt=0, description="seconds: max end-to-end latency")
 
 
 class SessionSpec(BaseModel):
@@ -39,8 +40,10 @@ class SessionSpec(BaseModel):
     response to turn k-1 ends. A conversation ends early rather than outgrow the model's context."""
 
     model_config = _Strict
-    turns: LengthSpec = Field(description="turns per conversation (a length distribution, >= 1)")
-    think_time: ThinkTime = ThinkTime(mean_s=30.0)
+    turns: LengthSpec = Field(description="turns per conversation (a length distribution, >= 1), e.g. "
+                              "{dist: uniform, low: 1, high: 8}")
+    think_time: ThinkTime = Field(ThinkTime(mean_s=30.0), description="wait between the response to one turn and "
+                                  "the next turn (default: exponential, mean 30 s)")
 
 
 class SystemPromptSpec(BaseModel):
@@ -49,10 +52,12 @@ class SystemPromptSpec(BaseModel):
     by a Zipf law. Requests sharing a variant share its prefix (prefix caching can reuse it)."""
 
     model_config = _Strict
-    tokens: LengthSpec
+    tokens: LengthSpec = Field(description="length of each variant, tokens (a length distribution, drawn once per "
+                               "variant)")
     variants: StrictInt = Field(1, ge=1, le=MAX_VARIANTS, description="distinct system prompts "
                                 "(at most 10^7: each one's length is drawn up front)")
-    popularity: Literal["uniform", "zipf"] = "uniform"
+    popularity: Literal["uniform", "zipf"] = Field("uniform", description="how a conversation picks its variant: "
+                                                   "uniformly, or by a Zipf law of zipf_exponent")
     zipf_exponent: StrictFloat = Field(1.0, gt=0, description="variant i is picked with weight 1/(i+1)^exponent")
 
 
@@ -60,17 +65,24 @@ class ClassSpec(BaseModel):
     """One kind of request in the mixture: its share, lengths, priority and SLOs."""
 
     model_config = _Strict
-    name: str = Field(min_length=1)
-    share: StrictFloat = Field(1.0, gt=0, description="relative weight in the mixture (of arrivals)")
-    priority: StrictInt = Field(0, description="lower is served first")
+    name: str = Field(min_length=1, description="class label (column class in the outputs); unique in the workload")
+    share: StrictFloat = Field(1.0, gt=0, description="relative weight of arrivals in the mixture (shares are "
+                               "normalised)")
+    priority: StrictInt = Field(0, description="lower is served first: in the waiting queues, the central queue and "
+                                "the choice of preemption victim")
     prompt_tokens: LengthSpec | None = Field(
-        None, description="prompt length; the new user message per turn with sessions; after the system prompt")
-    output_tokens: LengthSpec | None = None
+        None, description="prompt length (a length distribution): after the system prompt if there is one; the new "
+        "user message of each turn with sessions. Required unless a trace is replayed with lengths: trace")
+    output_tokens: LengthSpec | None = Field(None, description="output length (a length distribution). Required "
+                                             "unless a trace is replayed with lengths: trace")
     length_correlation: StrictFloat = Field(0.0, ge=-1, le=1, description="correlation of prompt and output length "
-                                      "(Gaussian copula: of their normal scores)")
-    sessions: SessionSpec | None = None
-    system_prompt: SystemPromptSpec | None = None
-    slo: SLOSpec = SLOSpec()
+                                      "(Gaussian copula: the correlation of their normal scores; Spearman's rho is "
+                                      "(6/π)·asin(rho/2))")
+    sessions: SessionSpec | None = Field(None, description="multi-turn conversations: each arrival of the class "
+                                         "starts one (unset: single requests)")
+    system_prompt: SystemPromptSpec | None = Field(None, description="a shared prefix at the start of every request "
+                                                   "of the class (unset: none)")
+    slo: SLOSpec = Field(SLOSpec(), description="latency targets for goodput and SLO attainment (unset: none)")
 
     @property
     def prompt_upper_bound(self) -> int | None:
@@ -88,13 +100,19 @@ class WorkloadSpec(BaseModel):
     """How much traffic of which kinds arrives, and when."""
 
     model_config = _Strict
-    preset: str | None = Field(None, description="start from a named workload (see workloads.presets)")
-    arrival: ArrivalSpec
+    preset: str | None = Field(None, description="start from a workload fitted to a real trace (`capsim workload "
+                               "presets`); every other key overrides it")
+    arrival: ArrivalSpec = Field(description="when requests (or conversations) start; process picks one (poisson "
+                                 "when left out)")
     classes: tuple[ClassSpec, ...] = Field(
         (ClassSpec(name="trace"),), min_length=1,
-        description="request classes (a trace replayed with its own lengths needs none)")
-    num_requests: StrictInt | None = Field(None, gt=0, description="stop generating after this many requests")
-    duration_s: StrictFloat | None = Field(None, gt=0, description="stop generating after this many seconds")
+        description="the request mixture: at least one class, names unique (a trace replayed with its own lengths "
+        "needs none)")
+    num_requests: StrictInt | None = Field(None, gt=0, description="stop generating after this many requests; give "
+                                           "exactly one of num_requests and duration_s (a closed loop needs "
+                                           "num_requests)")
+    duration_s: StrictFloat | None = Field(None, gt=0, description="seconds: stop generating arrivals at this time; "
+                                           "give exactly one of num_requests and duration_s")
 
     @model_validator(mode="before")
     @classmethod

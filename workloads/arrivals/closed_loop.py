@@ -26,7 +26,8 @@ class ThinkTime(BaseModel):
 
     model_config = _Strict
     mean_s: StrictFloat = Field(0.0, ge=0, description="mean think time in seconds (0: send at once)")
-    dist: Literal["exponential", "fixed"] = "exponential"
+    dist: Literal["exponential", "fixed"] = Field("exponential", description="exponential: drawn with mean mean_s; "
+                                                  "fixed: always mean_s")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.mean_s == 0 or self.dist == "fixed":
@@ -35,13 +36,16 @@ class ThinkTime(BaseModel):
 
 
 class ClosedLoopArrivals(BaseModel):
-    """``users`` concurrent users with think time; their first requests start within ``ramp_up_s``."""
+    """``users`` concurrent users with think time; their first requests start within ``ramp_up_s``.
+    Each user sends a request, waits for the whole response, thinks, then sends the next: how
+    serving benchmarks drive an engine (``--concurrency``). Needs ``num_requests``."""
 
     model_config = _Strict
-    process: Literal["closed_loop"]
+    process: Literal["closed_loop"] = Field(description="N users, each with one request in flight at a time")
     users: StrictInt = Field(ge=1, le=MAX_USERS, description="concurrent users (a benchmark's concurrency; at most "
                                                            "10^7, beyond any serving fleet's)")
-    think_time: ThinkTime = ThinkTime()
+    think_time: ThinkTime = Field(ThinkTime(), description="what a user waits between a response and their next "
+                                  "request (default: none)")
     ramp_up_s: StrictFloat = Field(0.0, ge=0,
                                    description="first requests spread evenly over this time (0: all at once)")
 

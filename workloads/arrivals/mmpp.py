@@ -26,16 +26,22 @@ class MMPPState(BaseModel):
     """One regime: its arrival rate and how long it lasts on average."""
 
     model_config = _Strict
-    rate_per_s: StrictFloat = Field(ge=0, le=MAX_RATE_PER_S)
-    mean_duration_s: StrictFloat = Field(gt=0)
+    rate_per_s: StrictFloat = Field(ge=0, le=MAX_RATE_PER_S, description="Poisson arrivals per second while in "
+                                    "this regime (0: an off regime; not every state may be 0)")
+    mean_duration_s: StrictFloat = Field(gt=0, description="mean seconds the regime lasts (exponentially "
+                                         "distributed)")
 
 
 class MMPPArrivals(BaseModel):
-    """Markov-modulated Poisson process over two or more states, visited in list order."""
+    """Markov-modulated Poisson process over two or more states, visited in list order: traffic
+    switches between regimes (e.g. calm and burst), each lasting an exponential time, cyclically.
+    It starts in a state drawn from the stationary distribution, so the long-run mean rate
+    Σ rateᵢ·durationᵢ / Σ durationᵢ holds from the first second."""
 
     model_config = _Strict
-    process: Literal["mmpp"]
-    states: tuple[MMPPState, ...] = Field(min_length=2)
+    process: Literal["mmpp"] = Field(description="Markov-modulated Poisson: regimes of different rates in turn")
+    states: tuple[MMPPState, ...] = Field(min_length=2, description="the regimes, at least two, visited in list "
+                                          "order (after the last, the first again)")
 
     @model_validator(mode="after")
     def _some_traffic(self) -> MMPPArrivals:

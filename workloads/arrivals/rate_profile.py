@@ -100,12 +100,13 @@ class DiurnalRate(BaseModel):
     peak to trough, repeated every period (drawn as 1,440 linear pieces per period)."""
 
     model_config = _Strict
-    shape: Literal["diurnal"]
-    mean_rate_per_s: _Rate = Field(gt=0)
+    shape: Literal["diurnal"] = Field(description="a daily cosine cycle, repeating")
+    mean_rate_per_s: _Rate = Field(gt=0, description="mean requests per second over a period")
     peak_to_trough: StrictFloat = Field(ge=1, description="peak rate ÷ trough rate")
-    period_s: StrictFloat = Field(86_400.0, ge=0.01, description="one day by default; at least 0.01 s, so that "
-                                  "each of its 1,440 pieces lasts over a microsecond")
-    peak_at_s: StrictFloat = Field(14 * 3600.0, ge=0, description="time of the peak within the period")
+    period_s: StrictFloat = Field(86_400.0, ge=0.01, description="seconds per cycle: one day by default; at least "
+                                  "0.01 s, so that each of its 1,440 pieces lasts over a microsecond")
+    peak_at_s: StrictFloat = Field(14 * 3600.0, ge=0, description="seconds into the period of the peak (14:00 by "
+                                   "default)")
 
     def knots(self) -> Knots:
         amp = (self.peak_to_trough - 1) / (self.peak_to_trough + 1)
@@ -116,8 +117,10 @@ class DiurnalRate(BaseModel):
 
 class _Table(BaseModel):
     model_config = _Strict
-    times_s: tuple[StrictFloat, ...] = Field(min_length=1)
-    rates_per_s: tuple[_Rate, ...] = Field(min_length=1)
+    times_s: tuple[StrictFloat, ...] = Field(min_length=1, description="seconds, from 0 and strictly increasing; "
+                                             "each piece at least 1 µs")
+    rates_per_s: tuple[_Rate, ...] = Field(min_length=1, description="requests per second, one per time (>= 0, "
+                                           "not all 0); after the last time the last rate holds")
 
     @model_validator(mode="after")
     def _valid(self):  # type: ignore[no-untyped-def]
@@ -139,7 +142,7 @@ class _Table(BaseModel):
 class StepRate(_Table):
     """Piecewise-constant rate: ``rates_per_s[i]`` from ``times_s[i]`` until the next time."""
 
-    shape: Literal["steps"]
+    shape: Literal["steps"] = Field(description="a rate that changes in steps")
 
     def knots(self) -> Knots:
         return Knots(np.asarray(self.times_s, np.float64), np.asarray(self.rates_per_s, np.float64), step=True)
@@ -148,8 +151,9 @@ class StepRate(_Table):
 class TableRate(_Table):
     """A rate table, linear between its points (``interpolate: step`` holds each value instead)."""
 
-    shape: Literal["table"]
-    interpolate: Literal["linear", "step"] = "linear"
+    shape: Literal["table"] = Field(description="a rate table")
+    interpolate: Literal["linear", "step"] = Field("linear", description="linear: straight lines between the "
+                                                   "points; step: each rate held until the next time")
 
     def knots(self) -> Knots:
         return Knots(np.asarray(self.times_s, np.float64), np.asarray(self.rates_per_s, np.float64),
@@ -160,10 +164,10 @@ class RampRate(BaseModel):
     """A linear ramp from one rate to another, flat before ``start_s`` and after ``start_s + over_s``."""
 
     model_config = _Strict
-    shape: Literal["ramp"]
-    from_rate_per_s: _Rate = Field(ge=0)
-    to_rate_per_s: _Rate = Field(ge=0)
-    start_s: StrictFloat = Field(0.0, ge=0)
+    shape: Literal["ramp"] = Field(description="a linear ramp between two rates")
+    from_rate_per_s: _Rate = Field(ge=0, description="requests per second before and at start_s")
+    to_rate_per_s: _Rate = Field(ge=0, description="requests per second from start_s + over_s on (must be above 0)")
+    start_s: StrictFloat = Field(0.0, ge=0, description="seconds: when the ramp begins")
     over_s: StrictFloat = Field(ge=_MIN_PIECE_S, description="length of the ramp (at least a microsecond)")
 
     @model_validator(mode="after")

@@ -27,8 +27,11 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 class _Renewal(BaseModel):
     model_config = _Strict
     rate_per_s: StrictFloat | None = Field(None, gt=0, le=MAX_RATE_PER_S,
-                                           description="mean arrivals per second (constant; at most 10^9)")
-    rate_profile: RateProfile | None = Field(None, description="a rate that varies over time, instead of rate_per_s")
+                                           description="mean arrivals per second, constant (at most 10^9; with "
+                                           "sessions it counts conversations, not requests); give exactly one of "
+                                           "rate_per_s and rate_profile")
+    rate_profile: RateProfile | None = Field(None, description="a rate that varies over time, instead of "
+                                             "rate_per_s; its shape picks one")
 
     @model_validator(mode="after")
     def _one_rate(self):  # type: ignore[no-untyped-def]
@@ -91,7 +94,8 @@ class _Renewal(BaseModel):
 class PoissonArrivals(_Renewal):
     """Poisson arrivals (exponential gaps, CV 1): independent users, the classic open-loop load."""
 
-    process: Literal["poisson"] = "poisson"
+    process: Literal["poisson"] = Field("poisson", description="independent users: exponential gaps (the "
+                                        "default when process is left out)")
 
     def _unit_gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.exponential(1.0, size=size)
@@ -100,8 +104,9 @@ class PoissonArrivals(_Renewal):
 class GammaArrivals(_Renewal):
     """Gamma-distributed gaps with the given CV (shape 1/CV²): bursty traffic above CV 1."""
 
-    process: Literal["gamma"]
-    cv: StrictFloat = Field(gt=0, le=100, description="coefficient of variation of inter-arrival gaps")
+    process: Literal["gamma"] = Field(description="renewal arrivals with Gamma-distributed gaps")
+    cv: StrictFloat = Field(gt=0, le=100, description="coefficient of variation of inter-arrival gaps: 1 is "
+                            "Poisson-like, above 1 bursty, below 1 more regular")
 
     def _unit_gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         k = 1.0 / (self.cv * self.cv)
@@ -123,8 +128,9 @@ def weibull_shape_for_cv(cv: float) -> float:
 class WeibullArrivals(_Renewal):
     """Weibull-distributed gaps with the given CV: heavy bunching (shape < 1) or regularity (> 1)."""
 
-    process: Literal["weibull"]
-    cv: StrictFloat = Field(ge=0.01, le=20, description="coefficient of variation of inter-arrival gaps")
+    process: Literal["weibull"] = Field(description="renewal arrivals with Weibull-distributed gaps")
+    cv: StrictFloat = Field(ge=0.01, le=20, description="coefficient of variation of inter-arrival gaps: 1 is "
+                            "Poisson-like, above 1 bursty, below 1 more regular")
 
     def _unit_gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         k = weibull_shape_for_cv(self.cv)

@@ -21,17 +21,23 @@ _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TraceArrivals(BaseModel):
-    """Arrivals (and by default lengths) read from a trace file."""
+    """Arrivals (and by default lengths) read from a trace file: its arrival times, sped up or
+    rescaled to a mean rate; with ``lengths: trace`` (the default) its prompt and output lengths
+    and prefix identities too. ``speedup`` and ``rate_per_s`` are mutually exclusive."""
 
     model_config = _Strict
-    process: Literal["trace"]
-    path: str = Field(min_length=1)
-    format: str | None = Field(None, description="trace format (see `capsim workload describe --help`); "
-                                                 "detected from the file when omitted")
-    columns: dict[str, str] | None = Field(None, description="generic csv/parquet: RequestTable column -> file column")
-    time_unit: Literal["s", "ms", "us", "ns"] = "s"
+    process: Literal["trace"] = Field(description="replay a real trace's arrival times")
+    path: str = Field(min_length=1, description="the trace file; in a scenario file, read beside the scenario file "
+                      "when it is there, else from the current directory")
+    format: str | None = Field(None, description="trace format: azure-2023, azure-2024, burstgpt, mooncake, csv or "
+                               "parquet (see docs/workloads.md); detected from the file when omitted")
+    columns: dict[str, str] | None = Field(None, description="generic csv/parquet: RequestTable column -> file "
+                                           "column (arrival_s, prompt_tokens, output_tokens; optionally session_id, "
+                                           "prefix_id, prefix_tokens, class)")
+    time_unit: Literal["s", "ms", "us", "ns"] = Field("s", description="generic csv/parquet: the unit of numeric "
+                                                      "times (datetime columns are read as such)")
     speedup: StrictFloat | None = Field(None, ge=1e-9, le=1e9, description="play the trace this many times faster "
-                                        "(10^-9 to 10^9)")
+                                        "(10^-9 to 10^9): speedup 2 halves every gap")
     rate_per_s: StrictFloat | None = Field(None, gt=0, le=MAX_RATE_PER_S,
                                            description="rescale time so the mean rate is this (at most 10^9)")
     lengths: Literal["trace", "classes"] = Field(
