@@ -73,10 +73,11 @@ class RouterSpec(BaseModel):
     """How arriving requests are spread over replicas."""
 
     model_config = _Strict
-    policy: Literal["round_robin", "least_outstanding"] = Field(
+    policy: Literal["round_robin", "least_outstanding", "least_kv_load"] = Field(
         "least_outstanding", description="which replica an arriving request goes to. least_outstanding: the one "
         "with the fewest outstanding requests (waiting + running), ties to the lowest index; round_robin: each in "
-        "turn, whatever their load")
+        "turn, whatever their load; least_kv_load: the one whose KV cache holds the fewest blocks at that moment, "
+        "ties to the fewest outstanding, then the lowest index")
     max_outstanding_per_replica: StrictInt | None = Field(
         None, ge=1, description="if set, requests wait in a central queue (by priority, then arrival) while every "
         "replica has this many outstanding (waiting + running), like Ray Serve's max_ongoing_requests; if unset, "

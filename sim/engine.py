@@ -26,6 +26,7 @@ from sim.replica import ReplicaEngine
 from sim.routing import make_router
 from sim.scheduling import make_scheduler
 from sim.simpy_compat import event_id
+from sim.view import ReplicaViews
 from sim.state import REJECT_REASONS, REJECTED, WAITING, ReplicaState, RequestState
 from workloads import OPTIONAL_COLUMNS, REQUEST_SCHEMA, generate
 
@@ -151,7 +152,7 @@ class _Run:
             return
         eligible = self._eligible()
         if eligible is None or eligible.size:
-            self._send(i, self.router.choose(self.load, eligible), created)
+            self._send(i, self.router.choose(self.load, eligible, ReplicaViews(self.engines, self.load, created)), created)
         else:
             r.status[i] = WAITING  # arrived, held in the router's central queue
             heapq.heappush(self.central, (int(r.priority[i]), int(r.seq[i]), i))
@@ -177,7 +178,8 @@ class _Run:
             if eligible is not None and not eligible.size:
                 break
             _, _, i = heapq.heappop(self.central)
-            self._send(i, self.router.choose(self.load, eligible), self._stamp())
+            created = self._stamp()
+            self._send(i, self.router.choose(self.load, eligible, ReplicaViews(self.engines, self.load, created)), created)
 
     def run(self, progress: ProgressFn | None) -> float:
         """Run to the horizon or until every request has ended; return the end time."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from sim.scheduling.blocks import blocks_for
 
-__all__ = ["CHUNK_ROWS", "ITERATION_COLUMNS", "TOKENS_OUT", "IterationLog", "KVSpan"]
+__all__ = ["CHUNK_ROWS", "ITERATION_COLUMNS", "KV_USED", "TOKENS_OUT", "IterationLog", "KVSpan"]
 
 CHUNK_ROWS = 1 << 15
 
@@ -36,6 +36,7 @@ _ROW = tuple(ITERATION_COLUMNS)
 # Position of ``tokens_out`` in a row :meth:`IterationLog.begin` returns: the engine sets it when
 # the iteration ends (a row is a list, mutable in place; a named field would cost an object per row).
 TOKENS_OUT = _ROW.index("tokens_out")
+KV_USED = _ROW.index("kv_blocks_used")  # and of the KV blocks in use, which the replica view reads
 
 
 class KVSpan(NamedTuple):

@@ -53,7 +53,7 @@ import numpy as np
 import simpy
 
 from calibration.profile import BatchShape, Profile, decode_steps_of
-from sim.iteration_log import TOKENS_OUT, IterationLog, KVSpan
+from sim.iteration_log import KV_USED, TOKENS_OUT, IterationLog, KVSpan
 from sim.scheduling import BatchScheduler, plan_claim
 from sim.scheduling.blocks import blocks_for
 from sim.simpy_compat import event_id, redirect, schedule_at
@@ -119,7 +119,7 @@ class _Plan:
     so far (-1: none)."""
 
     __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
-                 "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx", "start")
+                 "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx", "start", "kv0", "seqs0")
 
     def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray, first: int,
                  slack: np.ndarray | None, used0: int, k: int):
@@ -166,7 +166,46 @@ class ReplicaEngine:
         self._plan: _Plan | None = None  # the plan in flight, and the last iteration it will do
         self._cut = 0
         self._telling = False  # inside a completion's timeout: a request it routes here is seen next iteration
+        self._early: tuple[float, float, int, int, int] | None = None  # see view()
         self.process = env.process(self.loop())
+
+    # -- what policies see ------------------------------------------------------------------------
+    def view(self, created: tuple[float, int] | None = None) -> tuple[int, int]:
+        """(KV blocks in use, sequences running) as stepping one by one would show them now, to an
+        event created at ``created`` (its time and SimPy id; None: created now), even while a plan
+        has committed work ahead of time (:mod:`sim.view` is the policies' side of it).
+
+        Stepping allocates an iteration's blocks when it is scheduled and frees a completed
+        request's at the iteration's end, so in the middle of an iteration the view is that
+        iteration's row of the log (its ``kv_blocks_used``). At a boundary exactly, it is the
+        iteration before it when stepping would have handled the event first (the rule of
+        :meth:`wake`), else the one after it."""
+        p = self._plan
+        now = self.env.now
+        if p is None:
+            e = self._early  # an iteration committed at its start and stepped alone
+            if e is not None and (now < e[1] or (now == e[1] and created is not None and created[1] < e[4])):
+                return e[2], e[3]
+            st = self.state
+            return st.total_blocks - st.free_blocks, int(st.run.size)
+        ends = p.ends
+        j = int(ends.searchsorted(now, side="left"))  # the iteration in flight (or ending now)
+        if j <= p.k and ends[j] == now and not self._telling:
+            if created is None:
+                j += 1
+            elif j == 0:
+                j += created[1] > p.stamp
+            else:
+                j += created[0] >= ends[j - 1]
+        m = min(j, p.k)
+        if m == 0:
+            return p.kv0, p.seqs0
+        gone = p.rem < m  # completed in an earlier iteration of the plan: blocks freed
+        used = p.used0 - int(p.blocks[gone].sum())
+        if p.slack is not None:  # grow: request i takes a block at iterations slack_i + 1, + block size, ...
+            slack = p.slack[~gone]
+            used += int(np.maximum((m - 1 - slack) // self._bs + 1, 0).sum())
+        return used, int(p.seqs[m - 1])
 
     def wake(self, created: tuple[float, int] | None = None) -> None:
         """Called when work arrives: resumes the loop if it sleeps, or cuts the plan in flight at
@@ -260,7 +299,10 @@ class ReplicaEngine:
                     if plan is not None:
                         plan.uniform = every
                 if plan is None:
+                    # Committed early, stepped alone: what the view shows until its end.
+                    self._early = (now, end, row[KV_USED], idx.size, event_id(env))
                     yield env.timeout(cost.seconds)
+                    self._early = None
                     if done0.size:
                         self.on_finish(st.index, done0)
                     continue
@@ -270,6 +312,7 @@ class ReplicaEngine:
                 stamp = event_id(env)  # where stepping schedules iteration 0's end
             self._plan, self._cut = plan, plan.k
             plan.start, plan.stamp = env.now, stamp
+            plan.kv0, plan.seqs0 = row[KV_USED], idx.size
             if plan.marks:
                 if self._tell_mode == "events":
                     self._tell_next(plan, 0)

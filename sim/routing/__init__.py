@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sim.view import ReplicaViews
 
 __all__ = ["Router", "make_router"]
 
 
 class Router(Protocol):
-    def choose(self, load: np.ndarray, eligible: np.ndarray | None) -> int:
+    def choose(self, load: np.ndarray, eligible: np.ndarray | None, views: ReplicaViews) -> int:
         """Pick a replica: ``load[k]`` is replica k's outstanding requests (waiting plus running);
-        ``eligible`` the ascending indices it may pick from (never empty), or None for all."""
+        ``eligible`` the ascending indices it may pick from (never empty), or None for all;
+        ``views`` the replicas' state now (KV blocks, queue, batch), read lazily."""
         ...
 
 
@@ -21,6 +25,9 @@ def make_router(policy: str) -> Router:
     if policy == "round_robin":
         from sim.routing.round_robin import RoundRobin
         return RoundRobin()
+    if policy == "least_kv_load":
+        from sim.routing.least_kv_load import LeastKVLoad
+        return LeastKVLoad()
     if policy == "least_outstanding":
         from sim.routing.least_outstanding import LeastOutstanding
         return LeastOutstanding()

@@ -8,7 +8,7 @@ __all__ = ["LeastOutstanding"]
 
 
 class LeastOutstanding:
-    def choose(self, load: np.ndarray, eligible: np.ndarray | None) -> int:
+    def choose(self, load: np.ndarray, eligible: np.ndarray | None, views: object = None) -> int:
         if eligible is None:
             return int(load.argmin())  # the first minimum: the lowest index
         return int(eligible[load[eligible].argmin()])

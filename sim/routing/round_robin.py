@@ -11,7 +11,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, load: np.ndarray, eligible: np.ndarray | None) -> int:
+    def choose(self, load: np.ndarray, eligible: np.ndarray | None, views: object = None) -> int:
         # Take the first eligible replica at or after the cursor, so turns stay fair when the
         # central queue limits which replicas may take work.
         n = load.size
