@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from functools import partial
-from typing import Callable, Generator
+from typing import Callable, Generator, NamedTuple
 
 import numpy as np
 import simpy
@@ -128,6 +128,17 @@ class _Plan:
         self.told = -1
 
 
+class _Early(NamedTuple):
+    """An iteration committed at its start and stepped alone (a plan that found no continuation):
+    what :meth:`ReplicaEngine.view` shows until it ends. ``stamp``: the SimPy id taken just before
+    its end was scheduled, which orders an event at that very time against it."""
+
+    end: float
+    kv: int
+    seqs: int
+    stamp: int
+
+
 class ReplicaEngine:
     """Drives one :class:`ReplicaState` through iterations on the shared SimPy environment."""
 
@@ -166,8 +177,25 @@ class ReplicaEngine:
         self._plan: _Plan | None = None  # the plan in flight, and the last iteration it will do
         self._cut = 0
         self._telling = False  # inside a completion's timeout: a request it routes here is seen next iteration
-        self._early: tuple[float, float, int, int, int] | None = None  # see view()
+        self._early: _Early | None = None  # see view()
         self.process = env.process(self.loop())
+
+    def _boundary(self, p: _Plan, created: tuple[float, int] | None) -> int:
+        """The boundary of plan ``p`` at which stepping one by one would handle an event that
+        happens now and was created at ``created`` (None: now): the first boundary at or after now;
+        at a boundary exactly, that one if stepping would have handled the event before the
+        iteration ending there (the rule :meth:`wake` states), else the next."""
+        now = self.env.now
+        ends = p.ends
+        j = int(ends.searchsorted(now, side="left"))
+        if j <= p.k and ends[j] == now and not self._telling:
+            if created is None:
+                j += 1
+            elif j == 0:
+                j += created[1] > p.stamp
+            else:
+                j += created[0] >= ends[j - 1]
+        return j
 
     # -- what policies see ------------------------------------------------------------------------
     def view(self, created: tuple[float, int] | None = None) -> tuple[int, int]:
@@ -184,20 +212,11 @@ class ReplicaEngine:
         now = self.env.now
         if p is None:
             e = self._early  # an iteration committed at its start and stepped alone
-            if e is not None and (now < e[1] or (now == e[1] and created is not None and created[1] < e[4])):
-                return e[2], e[3]
+            if e is not None and (now < e.end or (now == e.end and created is not None and created[1] < e.stamp)):
+                return e.kv, e.seqs
             st = self.state
             return st.total_blocks - st.free_blocks, int(st.run.size)
-        ends = p.ends
-        j = int(ends.searchsorted(now, side="left"))  # the iteration in flight (or ending now)
-        if j <= p.k and ends[j] == now and not self._telling:
-            if created is None:
-                j += 1
-            elif j == 0:
-                j += created[1] > p.stamp
-            else:
-                j += created[0] >= ends[j - 1]
-        m = min(j, p.k)
+        m = min(self._boundary(p, created), p.k)  # the iteration in flight, as stepping would see it
         if m == 0:
             return p.kv0, p.seqs0
         gone = p.rem < m  # completed in an earlier iteration of the plan: blocks freed
@@ -218,16 +237,8 @@ class ReplicaEngine:
         that very boundary counts as after, which only stepping's event ids could tell apart)."""
         p = self._plan
         if p is not None:
-            now = self.env.now
+            j = self._boundary(p, created)
             ends = p.ends
-            j = int(ends.searchsorted(now, side="left"))  # the first boundary at or after now
-            if ends[j] == now and not self._telling:
-                if created is None:
-                    j += 1
-                elif j == 0:
-                    j += created[1] > p.stamp
-                else:
-                    j += created[0] >= ends[j - 1]
             if j < self._cut:
                 self._cut = j
                 redirect(self.process, _timeout_at(self.env, float(ends[j])))  # the wait moves to the new end
@@ -300,7 +311,7 @@ class ReplicaEngine:
                         plan.uniform = every
                 if plan is None:
                     # Committed early, stepped alone: what the view shows until its end.
-                    self._early = (now, end, row[KV_USED], idx.size, event_id(env))
+                    self._early = _Early(end, row[KV_USED], idx.size, event_id(env))
                     yield env.timeout(cost.seconds)
                     self._early = None
                     if done0.size:
