@@ -136,7 +136,7 @@ CASES = [
         allowed=r"'continuous', 'prefill_first' or 'static'")),
     case("unknown_router_policy", Case(
         "yaml", bad(router={"policy": "random"}), key=r"\brouter\.policy\b", value=r"'random'",
-        allowed=r"'round_robin' or 'least_outstanding'")),
+        allowed=r"'round_robin', 'least_outstanding' or 'least_kv_load'")),
     case("unknown_model", Case(
         "yaml", bad(model="llama-9000"), key=r"\bmodel\b", value=r"'llama-9000'", allowed=r"known: .*\bllama-3\.1-8b\b")),
     case("unknown_hardware", Case(

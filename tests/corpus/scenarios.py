@@ -106,7 +106,7 @@ CASES: list[BadInput] = [
     _key("chunked-string", r"engine\.chunked_prefill = 'yes': must be a valid boolean", engine={"chunked_prefill": "yes"}),
     _key("preemption-swap", r"engine\.preemption = 'swap': must be 'recompute'", engine={"preemption": "swap"}),
     # -- router and measurement ----------------------------------------------------------------
-    _key("router-policy-unknown", r"router\.policy = 'random': must be 'round_robin' or 'least_outstanding'",
+    _key("router-policy-unknown", r"router\.policy = 'random': must be 'round_robin', 'least_outstanding' or 'least_kv_load'",
          router={"policy": "random"}),
     _key("router-max-outstanding-zero", r"router\.max_outstanding_per_replica = 0: must be greater than or equal to 1",
          router={"max_outstanding_per_replica": 0}),
