@@ -137,10 +137,9 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
         if not values:
             raise CompareError(f"{what}: give at least one")
         for v in values:
-            if v not in table:
-                near = close_matches(v, table)
-                raise CompareError(f"{what} {v!r} is not in the catalog{'; did you mean ' + near + '?' if near else ''} "
-                                   f"(capsim catalog lists {', '.join(sorted(table))})")
+            if v not in table:  # the scenario validator's words (sim.config._known), with the list it came from
+                raise CompareError(f"{what} {v!r} is not in the catalog{close_matches(v, table)}; known: "
+                                   f"{', '.join(sorted(table))}")
     if not tp or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tp):
         raise CompareError(f"tp {list(tp)!r}: give whole numbers >= 1")
     if scenario.cost.usd_per_gpu_hour is not None and len(set(hardware)) > 1:
