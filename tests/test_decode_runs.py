@@ -195,6 +195,26 @@ def test_decode_runs_equal_step_by_step_on_random_scenarios(data: dict[str, Any]
     _same_result(sim.simulate(s, decode_runs=False), sim.simulate(s))
 
 
+def _tie_engine(draw: st.DrawFn, n: int, replicas: bool = False) -> dict[str, Any]:
+    """Scenario keys for tie tests of ``n`` given requests: steps of 0.625 s (+ 0.25 s per token),
+    so that iteration boundaries fall on the 1/8 s grid arrivals are drawn on; small caches and
+    batch limits, any scheduler; with ``replicas``, 2 or 3 replicas behind the least-KV-load router
+    (drawn right after the scheduler: the derandomized sample below depends on the order of draws)."""
+    scheduler = draw(st.sampled_from(SCHEDULERS))
+    fleet = {"replicas": draw(st.integers(2, 3)), "router": {"policy": "least_kv_load"}} if replicas else {}
+    return {
+        **fleet,
+        "profile": {"kind": "explicit", "fixed_s": 0.625, "per_token_s": draw(st.sampled_from([0.0, 0.25])),
+                    "kv_capacity_tokens": draw(st.sampled_from([16, 24, 1000]))},
+        "engine": {"scheduler": scheduler, "max_num_seqs": draw(st.integers(2, 6)),
+                   "max_num_batched_tokens": draw(st.integers(6, 16)), "block_size": draw(st.sampled_from([1, 2])),
+                   "chunked_prefill": scheduler == "continuous" and draw(st.booleans())},
+        "workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": n,
+                     "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 1},
+                                  "output_tokens": {"dist": "fixed", "value": 1}}]},
+    }
+
+
 @st.composite
 def _tied_runs(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
     """A small one-replica scenario whose iterations last 0.625 s plus a quarter second per token
@@ -226,18 +246,7 @@ def _tied_runs(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
         "after_id": np.asarray(after, np.int64),
         "think_s": np.asarray(think),
     })
-    scheduler = draw(st.sampled_from(SCHEDULERS))
-    data: dict[str, Any] = {
-        "profile": {"kind": "explicit", "fixed_s": 0.625,
-                    "per_token_s": draw(st.sampled_from([0.0, 0.25])),
-                    "kv_capacity_tokens": draw(st.sampled_from([16, 24, 1000]))},
-        "engine": {"scheduler": scheduler, "max_num_seqs": draw(st.integers(2, 6)),
-                   "max_num_batched_tokens": draw(st.integers(6, 16)), "block_size": draw(st.sampled_from([1, 2])),
-                   "chunked_prefill": scheduler == "continuous" and draw(st.booleans())},
-        "workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": n,
-                     "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 1},
-                                  "output_tokens": {"dist": "fixed", "value": 1}}]},
-    }
+    data = _tie_engine(draw, n)
     if draw(st.integers(0, 3)) == 0:
         data["measurement"] = {"horizon_s": float(draw(st.integers(1, 16)))}
     return data, table
@@ -331,19 +340,7 @@ def _tied_arrivals(draw: st.DrawFn) -> tuple[dict[str, Any], pa.Table]:
         "class": pa.array(["x"] * n, pa.string()),
         "priority": np.asarray([draw(st.integers(0, 1)) for _ in range(n)], np.int64),
     })
-    scheduler = draw(st.sampled_from(SCHEDULERS))
-    data: dict[str, Any] = {
-        "replicas": draw(st.integers(2, 3)), "router": {"policy": "least_kv_load"},
-        "profile": {"kind": "explicit", "fixed_s": 0.625, "per_token_s": draw(st.sampled_from([0.0, 0.25])),
-                    "kv_capacity_tokens": draw(st.sampled_from([16, 24, 1000]))},
-        "engine": {"scheduler": scheduler, "max_num_seqs": draw(st.integers(2, 6)),
-                   "max_num_batched_tokens": draw(st.integers(6, 16)), "block_size": draw(st.sampled_from([1, 2])),
-                   "chunked_prefill": scheduler == "continuous" and draw(st.booleans())},
-        "workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": n,
-                     "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 1},
-                                  "output_tokens": {"dist": "fixed", "value": 1}}]},
-    }
-    return data, table
+    return _tie_engine(draw, n, replicas=True), table
 
 
 # A fixed sample (derandomized): one tie remains approximate on several replicas, an arrival landing
