@@ -111,11 +111,10 @@ def compare_command(
 
 
 def _charts(result, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
-    """The waste-per-option chart (where sim.charts is there and something was simulated)."""
-    try:
-        from sim.charts import waste_by_option_chart, waste_by_window_chart
-    except ImportError:  # pragma: no cover - charts ship with capsim; kept optional for the seam
-        return []
+    """The waste per option and, for the cheapest option's fleet, per window (when some option
+    was simulated)."""
+    from sim.charts import waste_by_option_chart, waste_by_window_chart
+
     rows = result.options
     if not any(rows.column("meets_slo").to_pylist()):
         return []

@@ -157,11 +157,9 @@ def _caption(result: LoadCurve) -> str:
 
 
 def _charts(result: LoadCurve, out: Path) -> list[str]:
-    """The curve's charts, when :mod:`sim.charts` is there (names of the files written)."""
-    try:
-        from sim import charts  # type: ignore[attr-defined]
-    except ImportError:
-        return []
+    """The curve's charts (names of the files written)."""
+    from sim import charts
+
     caption = _caption(result)
     paths = [*charts.latency_throughput_chart(result.points, out / "latency_throughput", caption, list(result.slos)),
              *charts.cost_load_chart(result.points, out / "cost_load", caption, result.max_rate.mean)]

@@ -157,15 +157,17 @@ def _probe(scenario: Scenario) -> Scenario:
 # One point
 
 
-def _waste_part(waste: dict[str, Any], part: str) -> float | None:
-    """GPU-seconds of one part (or ``provisioned``) of a summary's waste block, or None."""
-    v = (waste.get("gpu_s") or {}).get(part)
-    return float(v) if isinstance(v, (int, float)) else None
+def _waste_columns(row: dict[str, Any], waste: dict[str, Any]) -> None:
+    """Set the row's ``waste_<part>_gpu_s`` columns from a waste block (:func:`sim.waste.waste_of`;
+    a part without a reference is None)."""
+    for p in (*WASTE_PARTS, "provisioned"):
+        v = waste["gpu_s"][p]
+        row[f"waste_{p}_gpu_s"] = None if v is None else float(v)
 
 
 def point_row(summary: dict[str, Any], rate_per_s: float, seed: int, targets: Sequence[SLOTarget]) -> dict[str, Any]:
     """One row of :data:`POINT_SCHEMA` from a run's summary. Latency statistics of a saturated
-    run are null (see the module docstring); cost and waste are read if the summary has them."""
+    run are null (see the module docstring); cost and waste come from its cost and waste blocks."""
     ok, reasons = meets(summary, targets)
     load, thr = summary["load"], summary["throughput"]
     saturated = bool(load["overloaded"])
@@ -182,13 +184,10 @@ def point_row(summary: dict[str, Any], rate_per_s: float, seed: int, targets: Se
         block = summary["latency_s"][m]
         for st in _LATENCY_STATS:
             row[f"{m}_{st}_s"] = None if saturated else block.get(st)
-    cost = summary.get("cost") or {}
+    cost = summary["cost"]
     for c in COST_COLUMNS:
-        v = cost.get(c)
-        row[c] = float(v) if isinstance(v, (int, float)) else None
-    waste = summary.get("waste") or {}
-    for p in (*WASTE_PARTS, "provisioned"):
-        row[f"waste_{p}_gpu_s"] = _waste_part(waste, p)
+        row[c] = None if cost[c] is None else float(cost[c])  # None: nothing to divide by (no tokens, say)
+    _waste_columns(row, summary["waste"])
     return row
 
 
@@ -202,21 +201,17 @@ def _simulate_point(task: tuple[dict[str, Any], float, int, tuple[SLOTarget, ...
     data, rate, seed, targets = task
     summary = simulate(Scenario.model_validate(data), records="summary").summary
     row = point_row(summary, rate, seed, targets)
-    if "windows" in summary:
-        row["_waste_inputs"] = {"windows": summary["windows"],
-                                "cost": {"total_usd": (summary.get("cost") or {}).get("total_usd")}}
+    row["_waste_inputs"] = {"windows": summary["windows"], "cost": {"total_usd": summary["cost"]["total_usd"]}}
     return row
 
 
 def _rewaste(rows: list[dict[str, Any]], scenario: Scenario, reference: Reference | None) -> bool:
-    """Replace the waste columns of ``rows`` by the waste against ``reference`` (per replica),
-    where :mod:`sim.waste` and the rows' inputs are there; drop the inputs. True if it did."""
+    """Replace the waste columns of ``rows`` by the waste against ``reference`` (per replica);
+    drop the rows' inputs. True if it did (there is a reference)."""
+    from sim.waste import WasteReference, waste_of
+
     inputs = [row.pop("_waste_inputs", None) for row in rows]
     if reference is None or not (reference.rate_per_s > 0 and reference.output_tokens_per_s > 0):
-        return False
-    try:
-        from sim.waste import WasteReference, waste_of
-    except ImportError:
         return False
     ref = WasteReference(rate_per_s=reference.rate_per_s, output_tokens_per_s=reference.output_tokens_per_s,
                          source="the configuration's load curve: the highest rate meeting the SLOs per replica, and "
@@ -224,9 +219,7 @@ def _rewaste(rows: list[dict[str, Any]], scenario: Scenario, reference: Referenc
     done = False
     for row, given in zip(rows, inputs):
         if given is not None:
-            waste = waste_of(given, scenario, ref)
-            for p in (*WASTE_PARTS, "provisioned"):
-                row[f"waste_{p}_gpu_s"] = _waste_part(waste, p)
+            _waste_columns(row, waste_of(given, scenario, ref))
             done = True
     return done
 
