@@ -24,7 +24,7 @@ QUANTIZATIONS = ("bf16", "fp8")
 def bench_curve(workers: int | None) -> dict:
     """``load_curve`` of the default scenario under its own SLOs."""
     from sim.config import default_scenario
-    from sim.curve import load_curve
+    from sim.analysis.curve import load_curve
 
     t0 = time.perf_counter()
     curve = load_curve(default_scenario(), workers=workers)
@@ -36,7 +36,7 @@ def bench_curve(workers: int | None) -> dict:
 
 def bench_compare(workers: int | None) -> dict:
     """``compare`` of the default scenario's workload over :data:`HARDWARE` × :data:`QUANTIZATIONS`."""
-    from sim.compare import compare
+    from sim.analysis.compare import compare
     from sim.config import default_scenario
 
     t0 = time.perf_counter()

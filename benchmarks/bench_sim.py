@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", choices=sorted(CASES),
                         help="scenario to time, repeatable. " + "; ".join(f"{k}: {v}" for k, v in CASES.items()))
     parser.add_argument("--records", choices=("full", "stream", "summary"),
-                        help="what each run keeps (sim.records): full tables in memory, iteration rows streamed to "
+                        help="what each run keeps (sim.results.records): full tables in memory, iteration rows streamed to "
                              "Parquet, or the summary alone (default: full; the suite streams its 1M case)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -92,7 +92,7 @@ class Profile(Protocol):
 @runtime_checkable
 class DecodeStepsProfile(Profile, Protocol):
     """A profile that also prices many decode-only iterations at once: the engine's plans
-    (``sim.replica``) price a run of decode iterations with one call instead of one ``step`` per
+    (``sim.core.replica``) price a run of decode iterations with one call instead of one ``step`` per
     iteration. Optional: a profile without it is priced iteration by iteration through ``step``
     (the engine's fallback, which looks fewer iterations ahead). Every shipped profile has it."""
 

@@ -20,16 +20,16 @@ if TYPE_CHECKING:
     from sim.config import Scenario, default_scenario, load_scenario
     from sim.engine import simulate
     from sim.errors import ScenarioError
-    from sim.compare import Comparison, compare
-    from sim.curve import LoadCurve, load_curve
-    from sim.records import SimResult
-    from sim.slo import SLOTarget, parse_slo
-    from sim.waste import WasteReference, waste_of
+    from sim.analysis.compare import Comparison, compare
+    from sim.analysis.curve import LoadCurve, load_curve
+    from sim.results.records import SimResult
+    from sim.analysis.slo import SLOTarget, parse_slo
+    from sim.results.waste import WasteReference, waste_of
 
 _WHERE = {"Scenario": "sim.config", "default_scenario": "sim.config", "load_scenario": "sim.config",
-          "simulate": "sim.engine", "ScenarioError": "sim.errors", "SimResult": "sim.records",
-          "load_curve": "sim.curve", "LoadCurve": "sim.curve", "compare": "sim.compare", "Comparison": "sim.compare",
-          "SLOTarget": "sim.slo", "parse_slo": "sim.slo", "WasteReference": "sim.waste", "waste_of": "sim.waste"}
+          "simulate": "sim.engine", "ScenarioError": "sim.errors", "SimResult": "sim.results.records",
+          "load_curve": "sim.analysis.curve", "LoadCurve": "sim.analysis.curve", "compare": "sim.analysis.compare", "Comparison": "sim.analysis.compare",
+          "SLOTarget": "sim.analysis.slo", "parse_slo": "sim.analysis.slo", "WasteReference": "sim.results.waste", "waste_of": "sim.results.waste"}
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,6 @@ from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, R
 from calibration.catalog import CatalogError, close_matches
 from calibration.spec import model_arch, roofline_of
 from calibration.profile import Profile
-from sim.cost import CostSpec
 from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
@@ -31,6 +30,70 @@ __all__ = ["EngineSpec", "MeasurementSpec", "RouterSpec", "Scenario", "default_s
            "parse_yaml", "scenario_data"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+_OWNED_ONLY = ("purchase_usd_per_gpu", "server_usd_per_gpu", "amortisation_years", "usd_per_kwh",
+               "hosting_usd_per_gpu_month")
+
+
+class CostSpec(BaseModel):
+    """How the hardware is paid for, and the power model's figures (the rules behind every figure
+    are in :mod:`sim.results.cost`, and in docs/cost-and-curves.md). Every key is optional; the
+    default is the catalog's on-demand cloud price of ``hardware``. Owned-only keys under
+    ``model: cloud``, or cloud-only keys under ``model: owned``, are refused with the key named."""
+
+    model_config = _Strict
+    model: Literal["cloud", "owned"] = Field("cloud", description="cloud: rented per GPU-hour; owned: bought, "
+                                             "amortised, powered and hosted")
+    pricing: Literal["on-demand", "committed", "spot"] = Field(
+        "on-demand", description="cloud pricing label; committed and spot need discount or usd_per_gpu_hour (the "
+        "catalog holds on-demand prices only)")
+    discount: StrictFloat | None = Field(None, ge=0, lt=1, description="cloud: share off the catalog's on-demand "
+                                         "price, e.g. 0.4 for 40% off")
+    usd_per_gpu_hour: StrictFloat | None = Field(None, gt=0, le=1000, description="cloud: price per GPU-hour in "
+                                                 "USD; overrides the catalog and the discount. Unset: the catalog's")
+    purchase_usd_per_gpu: StrictFloat | None = Field(None, gt=0, description="owned (required): purchase price of "
+                                                     "one GPU, USD")
+    server_usd_per_gpu: StrictFloat | None = Field(None, ge=0, description="owned: the GPU's share of its server "
+                                                   "(CPUs, memory, network, chassis), USD; unset: 0")
+    amortisation_years: StrictFloat | None = Field(None, gt=0, le=20, description="owned: years the purchase is "
+                                                   "spread over (8,760 h each); unset: 4")
+    usd_per_kwh: StrictFloat | None = Field(None, ge=0, le=10, description="owned (required): electricity price, "
+                                            "USD per kWh")
+    pue: StrictFloat = Field(1.3, ge=1, le=5, description="power usage effectiveness: facility energy per GPU "
+                             "energy (an assumption: set your data centre's)")
+    hosting_usd_per_gpu_month: StrictFloat | None = Field(None, ge=0, description="owned: colocation or hosting "
+                                                          "per GPU per month, USD; unset: 0")
+    idle_w: StrictFloat | None = Field(None, gt=0, le=5000, description="override: watts per GPU with nothing "
+                                       "running (unset: the catalog's); below tdp_w")
+    tdp_w: StrictFloat | None = Field(None, gt=0, le=5000, description="override: watts per GPU at full load "
+                                      "(unset: the catalog's)")
+    window_s: StrictFloat = Field(300.0, gt=0, description="seconds: time window of the per-window records, cost "
+                                  "and waste (summary windows)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CostSpec:
+        if self.model == "cloud":
+            given = [k for k in _OWNED_ONLY if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{given[0]} = {getattr(self, given[0])!r} is for model 'owned'; this cost "
+                                 "section has model 'cloud': set model: owned, or remove it")
+            if self.pricing != "on-demand" and self.discount is None and self.usd_per_gpu_hour is None:
+                raise ValueError(f"pricing = {self.pricing!r}: the catalog holds on-demand prices only; give "
+                                 "discount (e.g. 0.4 for 40% off on-demand) or usd_per_gpu_hour")
+        else:
+            for k, unset in (("pricing", "on-demand"), ("discount", None), ("usd_per_gpu_hour", None)):
+                if getattr(self, k) != unset:
+                    raise ValueError(f"{k} = {getattr(self, k)!r} is for model 'cloud'; this cost section has "
+                                     "model 'owned': remove it")
+            for k in ("purchase_usd_per_gpu", "usd_per_kwh"):
+                if getattr(self, k) is None:
+                    raise ValueError(f"{k} is required for model 'owned' (the catalog holds no purchase or "
+                                     "electricity prices)")
+        if self.idle_w is not None and self.tdp_w is not None and self.idle_w >= self.tdp_w:
+            raise ValueError(f"idle_w = {self.idle_w:g} is not below tdp_w = {self.tdp_w:g}: a GPU idles below its "
+                             "full-load power")
+        return self
 
 
 class EngineSpec(BaseModel):

@@ -57,7 +57,7 @@ def run_app(*args: object):
     """``capsim ARGS`` in-process through typer's CliRunner (stdout and stderr kept apart)."""
     from typer.testing import CliRunner
 
-    from sim.cli import app
+    from sim.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 

@@ -39,7 +39,7 @@ ACCEPTED: list[Accepted] = _collect("ACCEPTED")
 
 
 def _invoke(argv: tuple[str, ...], files, tmp_path: Path):
-    from sim.cli import app
+    from sim.cli.app import app
 
     for name, content in files.items():
         path = tmp_path / name

@@ -24,7 +24,7 @@ import pytest
 import sim
 from calibration.measured import ProfileRecord, coefficients_from_roofline, read_profile, write_profile
 from calibration.spec import RooflineProfileSpec, build_profile
-from sim.benchmark_fit import (BENCHMARK_METRICS, POOR_FIT_MEDIAN, BenchmarkRow, check_benchmarks, fit_from_benchmarks,
+from sim.fitting.benchmark_fit import (BENCHMARK_METRICS, POOR_FIT_MEDIAN, BenchmarkRow, check_benchmarks, fit_from_benchmarks,
                                format_fit, hardware_limits, read_benchmarks,
                                simulate_benchmark, simulation_plan)
 from tests.helpers import assert_one_line_error, run_app
@@ -640,7 +640,7 @@ def test_quant_has_no_short_flag():
     """``-q`` is ``--quiet`` in ``capsim run``; in ``calibrate`` it named ``--quant``, and no longer does."""
     import inspect
 
-    from sim.cli_calibrate import calibrate_command
+    from sim.cli.calibrate import calibrate_command
 
     params = inspect.signature(calibrate_command).parameters
     assert params["quant"].default.param_decls == ("--quant",)

@@ -104,7 +104,7 @@ def test_help_teaches_with_examples():
 
 
 def test_subprocess_error_is_one_line_on_stderr():
-    p = subprocess.run([sys.executable, "-m", "sim.cli", "catalog", "show", "llama-3-8b"],
+    p = subprocess.run([sys.executable, "-m", "sim.cli.app", "catalog", "show", "llama-3-8b"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stderr
     assert p.stdout == "" and len(p.stderr.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""Charts of load curves and comparisons (sim.charts): every chart writes a PNG and an SVG that are
+"""Charts of load curves and comparisons (sim.analysis.charts): every chart writes a PNG and an SVG that are
 not blank, name their axes with units and carry the caption; SLOs and saturation are marked;
 saturated-only and null-heavy tables still draw; an empty table is a one-line ValueError.
 
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sim.charts import (WASTE_PARTS, cost_load_chart, latency_throughput_chart, waste_by_option_chart,
+from sim.analysis.charts import (WASTE_PARTS, cost_load_chart, latency_throughput_chart, waste_by_option_chart,
                         waste_by_window_chart)
 
 # Long enough to wrap over several lines; its first and last words and its dollars are checked.
@@ -257,13 +257,13 @@ def test_importing_and_drawing_change_nothing_global() -> None:
     it is what would load pyplot to resolve the automatic backend.)"""
     code = (
         "import sys\n"
-        "import sim.charts\n"
+        "import sim.analysis.charts\n"
         "assert 'matplotlib' not in sys.modules\n"
         "import matplotlib\n"
         "before = {k: matplotlib.rcParams[k] for k in matplotlib.rcParams if k != 'backend'}\n"
         "from tests.test_charts import windows\n"
         "import tempfile, pathlib\n"
-        "sim.charts.waste_by_window_chart(windows(3600, 600), pathlib.Path(tempfile.mkdtemp()) / 'w', 'c')\n"
+        "sim.analysis.charts.waste_by_window_chart(windows(3600, 600), pathlib.Path(tempfile.mkdtemp()) / 'w', 'c')\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
         "after = {k: matplotlib.rcParams[k] for k in matplotlib.rcParams if k != 'backend'}\n"
         "assert before == after, [k for k in before if before[k] != after[k]]\n"

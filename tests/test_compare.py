@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sim import load_scenario
-from sim.compare import CompareError, compare
+from sim.analysis.compare import CompareError, compare
 from tests.helpers import run_app
 
 # Llama-3.1-8B, short chat-like requests: each load-curve point is a few hundred requests.

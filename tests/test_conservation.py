@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 import sim
 import sim.engine
+from sim.core.run import Run
 from sim.config import EngineSpec, RouterSpec
-from sim.state import COMPLETED, REJECTED, RUNNING
+from sim.core.state import COMPLETED, REJECTED, RUNNING
 
 # Every scheduler and router the configuration allows (a new policy is drawn without editing this file).
 SCHEDULERS = typing.get_args(EngineSpec.model_fields["scheduler"].annotation)
@@ -32,21 +33,21 @@ REASON_BUDGET = "prompt + output exceed max_num_batched_tokens without chunked p
 
 
 @contextmanager
-def spy_runs() -> Iterator[list[sim.engine._Run]]:
-    """Run the real ``simulate`` while keeping hold of its ``_Run`` (engine state after the run)."""
-    runs: list[sim.engine._Run] = []
-    real = sim.engine._Run
+def spy_runs() -> Iterator[list[Run]]:
+    """Run the real ``simulate`` while keeping hold of its ``Run`` (engine state after the run)."""
+    runs: list[Run] = []
+    real = sim.engine.Run
 
     class Spy(real):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             runs.append(self)
 
-    with mock.patch.object(sim.engine, "_Run", Spy):
+    with mock.patch.object(sim.engine, "Run", Spy):
         yield runs
 
 
-def simulate_with_state(s: sim.Scenario) -> tuple[sim.SimResult, sim.engine._Run]:
+def simulate_with_state(s: sim.Scenario) -> tuple[sim.SimResult, Run]:
     with spy_runs() as runs:
         result = sim.simulate(s)
     assert len(runs) == 1
@@ -127,7 +128,7 @@ def _np(t: pa.Table, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def check_invariants(s: sim.Scenario, res: sim.SimResult, run: sim.engine._Run) -> None:
+def check_invariants(s: sim.Scenario, res: sim.SimResult, run: Run) -> None:
     req, it, summ = res.requests, res.iterations, res.summary
     horizon = s.measurement.horizon_s
     n = req.num_rows

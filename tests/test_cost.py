@@ -9,7 +9,7 @@ import pytest
 
 from calibration import GPUS
 from sim import simulate
-from sim.cost import HOURS_PER_YEAR, usd_per_million
+from sim.results.cost import HOURS_PER_YEAR, usd_per_million
 from sim.errors import ScenarioError
 from sim import load_scenario
 from tests.helpers import _merge, scenario

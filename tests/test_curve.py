@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from sim.curve import POINT_SCHEMA, CurveError, LoadCurve, load_curve, with_rate
-from sim.executor import InlineExecutor, local_executor, map_points
-from sim.slo import parse_slo
+from sim.analysis.curve import POINT_SCHEMA, CurveError, LoadCurve, load_curve, with_rate
+from sim.analysis.executor import InlineExecutor, local_executor, map_points
+from sim.analysis.slo import parse_slo
 from tests.helpers import assert_one_line_error, run_app, scenario
 
 D = 0.01  # seconds per iteration: the service time

@@ -1,4 +1,4 @@
-"""Decode runs (sim.replica) change speed, never results: advancing runs of decode-only
+"""Decode runs (sim.core.replica) change speed, never results: advancing runs of decode-only
 iterations at once gives the same per-request, per-iteration and summary results, bit for bit,
 as stepping every iteration on its own; and each profile's ``decode_steps`` equals its ``step``."""
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import sim
 from calibration.profile import BatchShape
 from sim.config import EngineSpec, RouterSpec
-from sim.replica import ReplicaEngine
+from sim.core.replica import ReplicaEngine
 from tests.test_conservation import scenarios
 from tests.test_determinism import SCENARIOS, _same_result
 
@@ -223,7 +223,7 @@ def _tied_runs(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
 
     No iteration lasts a multiple of half a second, so no request is released exactly one
     iteration before the boundary it lands on. What plans order only approximately (see
-    sim.replica) stays out: that double tie, and, among several replicas, events at one
+    sim.core.replica) stays out: that double tie, and, among several replicas, events at one
     replica's boundary that land on another's."""
     import pyarrow as pa
 
@@ -282,8 +282,8 @@ def test_policy_lists_come_from_the_config():
 
 
 def test_a_plan_claim_is_declared_by_a_class_itself_and_never_inherited():
-    from sim.scheduling import PlanClaim, make_scheduler, plan_claim
-    from sim.scheduling.continuous import ContinuousScheduler
+    from sim.core.scheduling import PlanClaim, make_scheduler, plan_claim
+    from sim.core.scheduling.continuous import ContinuousScheduler
 
     base = make_scheduler("continuous", max_num_seqs=8, max_num_batched_tokens=64, block_size=16, chunked=True)
     assert plan_claim(base) == PlanClaim("grow", 64)
@@ -317,7 +317,7 @@ def test_decode_steps_is_a_declared_capability():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.integers(1, 4))
 def test_a_router_reading_kv_state_gives_the_same_results_with_plans_on_and_off(data: dict[str, Any], replicas: int):
-    # The replica view (sim.view) is what stepping one by one would show, even while plans run ahead.
+    # The replica view (sim.core.view) is what stepping one by one would show, even while plans run ahead.
     data = copy.deepcopy(data)
     data["replicas"] = replicas
     data["router"] = {**data["router"], "policy": "least_kv_load"}
@@ -330,7 +330,7 @@ def _tied_arrivals(draw: st.DrawFn) -> tuple[dict[str, Any], pa.Table]:
     """Several replicas, requests arriving on a grid of 1/8 s where iterations of 0.625 s + 0.25 s
     per token end too: many arrivals land exactly on iteration boundaries of plans in flight.
     (Requests released by completions are left out: which replica's completion is handled first
-    at equal times is one of the ties plans order only approximately, see sim.replica.)"""
+    at equal times is one of the ties plans order only approximately, see sim.core.replica.)"""
     n = draw(st.integers(2, 14))
     table = pa.table({
         "request_id": np.arange(n, dtype=np.int64),
@@ -377,7 +377,7 @@ def test_an_arrival_exactly_at_a_plans_last_boundary_on_several_replicas():
 def test_the_kv_view_is_the_iteration_log_at_every_arrival():
     # Recorded at each routing decision: the view of every replica equals the kv_blocks_used of the
     # iteration that replica was running then, as the step-by-step log says.
-    from sim.view import ReplicaViews
+    from sim.core.view import ReplicaViews
 
     s = _load("explicit_three_replicas_preempting")
     seen: dict[bool, list[tuple[float, int, int]]] = {True: [], False: []}

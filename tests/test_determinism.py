@@ -153,7 +153,7 @@ def test_cli_in_another_process_writes_the_same_bytes(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(SCENARIOS[name][0]))
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    proc = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(path), "-o", str(tmp_path / "cli"), "-q"],
+    proc = subprocess.run([sys.executable, "-m", "sim.cli.app", "run", str(path), "-o", str(tmp_path / "cli"), "-q"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     here = _bytes(sim.simulate(sim.load_scenario(path)).write(tmp_path / "here"))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import sim
-from sim.records import OUTPUT_FILES, OutputError, check_output_dir
+from sim.results.records import OUTPUT_FILES, OutputError, check_output_dir
 from tests.helpers import assert_one_line_error, run_app
 
 _SCENARIO = {
@@ -117,7 +117,7 @@ def test_write_leaves_no_temporary_files_and_replaces_whole_files(tmp_path: Path
 
 def test_help_is_not_cut_when_piped() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH", "LINES")}
-    proc = subprocess.run([sys.executable, "-m", "sim.cli", "run", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "sim.cli.app", "run", "--help"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "…" not in proc.stdout

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sim
-from sim.records import OVERLOAD_SHORTFALL
+from sim.results.records import OVERLOAD_SHORTFALL
 from tests.helpers import _merge, run_app
 
 

@@ -68,7 +68,7 @@ def test_summary_and_stream_modes_agree_with_full(name: str, tmp_path: Path, sma
 
 
 def test_a_failed_streaming_run_leaves_no_half_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sim.replica import ReplicaEngine
+    from sim.core.replica import ReplicaEngine
 
     def boom(self: ReplicaEngine, *a: object) -> None:
         raise RuntimeError("boom")

@@ -249,7 +249,7 @@ def _write(c: Case, tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", "run", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sim.cli.app", "run", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 

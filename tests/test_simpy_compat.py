@@ -1,4 +1,4 @@
-"""The private SimPy attributes sim.simpy_compat relies on, one test each: if a SimPy release
+"""The private SimPy attributes sim.core.simpy_compat relies on, one test each: if a SimPy release
 changes one, the test that names it fails (and pyproject.toml's bound on simpy says which
 versions these tests have covered)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import simpy
 
-from sim.simpy_compat import event_id, redirect, schedule_at
+from sim.core.simpy_compat import event_id, redirect, schedule_at
 
 
 def test_event_id_is_the_id_the_next_scheduled_event_gets():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.slo import SLOTarget, check_classes, default_slos, meets, parse_slo
+from sim.analysis.slo import SLOTarget, check_classes, default_slos, meets, parse_slo
 from tests.helpers import scenario
 
 

@@ -1,4 +1,4 @@
-"""The typed summary (sim/summary.py) says exactly what a run's summary holds: the summaries of
+"""The typed summary (sim/results/summary.py) says exactly what a run's summary holds: the summaries of
 varied runs (explicit, roofline and shipped measured profiles, one and several classes, a horizon that leaves work
 unfinished, owned hardware, rejections, a waste with a reference) have exactly the keys the
 TypedDicts declare, recursively, and values of the declared types; summary.json is that dict."""
@@ -12,8 +12,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is
 import pytest
 
 from sim import simulate
-from sim.summary import Summary, Waste
-from sim.waste import WasteReference, waste_of
+from sim.results.summary import Summary, Waste
+from sim.results.waste import WasteReference, waste_of
 from sim import load_scenario
 from tests.helpers import _merge
 

@@ -34,7 +34,7 @@ from calibration.harness.serving import ITERATION_SCHEMA, RESULT_SCHEMA, SlotCac
 from calibration.measured import ProfileRecord, profile_name  # noqa: E402
 from sim.config import load_scenario  # noqa: E402
 from sim.engine import simulate  # noqa: E402
-from sim.validate import (MetricComparison, rate_for_utilisation, service_capacity, serving_metrics,  # noqa: E402
+from sim.fitting.validate import (MetricComparison, rate_for_utilisation, service_capacity, serving_metrics,  # noqa: E402
                           validate)
 from tests.helpers import assert_one_line_error, requests  # noqa: E402
 from workloads import generate  # noqa: E402
@@ -296,11 +296,11 @@ def test_validate_refuses_bad_arguments_before_serving(tmp_path):
 # -- the command line ----------------------------------------------------------------------------------------
 
 def _run_validate(*args: object):
-    """``capsim validate ARGS`` on an app of its own (registering it on the main app is sim.cli's business)."""
+    """``capsim validate ARGS`` on an app of its own (registering it on the main app is sim.cli.app's business)."""
     import typer
     from typer.testing import CliRunner
 
-    from sim.cli_validate import validate_command
+    from sim.cli.validate import validate_command
 
     app = typer.Typer()
     app.callback()(lambda: None)
@@ -380,7 +380,7 @@ def calibrated_for_serving(tmp_path_factory):
     """Llama-3.2-1B int8 calibrated on this CPU (1 and 2 layers) on the step shapes the
     acceptance workload runs (12 shapes at 2 layer counts), for 25 s of the harness's clock."""
     from calibration.calibrate import calibrate
-    from sim.validate import calibration_axes
+    from sim.fitting.validate import calibration_axes
 
     axes = calibration_axes("llama-3.2-1b", **SERVING)
     return calibrate("llama-3.2-1b", "int8", layers=SERVING["layers"], budget_s=25,
@@ -401,8 +401,8 @@ def test_simulation_of_a_calibrated_profile_predicts_the_real_serving_loop(calib
     timed on the wall clock on a shared machine, the harness's LM head cost a staircase of batch
     sizes the step-time formula cannot follow, and the calibration spread its budget over shapes
     the loop never runs; see :meth:`calibration.harness.model.LlamaDecoder.lm_head` and
-    :func:`sim.validate.calibration_axes`."""
-    from sim.cli_validate import _print_result
+    :func:`sim.fitting.validate.calibration_axes`."""
+    from sim.cli.validate import _print_result
 
     run = calibrated_for_serving
     result = validate("llama-3.2-1b", "int8", profile_path=run.path, utilisation=0.7, repeats=2, **SERVING)

@@ -1,5 +1,5 @@
 """Idle-capacity waste: the parts add up to the provisioned GPU-seconds exactly over random
-scenarios (hypothesis), and each part means what the definitions in sim.waste say."""
+scenarios (hypothesis), and each part means what the definitions in sim.results.waste say."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import simulate
-from sim.waste import PARTS, WasteReference, waste_of
+from sim.results.waste import PARTS, WasteReference, waste_of
 from tests.helpers import scenario
 
 

@@ -114,7 +114,7 @@ def test_a_trace_too_short_to_fit_is_one_line_exit_2(tmp_path: Path):
 def test_subprocess_error_is_one_line_on_stderr(tmp_path: Path):
     bad = tmp_path / "bad.csv"
     bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,ten,5\n")
-    p = subprocess.run([sys.executable, "-m", "sim.cli", "workload", "describe", str(bad)],
+    p = subprocess.run([sys.executable, "-m", "sim.cli.app", "workload", "describe", str(bad)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stderr
     assert p.stdout == "" and len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("capsim: error: ")
@@ -207,7 +207,7 @@ def test_fit_shows_a_progress_bar_with_a_percentage_on_a_terminal(tmp_path: Path
                                         for x in np.cumsum(rng.exponential(0.5, 200))))
     from typer.testing import CliRunner
 
-    from sim.cli import app
+    from sim.cli.app import app
 
     r = CliRunner().invoke(app, ["workload", "fit", str(f), "--columns", "arrival_s=t,prompt_tokens=in,output_tokens=out"],
                            env={"FORCE_COLOR": "1"})  # rich draws live output only on a terminal

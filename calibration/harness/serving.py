@@ -14,7 +14,7 @@ calibrated with), and serves the requests on the loop's own timeline:
   (on CUDA: one GPU), whatever else runs beside it, and the run takes its busy time only;
 - every iteration the loop forms a batch under ``max_num_seqs`` and ``max_num_batched_tokens``
   with the admission rules of the simulator's continuous scheduler
-  (``sim/scheduling/continuous.py``, vLLM V1 style, chunked prefill): running requests first,
+  (``sim/core/scheduling/continuous.py``, vLLM V1 style, chunked prefill): running requests first,
   in admission order, each given the tokens it still needs (one for a decode, the rest of its
   prompt for a prefill) until the token budget runs out; then waiting requests in FCFS order
   while there is budget and a sequence slot, a prompt taking only what budget is left (the
@@ -27,7 +27,7 @@ calibrated with), and serves the requests on the loop's own timeline:
   values do not change the time, so every token id comes from a fixed random pool;
 - a token is emitted when a request's computed tokens reach its known tokens, at the end of the
   iteration (the first at the end of the iteration that finishes its prompt), exactly as the
-  simulator counts them (:mod:`sim.state`).
+  simulator counts them (:mod:`sim.core.state`).
 
 The KV cache is one buffer per layer of ``max_num_seqs`` slots, each as long as the longest
 request; a request holds a slot from admission to its last token. A CPU holds every slot at

@@ -5,7 +5,7 @@ the LM head over each sequence's last position. On CUDA it is
 :class:`~calibration.harness.model.LlamaDecoder`'s batched forward; on the CPU it is the real
 serving loop's own step, :func:`~calibration.harness.serving.ragged_step` (attention per
 sequence), with every sequence at the same length: a profile validated against that loop
-(:mod:`sim.validate`) is then measured on the code it is checked against (the batched forward
+(:mod:`sim.fitting.validate`) is then measured on the code it is checked against (the batched forward
 was 2-7% faster for two to four sequences, a bias the fit cannot see). Each shape is timed the
 way kernel benchmarks are:
 

@@ -1,0 +1,127 @@
+"""What the ``capsim`` command modules share: the one-line refusal, loading a scenario with its
+``--set`` overrides, number formatting, durations and the measuring progress bar.
+
+The command line is layered: :mod:`sim.cli.app` (the app) imports the command modules
+(``sim.cli.run``, ``sim.cli.workload``, ``sim.cli.catalog``, ``sim.cli.calibrate``,
+``sim.cli.validate``, ``sim.cli.curve``, ``sim.cli.compare``), each of which imports this module
+and the rest of capsim; nothing imports upwards (the import contracts in ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, TypeVar
+
+import typer
+import yaml
+
+if TYPE_CHECKING:
+    from sim.config import Scenario
+
+__all__ = ["UsageError", "apply_set", "fail", "fmt", "measuring_progress", "parse_duration", "scenario_from_args"]
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """Bad input from the user; printed as one line, exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``capsim: error: MESSAGE`` on stderr and exit 2: how every refusal of user input ends."""
+    typer.echo(f"capsim: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to nested dicts; ``classes.0`` indexes lists.
+    ``null`` removes the key, so that its default applies (for an optional key, the default is unset)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--set {assignment!r}: expected KEY=VALUE, e.g. workload.arrival.rate_per_s=20")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    node: Any = data
+    parts = key.split(".")
+    if "" in parts:
+        raise UsageError(f"--set {assignment!r}: the key {key!r} has an empty part; keys are dotted paths such as "
+                         "engine.max_num_seqs")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UsageError(f"--set {key}: {'.'.join(parts[:depth])} is a list of {len(node)}; "
+                                 f"{part!r} is not an index in it")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last and value is None:  # null removes the key: its default applies
+                node.pop(part, None)
+            elif last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise UsageError(f"--set {key}: {'.'.join(parts[:depth])} holds a value, not keys")
+
+
+def scenario_from_args(scenario: Optional[Path], sets: list[str], seed: Optional[int]) -> Scenario:
+    """The scenario a command was given (the embedded default when ``scenario`` is None), with its
+    ``--set`` overrides and ``--seed`` applied, validated; a bad one is refused in one line."""
+    from sim.config import load_scenario, scenario_data
+    from sim.errors import ScenarioError
+
+    try:
+        data = scenario_data(scenario)
+        for s in sets:
+            apply_set(data, s)
+        if seed is not None:
+            data["seed"] = seed
+        try:
+            return load_scenario(data)
+        except ScenarioError as e:
+            raise ScenarioError(f"{scenario or 'default scenario'}: {e}") from None
+    except (ScenarioError, UsageError) as e:
+        fail(str(e))
+
+
+def fmt(x: Any, unit: str = "s") -> str:
+    """A table cell: seconds as ms below one second (``unit="s"``), other numbers with thousands
+    separators (``unit=""``), "-" when absent."""
+    if x is None:
+        return "-"
+    if unit == "s":
+        return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
+    return f"{x:,.1f}"
+
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``300``, ``90s``, ``5m``, ``1.5h``; ValueError naming the text otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"--budget {text!r}: expected a positive duration such as 300, 90s, 5m or 1.5h")
+    return float(m.group(1)) * _UNITS[m.group(2) or ""]
+
+
+def measuring_progress(fn: Callable[[Callable[[int, int, float], None]], T]) -> T:
+    """``fn(progress)`` under a "measuring" progress bar on stderr, where ``progress(done, total,
+    eta_s)`` advances it (the harness's calibration, for ``calibrate`` and ``validate``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("steps, ETA {task.fields[eta]}"), transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("m", total=None, eta="?")
+
+        def progress(done: int, total: int, eta_s: float) -> None:
+            bar.update(task, completed=done, total=total, eta=f"{eta_s:,.0f} s")
+
+        return fn(progress)

@@ -1,0 +1,92 @@
+"""Iteration-level continuous batching in the style of vLLM's V1 scheduler.
+
+Each iteration: running requests first, in admission order, each given the tokens it still
+needs (one for a decode, the rest of its prompt for a prefill) until the token budget runs out;
+then, if nothing was preempted, waiting requests in priority order while there is budget, a
+sequence slot and KV blocks. With chunked prefill a prompt may take only part of the budget
+and continue next iteration; without it a prompt is admitted only whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from sim.core.scheduling.blocks import blocks_for, grow_or_preempt
+from sim.core.state import ReplicaState
+
+__all__ = ["ContinuousScheduler"]
+
+
+@dataclass(frozen=True)
+class ContinuousScheduler:
+    # Plans (sim.core.replica): once every running request decodes, each iteration decodes them all (at
+    # most ``budget`` of them) until an arrival or a preemption; with nothing waiting, a completion
+    # changes only who is running; a waiting request that a decode-only batch could not admit stays
+    # blocked until a completion (the budget and slots left are the same, free blocks only fewer).
+    decode_run: ClassVar[str] = "grow"
+    max_num_seqs: int
+    budget: int  # max_num_batched_tokens
+    block_size: int
+    chunked: bool
+
+    @property
+    def max_decodes(self) -> int:
+        """The most sequences one iteration decodes: one token each from the budget."""
+        return self.budget
+
+    def _running_tokens(self, rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
+        """What :func:`grow_or_preempt` wants: each running request's tokens this iteration, the
+        tokens it then holds, and their sum."""
+        r, run = rep.reqs, rep.run
+        num = r.num_tokens[run]
+        comp = r.computed[run]
+        rem = num - comp
+        total = sum(rem.tolist())
+        if total <= self.budget:  # the common case: every request gets all it still needs
+            return rem, num, total
+        # Sequential budget in admission order, vectorised: each takes what is left after those before it.
+        before = np.cumsum(rem) - rem
+        n = np.minimum(rem, np.maximum(self.budget - before, 0))
+        return n, comp + n, sum(n.tolist())
+
+    def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
+        r = rep.reqs
+        preempted = False
+        if rep.run.size:
+            n, total, preempted = grow_or_preempt(rep, self._running_tokens, self.block_size)
+            left = self.budget - total
+        else:
+            n, left = np.empty(0, np.int64), self.budget
+        if left <= 0:
+            # The budget may have run out part way through the running requests: those after
+            # get no tokens and sit this iteration out. Nothing new is admitted.
+            run = rep.run
+            mask = n > 0
+            return run[mask], n[mask]
+        # Every running request got all it needs (a running request always needs >= 1 token:
+        # when its computed tokens reach num_tokens it emits one), and an admitted one gets
+        # min(rem, left) >= 1: no request has n = 0, so no mask is needed.
+        new_n: list[int] = []
+        if not preempted:
+            bs, waiting = self.block_size, rep.waiting
+            while waiting and left > 0 and rep.run.size < self.max_num_seqs:
+                i = waiting[0][2]
+                rem = int(r.num_tokens[i] - r.computed[i])
+                if rem > left and not self.chunked:
+                    break
+                c = min(rem, left)
+                nb = int(blocks_for(c, bs))
+                if nb > rep.free_blocks:
+                    break
+                rep.admit(i, nb, now)
+                new_n.append(c)
+                left -= c
+        if new_n:  # the admitted requests' tokens after the running ones' (filled in: cheaper than concatenating)
+            out = np.empty(n.size + len(new_n), np.int64)
+            out[:n.size] = n
+            out[n.size:] = new_n
+            n = out
+        return rep.run, n
