@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal, NamedTuple, Protocol, Sequence, runti
 
 import numpy as np
 
-__all__ = ["BatchShape", "DecodeStepsProfile", "Profile", "Provenance", "ReplicaSpec", "StepCost", "decode_steps_of",
+__all__ = ["BatchShape", "DecodeSteps", "DecodeStepsProfile", "Profile", "Provenance", "ReplicaSpec", "StepCost", "decode_steps_of",
            "grow_size_table", "prefill_sums", "size_rows"]
 
 ProvenanceKind = Literal["measured", "derived-from-measured", "derived", "explicit"]
@@ -89,10 +89,15 @@ class Profile(Protocol):
         ...
 
 
+# A profile's vectorised decode pricing, ``decode_steps(seqs, context, work)``: (seconds, FLOPs,
+# bytes) per iteration (FLOPs and bytes None when ``work`` is False).
+DecodeSteps = Callable[..., tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
+
+
 @runtime_checkable
 class DecodeStepsProfile(Profile, Protocol):
     """A profile that also prices many decode-only iterations at once: the engine's plans
-    (``sim.core.replica``) price a run of decode iterations with one call instead of one ``step`` per
+    (``sim.core.plans``) price a run of decode iterations with one call instead of one ``step`` per
     iteration. Optional: a profile without it is priced iteration by iteration through ``step``
     (the engine's fallback, which looks fewer iterations ahead). Every shipped profile has it."""
 
@@ -105,7 +110,7 @@ class DecodeStepsProfile(Profile, Protocol):
         ...
 
 
-def decode_steps_of(profile: Profile) -> Callable[..., tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None:
+def decode_steps_of(profile: Profile) -> DecodeSteps | None:
     """``profile.decode_steps`` when the profile declares it (:class:`DecodeStepsProfile`), else None."""
     return profile.decode_steps if isinstance(profile, DecodeStepsProfile) else None
 

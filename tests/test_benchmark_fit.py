@@ -24,9 +24,12 @@ import pytest
 import sim
 from calibration.measured import ProfileRecord, coefficients_from_roofline, read_profile, write_profile
 from calibration.spec import RooflineProfileSpec, build_profile
-from sim.fitting.benchmark_fit import (BENCHMARK_METRICS, POOR_FIT_MEDIAN, BenchmarkRow, check_benchmarks, fit_from_benchmarks,
-                               format_fit, hardware_limits, read_benchmarks,
-                               simulate_benchmark, simulation_plan)
+from sim.fitting.benchmark_checks import check_benchmarks, hardware_limits
+from sim.fitting.benchmark_csv import BENCHMARK_METRICS, BenchmarkRow, read_benchmarks
+from sim.fitting.benchmark_fit import fit_from_benchmarks
+from sim.fitting.fit_report import format_fit
+from sim.fitting.fit_result import POOR_FIT_MEDIAN
+from sim.fitting.reenact import simulate_benchmark, simulation_plan
 from tests.helpers import assert_one_line_error, run_app
 
 CONFIG = ("llama-3.1-8b", "bf16", "h100-sxm", 1)

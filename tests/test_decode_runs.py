@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import sim
 from calibration.profile import BatchShape
 from sim.config import EngineSpec, RouterSpec
-from sim.core.replica import ReplicaEngine
+from sim.core.plans import Planner
 from tests.test_conservation import scenarios
 from tests.test_determinism import SCENARIOS, _same_result
 
@@ -80,13 +80,13 @@ def test_decode_runs_give_the_step_by_step_results(name: str, monkeypatch: pytes
     s = _load(name)
     stepped = sim.simulate(s, decode_runs=False)
     runs: list[int] = []
-    real = ReplicaEngine._commit_run
+    real = Planner._commit_run
 
-    def spy(self: ReplicaEngine, j: int, started: int) -> None:
+    def spy(self: Planner, j: int, started: int) -> None:
         runs.append(j)
         real(self, j, started)
 
-    monkeypatch.setattr(ReplicaEngine, "_commit_run", spy)
+    monkeypatch.setattr(Planner, "_commit_run", spy)
     fast = sim.simulate(s, decode_runs=True)
     _same_result(stepped, fast)
     # The fast path did the work it claims: runs of many iterations.

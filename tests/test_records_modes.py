@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sim
-from sim import iteration_log
+from sim.core import iteration_log
 from tests.helpers import assert_one_line_error, run_app
 from tests.test_decode_runs import ALL
 
@@ -68,12 +68,12 @@ def test_summary_and_stream_modes_agree_with_full(name: str, tmp_path: Path, sma
 
 
 def test_a_failed_streaming_run_leaves_no_half_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sim.core.replica import ReplicaEngine
+    from sim.core.plans import Planner
 
-    def boom(self: ReplicaEngine, *a: object) -> None:
+    def boom(self: Planner, *a: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ReplicaEngine, "_commit_run", boom)
+    monkeypatch.setattr(Planner, "_commit_run", boom)
     with pytest.raises(RuntimeError, match="boom"):
         sim.simulate(sim.load_scenario(copy.deepcopy(ALL["explicit_one_replica"])), records="stream",
                      stream_to=tmp_path)

@@ -156,7 +156,8 @@ def _print_run(run) -> None:  # type: ignore[no-untyped-def]
 
 def _from_benchmarks(path: Path, out: Path, seed: int, keep_poor_fit: bool = False) -> None:
     try:
-        from sim.fitting.benchmark_fit import fit_from_benchmarks, format_fit
+        from sim.fitting.benchmark_fit import fit_from_benchmarks
+        from sim.fitting.fit_report import format_fit
     except ImportError:  # pragma: no cover - shipped together
         fail("fitting from benchmarks is not available in this build")
     from calibration.measured import write_profile

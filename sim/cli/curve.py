@@ -158,7 +158,7 @@ def _caption(result: LoadCurve) -> str:
 
 def _charts(result: LoadCurve, out: Path) -> list[str]:
     """The curve's charts (names of the files written)."""
-    from sim import charts
+    from sim.analysis import charts
 
     caption = _caption(result)
     paths = [*charts.latency_throughput_chart(result.points, out / "latency_throughput", caption, list(result.slos)),

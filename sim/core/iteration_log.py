@@ -1,7 +1,7 @@
 """Per-iteration records of one replica, kept compactly and sealed into columnar numpy chunks.
 
 An iteration stepped on its own adds one row of Python scalars; a plan's run of decode
-iterations (``sim.core.replica``) adds one *segment*: a few scalars and the arrays it was planned with,
+iterations (``sim.core.plans``) adds one *segment*: a few scalars and the arrays it was planned with,
 expanded into rows only when the chunk is sealed, with a handful of vectorised operations for all
 segments at once (their KV block counts, and their FLOPs and bytes from the profile, included).
 That keeps the per-iteration bookkeeping of a run out of the engine's hot path. A chunk is sealed

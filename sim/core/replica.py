@@ -1,146 +1,37 @@
 """One replica's engine loop: schedule a batch, price it, wait that long, commit its tokens.
 
-One SimPy timeout per iteration stepped on its own, or per plan of many (below), and one event
-to wake an idle replica (STYLE rule 2); all per-request work is numpy over the batch.
-
-**Plans.** Stepping every iteration through SimPy costs more than the iteration's arithmetic, and
-most iterations of a loaded replica change nothing but token counts. So, where the scheduler says
-how its batches repeat (:attr:`~sim.core.scheduling.BatchScheduler.decode_run`), the engine plans ahead:
-
-- iteration 0 is whatever the scheduler forms (admissions, prefill chunks, decodes), priced by
-  the profile's ``step`` and committed at once: nothing outside the replica reads a request's
-  token counts, so committing them early changes nothing but when the work is done;
-- if after it every running request decodes (one token short of its next) and nothing waits to be
-  admitted, the following iterations are decodes of every running request, which leave the batch
-  as they complete: the *continuation*, priced at once by the profile's :meth:`decode_steps` (equal
-  bit for bit to ``step`` of each iteration's batch), up to the last completion, the last
-  iteration whose new KV blocks fit (counted as if nothing freed any: never too far), or a
-  look-ahead limit. While a request waits (blocked for blocks or slots), a completion could admit
-  it, so then the continuation ends at the first completion.
-
-The engine then waits for the plan's end with one timeout. A request routed to this replica
-meanwhile cuts the plan at the iteration boundary where stepping one by one would have scheduled
-it (the wait is moved there; nothing is thrown into the process). Completions inside a plan reach
-the router (its load array, follow-up requests, the central queue) when they happen (a timeout at
-their iteration's end, or an entry in a heap the router drains before it routes by load), so
-everything outside sees them when stepping would. Iteration ends are the running float sums SimPy
-forms stepping one by one, so results are those of stepping one by one
-(``tests/test_decode_runs.py``). With one replica, an arrival already scheduled during iteration 0
-means no continuation is planned (it would be cut at once), and a plan ends where the next arrival
-lands. With several, where the next arrival goes is not known ahead, so a continuation with
-nothing waiting is planned at iteration 0's end, if nothing arrived meanwhile. A plan never
-commits iteration 0 past a horizon: an iteration that would end at or after it is stepped on its
-own, and :meth:`settle` closes a continuation the horizon falls in.
-
-**Ties.** An event at *exactly* an iteration boundary is ordered by SimPy's event ids when
-stepping: the one scheduled first goes first. Plans do the same for a request arriving at a
-boundary (it is seen there if the event that brings it was created before stepping would have
-scheduled the iteration ending there; a completion routing it here counts as before) and for a
-completion at the time of an arrival routed by load. Two ties remain approximate: a request
-released exactly at the boundary before the one it lands on (created at the same instant as that
-iteration would have been: taken as after), and, among several replicas, a plan's end or a
-completion's timeout against another replica's event at the same time. With continuous arrival
-times none of these occur; the tests check exact ties on one replica.
+One SimPy timeout per iteration stepped on its own, or per plan of many, and one event to wake an
+idle replica (STYLE rule 2); all per-request work is numpy over the batch. Plans
+(:mod:`sim.core.plans`) step many decode iterations at once with the results of stepping one by
+one; the loop asks its :class:`~sim.core.plans.Planner` what to do with each iteration it forms and
+otherwise knows nothing of them.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
-from functools import partial
-from typing import Callable, Generator, NamedTuple
+from typing import Callable, Generator
 
 import numpy as np
 import simpy
 
 from calibration.profile import BatchShape, Profile, decode_steps_of
-from sim.core.iteration_log import KV_USED, TOKENS_OUT, IterationLog, KVSpan
+from sim.core.fast import ONE, total
+from sim.core.iteration_log import KV_USED, TOKENS_OUT, IterationLog
+from sim.core.plans import AHEAD, STEP, Early, Planner
 from sim.core.scheduling import BatchScheduler, plan_claim
-from sim.core.scheduling.blocks import blocks_for
-from sim.core.simpy_compat import event_id, redirect, schedule_at
-from sim.core.state import COMPLETED, RUNNING, ReplicaState
+from sim.core.simpy_compat import event_id
+from sim.core.state import ReplicaState
 
 __all__ = ["ReplicaEngine"]
 
-_ORDER = itertools.count()  # tie-break of equal times in the shared heap of pending completions
-
-# How many iterations a continuation looks ahead at most. A plan that reaches it uncut costs a
-# new plan; looking further costs numpy work over iterations an arrival mostly cuts off, and
-# completions to tell that never come. 32 was fastest for the benchmark suite (16 to 128 tried).
-LOOKAHEAD = 32
-# Without decode_steps each iteration of a continuation is priced through step(): look less far.
-STEP_PRICED_LOOKAHEAD = 8
-# Running sums of small arrays: ``add.accumulate`` is what ``cumsum`` runs (the same sums, left to
-# right), in half its time on a plan's ~30 elements (cumsum's method dispatch costs more than the sum).
-_running_sum = np.add.accumulate
-# Integer constants of the hot path as 0-d arrays: numpy resolves a Python scalar operand's type on
-# every operation (NEP 50), which doubles an operation's cost on a batch's ~40 elements; a 0-d
-# int64 array gives the same result (int64 arrays throughout) without it.
-_ONE = np.array(1)
-
-
-def _timeout_at(env: simpy.Environment, t: float) -> simpy.Event:
-    """A timeout that fires at time ``t`` exactly.
-
-    SimPy schedules at ``now + delay``; a delay that lands exactly on ``t`` exists unless now's
-    offset is half an ulp of ``t`` (the sum then rounds to even). Then the event goes straight into
-    the environment's queue at ``t``, with the priority and id order a timeout would get."""
-    now = env.now
-    d = t - now
-    for _ in range(8):
-        got = now + d
-        if got == t:
-            return env.timeout(d)
-        d = d + (t - got)  # the residual is exact: got is within an ulp or two of t
-    return schedule_at(env, t)
-
-
-class _Plan:
-    """A plan in flight: iteration 0 (committed) and its continuation of ``k`` decode iterations.
-
-    The requests, after iteration 0:
-
-    - ``run``: the running requests, in admission order;
-    - ``comp``, ``blocks``: their computed tokens and KV blocks;
-    - ``rem``: the continuation iteration each completes in (past ``k``: not in this plan), and
-      ``first``, the earliest of them;
-    - ``slack``: the free token slots in each one's last block (grow mode; None: blocks reserved).
-      A request takes a block at iterations slack + 1, slack + 1 + block size, ...;
-    - ``used0``: the KV blocks in use;
-    - ``uniform``: every one emitted its last token at iteration 0's end, so all the inter-token
-      gaps of a continuation iteration are one.
-
-    Per continuation iteration: ``seqs``, ``ctx`` (their contexts' sum), ``seconds``, ``flops`` and
-    ``nbytes`` (None: left to the iteration log). ``ends``: end times, ``ends[0]`` iteration 0's and
-    ``ends[m]`` continuation iteration m's. ``start``, ``stamp``: when the plan began, and a SimPy
-    id taken then (where stepping would have scheduled iteration 0's end; it orders ties).
-
-    Completions: ``done0``, iteration 0's; ``marks``, the plan iterations before ``k`` with
-    completions, which are told to the router at their own time; ``told``, the last of them told
-    so far (-1: none)."""
-
-    __slots__ = ("run", "comp", "blocks", "rem", "first", "slack", "seqs", "seconds", "flops", "nbytes", "ends",
-                 "used0", "k", "done0", "marks", "told", "uniform", "stamp", "ctx", "start", "kv0", "seqs0")
-
-    def __init__(self, run: np.ndarray, comp: np.ndarray, blocks: np.ndarray, rem: np.ndarray, first: int,
-                 slack: np.ndarray | None, used0: int, k: int):
-        self.run, self.comp, self.blocks, self.rem, self.first, self.slack = run, comp, blocks, rem, first, slack
-        self.used0, self.k = used0, k
-        self.told = -1
-
-
-class _Early(NamedTuple):
-    """An iteration committed at its start and stepped alone (a plan that found no continuation):
-    what :meth:`ReplicaEngine.view` shows until it ends. ``stamp``: the SimPy id taken just before
-    its end was scheduled, which orders an event at that very time against it."""
-
-    end: float
-    kv: int
-    seqs: int
-    stamp: int
+_EMPTY = np.empty(0, np.int64)
 
 
 class ReplicaEngine:
-    """Drives one :class:`ReplicaState` through iterations on the shared SimPy environment."""
+    """Drives one :class:`ReplicaState` through iterations on the shared SimPy environment.
+
+    ``decode_runs``: plan ahead where the scheduler claims its batches repeat (False: step every
+    iteration on its own, the reference plans are tested against); ``horizon``, ``tell``,
+    ``pending`` and ``next_arrival`` are the planner's (:class:`~sim.core.plans.Planner`)."""
 
     def __init__(self, env: simpy.Environment, state: ReplicaState, scheduler: BatchScheduler,
                  profile: Profile, on_finish: Callable[[int, np.ndarray], None], *, decode_runs: bool = True,
@@ -153,362 +44,111 @@ class ReplicaEngine:
         self.on_finish = on_finish
         self.log = log or IterationLog()
         self.horizon = horizon
-        # How completions inside a plan reach the router (see Run in sim.core.run): "events", a
-        # timeout at each (follow-up requests and the central queue act on them at once);
-        # "pending", an entry in the shared heap ``pending`` it drains before routing by load;
-        # "commit", when the plan's iterations are committed (nothing reads them sooner).
-        self._tell_mode = tell
-        self._pending = pending
+        self.log.block_size = scheduler.block_size
+        decode_steps = self.log.work = decode_steps_of(profile)
         claim = plan_claim(scheduler) if decode_runs else None
-        self._run_mode = claim and claim.mode  # None: step one by one; "grow": plans allocate blocks; "reserved": they do not
-        self._max_decodes = claim and claim.max_decodes
-        self._decode_steps = decode_steps_of(profile)
-        self.log.work = self._decode_steps
-        # With one replica every arrival comes here: ``next_arrival[0]``, when the source releases
-        # its next request, says whether one will cut a plan during its iteration 0 anyway (then
-        # planning the continuation would be work thrown away). Only a hint: it never changes results.
-        self._next_arrival = next_arrival
-        self._lookahead = LOOKAHEAD if self._decode_steps is not None else STEP_PRICED_LOOKAHEAD
-        bs = self._bs = self.log.block_size = scheduler.block_size
-        self._bs0 = np.array(bs)  # see _ONE
-        self._phase = np.arange(LOOKAHEAD) % bs  # (m - 1) mod block size, for m = 1, 2, ...
-        self._m = np.arange(1, LOOKAHEAD + 1)
+        self.planner = None if claim is None else Planner(env, state, profile, self.log, on_finish, claim,
+                                                          decode_steps, horizon, tell, pending, next_arrival)
         self._wake: simpy.Event | None = None
-        self._plan: _Plan | None = None  # the plan in flight, and the last iteration it will do
-        self._cut = 0
-        self._telling = False  # inside a completion's timeout: a request it routes here is seen next iteration
-        self._early: _Early | None = None  # see view()
         self.process = env.process(self.loop())
-
-    def _boundary(self, p: _Plan, created: tuple[float, int] | None) -> int:
-        """The boundary of plan ``p`` at which stepping one by one would handle an event that
-        happens now and was created at ``created`` (None: now): the first boundary at or after now;
-        at a boundary exactly, that one if stepping would have handled the event before the
-        iteration ending there (the rule :meth:`wake` states), else the next."""
-        now = self.env.now
-        ends = p.ends
-        j = int(ends.searchsorted(now, side="left"))
-        if j <= p.k and ends[j] == now and not self._telling:
-            if created is None:
-                j += 1
-            elif j == 0:
-                j += created[1] > p.stamp
-            else:
-                j += created[0] >= ends[j - 1]
-        return j
+        if self.planner is not None:
+            self.planner.process = self.process
 
     # -- what policies see ------------------------------------------------------------------------
     def view(self, created: tuple[float, int] | None = None) -> tuple[int, int]:
         """(KV blocks in use, sequences running) as stepping one by one would show them now, to an
         event created at ``created`` (its time and SimPy id; None: created now), even while a plan
-        has committed work ahead of time (:mod:`sim.core.view` is the policies' side of it).
-
-        Stepping allocates an iteration's blocks when it is scheduled and frees a completed
-        request's at the iteration's end, so in the middle of an iteration the view is that
-        iteration's row of the log (its ``kv_blocks_used``). At a boundary exactly, it is the
-        iteration before it when stepping would have handled the event first (the rule of
-        :meth:`wake`), else the one after it."""
-        p = self._plan
-        now = self.env.now
-        if p is None:
-            e = self._early  # an iteration committed at its start and stepped alone
-            if e is not None and (now < e.end or (now == e.end and created is not None and created[1] < e.stamp)):
-                return e.kv, e.seqs
-            st = self.state
-            return st.total_blocks - st.free_blocks, int(st.run.size)
-        m = min(self._boundary(p, created), p.k)  # the iteration in flight, as stepping would see it
-        if m == 0:
-            return p.kv0, p.seqs0
-        gone = p.rem < m  # completed in an earlier iteration of the plan: blocks freed
-        used = p.used0 - int(p.blocks[gone].sum())
-        if p.slack is not None:  # grow: request i takes a block at iterations slack_i + 1, + block size, ...
-            slack = p.slack[~gone]
-            used += int(np.maximum((m - 1 - slack) // self._bs + 1, 0).sum())
-        return used, int(p.seqs[m - 1])
+        has committed work ahead of time (:meth:`sim.core.plans.Planner.view`; :mod:`sim.core.view`
+        is the policies' side of it)."""
+        seen = self.planner.view(created) if self.planner is not None else None
+        if seen is not None:
+            return seen
+        st = self.state
+        return st.total_blocks - st.free_blocks, int(st.run.size)
 
     def wake(self, created: tuple[float, int] | None = None) -> None:
-        """Called when work arrives: resumes the loop if it sleeps, or cuts the plan in flight at
-        the iteration boundary where stepping one by one would have scheduled it.
-
-        That is the first boundary after now; at a boundary exactly (a tie), the one where the work
-        arrived if stepping would have seen it first: if a completion here routed it, or if the
-        event that brought it (``created``: its creation time and SimPy id) was created before the
-        iteration ending now would have been scheduled, at the previous boundary (a creation at
-        that very boundary counts as after, which only stepping's event ids could tell apart)."""
-        p = self._plan
-        if p is not None:
-            j = self._boundary(p, created)
-            ends = p.ends
-            if j < self._cut:
-                self._cut = j
-                redirect(self.process, _timeout_at(self.env, float(ends[j])))  # the wait moves to the new end
+        """Called when work arrives (``created``: when the event that brought it was created, its
+        time and SimPy id): resumes the loop if it sleeps, or cuts the plan in flight where stepping
+        one by one would have scheduled the work (:meth:`sim.core.plans.Planner.cut`)."""
+        planner = self.planner
+        if planner is not None and planner.plan is not None:
+            planner.cut(created)
         elif self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
+    def settle(self, horizon: float) -> None:
+        """At the end of a run cut at ``horizon``: close the plan in flight as stepping would have."""
+        if self.planner is not None:
+            self.planner.settle(horizon)
+
+    # -- the loop ---------------------------------------------------------------------------------
     def loop(self) -> Generator[simpy.Event, None, None]:
-        env, st, r, log = self.env, self.state, self.state.reqs, self.log
-        empty = np.empty(0, np.int64)
-        planning = self._run_mode is not None
-        horizon = self.horizon
+        env, st, r, log, planner = self.env, self.state, self.state.reqs, self.log, self.planner
         while True:
             if not st.run.size and not st.waiting:
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
                 continue
+            # Schedule.
             now = env.now
             preempted = st.preemptions
             idx, n = self.scheduler.schedule(st, now)
             if not idx.size:
                 raise RuntimeError(f"replica {st.index}: scheduler formed an empty batch with work pending")
+            # Price.
             comp = r.computed[idx]
-            pre = comp < r.prefill_target[idx]
-            prefills = np.count_nonzero(pre)
-            if prefills == idx.size:
-                shape = BatchShape(n, comp, empty)
-            elif not prefills:
-                shape = BatchShape(empty, empty, comp + _ONE)
-            elif prefills == 1 and pre[-1]:  # one prefill, admitted last (the common case): slices
-                shape = BatchShape(n[-1:], comp[-1:], comp[:-1] + _ONE)
-            else:
-                dec = ~pre
-                shape = BatchShape(n[pre], comp[pre], comp[dec] + _ONE)
+            shape, pre, prefills = self._shape(idx, n, comp)
             cost = self.profile.step(shape)
             # Recomputed tokens: prefill positions below what a preemption threw away (only once
             # this replica has preempted, so a run without preemption pays one integer test).
             redo = int(np.clip(np.minimum(comp + n, r.lost[idx]) - comp, 0, None)[pre].sum()) \
                 if prefills and st.preemptions else 0
-            row = log.begin(now, cost.seconds, sum(shape.prefill_chunk.tolist()) if prefills else 0, shape.prefill_chunk.size,
+            row = log.begin(now, cost.seconds, total(shape.prefill_chunk) if prefills else 0, shape.prefill_chunk.size,
                             shape.decode_context.size, st.total_blocks - st.free_blocks, cost.flops, cost.bytes, redo)
             end = now + cost.seconds  # where env.timeout(cost.seconds) fires
             every = idx.size == st.run.size
-            # Several replicas: an arrival cuts about a quarter of plans in iteration 0, and which
-            # replica it goes to is not known ahead: with nothing waiting, step iteration 0 and plan
-            # the continuation at its end, if nothing arrived meanwhile.
-            later = planning and every and self._next_arrival is None and not st.waiting
-            if not planning or later or (horizon is not None and not end < horizon):
+            how = STEP if planner is None else planner.how(every, end)
+            if how != AHEAD:
+                # Wait, then commit.
                 yield env.timeout(cost.seconds)
                 row[TOKENS_OUT], done = self._commit(idx, comp + n, env.now)
                 if done.size:
                     self.on_finish(st.index, done)
-                if not later or st.waiting or row[TOKENS_OUT] != idx.size:
+                if how == STEP or st.waiting or row[TOKENS_OUT] != idx.size:
                     continue
-                plan = self._continuation(env.now, False)
+                plan = planner.later(env.now)  # LATER: plan the continuation now, if one can be
                 if plan is None:
                     continue
-                plan.uniform = True
-                plan.done0 = empty
-                stamp = -1  # stepping has scheduled the iteration after this one now: ties come after
             else:
-                # Iteration 0 of a plan: committed now, its completions told at its end.
+                # Commit now, as a plan's iteration 0.
                 whole = not prefills and every and st.preemptions == preempted
                 row[TOKENS_OUT], done0 = self._commit(idx, comp + n, end)
-                plan = None
-                soon = self._next_arrival is not None and self._next_arrival[0] <= end
-                if not soon and row[TOKENS_OUT] == idx.size and (every or self._all_decode()):
-                    plan = self._continuation(end, whole and not done0.size)
-                    if plan is not None:
-                        plan.uniform = every
+                plan = planner.ahead(end, done0, whole, every, row[TOKENS_OUT] == idx.size)
                 if plan is None:
-                    # Committed early, stepped alone: what the view shows until its end.
-                    self._early = _Early(end, row[KV_USED], idx.size, event_id(env))
+                    # No continuation: wait for iteration 0 alone, showing policies its row meanwhile.
+                    planner.early = Early(end, row[KV_USED], idx.size, event_id(env))
                     yield env.timeout(cost.seconds)
-                    self._early = None
+                    planner.early = None
                     if done0.size:
                         self.on_finish(st.index, done0)
                     continue
-                plan.done0 = done0
-                if done0.size:
-                    plan.marks.insert(0, 0)
-                stamp = event_id(env)  # where stepping schedules iteration 0's end
-            self._plan, self._cut = plan, plan.k
-            plan.start, plan.stamp = env.now, stamp
-            plan.kv0, plan.seqs0 = row[KV_USED], idx.size
-            if plan.marks:
-                if self._tell_mode == "events":
-                    self._tell_next(plan, 0)
-                elif self._tell_mode == "pending":
-                    self._push_pending(plan, 0)
-            yield _timeout_at(env, float(plan.ends[plan.k]))
-            self._commit_run(self._cut, self._cut)
+            # Wait for the plan, then commit it.
+            yield planner.start(plan, row[KV_USED], idx.size)
+            planner.close()
 
-    def _all_decode(self) -> bool:
-        """Whether every running request is one token short of emitting, past its prefill (for
-        batches that left some running requests out: prefill-first's admissions)."""
-        r, run = self.state.reqs, self.state.run
-        num = r.num_tokens[run]
-        return bool((num - r.computed[run] == 1).all() and (r.prefill_target[run] < num).all())
-
-    def _continuation(self, end: float, whole: bool) -> _Plan | None:
-        """Plan the decode iterations after an iteration 0 ending at ``end`` (its tokens committed,
-        every running request decoding next); None when not one can be planned. ``whole``:
-        iteration 0 decoded every running request, preempted and completed none, so a request still
-        waiting could not be admitted and cannot be until a completion."""
-        st, r = self.state, self.state.reqs
-        run = st.run
-        b = run.size
-        if not b or (self._max_decodes is not None and b > self._max_decodes):
-            return None
-        grow = self._run_mode == "grow"
-        rem = r.output[run] - r.generated[run]
-        left = rem.tolist()  # Python's min and max on a list beat numpy's reductions on ~40 elements
-        first = min(left)
-        if st.waiting and grow:
-            if not whole:
-                return None
-            k = first  # the first completion could admit it
-        else:
-            k = max(left)
-        k = min(k, self._lookahead)
-        comp = r.computed[run]
-        blocks = r.blocks[run]
-        used0 = st.total_blocks - st.free_blocks
-        slack = None
-        if grow:
-            bs = self._bs
-            slack = blocks * self._bs0 - comp
-            if max(slack.tolist()) >= bs:
-                return None
-            if b * ((k - 1) // bs + 1) > st.free_blocks:  # the blocks may run out within k iterations
-                # Blocks taken by iteration m's end if nothing completed (periodic in m): stop at the
-                # last iteration whose blocks fit, as if nothing completed (never too far).
-                need = _running_sum(np.bincount(slack, minlength=bs)[self._phase[:k]])
-                k = int(need.searchsorted(st.free_blocks, side="right"))
-                if not k:
-                    return None
-        p = _Plan(run, comp, blocks, rem, first, slack, used0, k)
-        # Sequences and Σ context per iteration m = 1..k: request i decodes at context comp_i + m
-        # while m <= rem_i.
-        m = self._m[:k]
-        c0 = float(sum(comp.tolist()))
-        ends_at = None
-        if first > k:
-            seqs = np.full(k, b)
-            ctx = m * b + c0
-        else:
-            rc = np.minimum(rem, k + 1)
-            ends_at = np.bincount(rc, minlength=k + 2)
-            seqs = b - _running_sum(ends_at[:k])
-            ctx = (c0 - _running_sum(np.bincount(rc, weights=comp, minlength=k + 2)[:k])) + m * seqs
-        p.seqs = seqs
-        p.ctx = ctx
-        if self._decode_steps is not None:  # FLOPs and bytes later, in bulk (IterationLog.work)
-            p.seconds, p.flops, p.nbytes = self._decode_steps(seqs, ctx, False)
-        else:  # a profile without decode_steps: price each iteration through step()
-            empty = np.empty(0, np.int64)
-            costs = [self.profile.step(BatchShape(empty, empty, comp[rem >= j] + j)) for j in range(1, k + 1)]
-            p.seconds, p.flops, p.nbytes = (np.array([getattr(c, a) for c in costs], np.float64)
-                                            for a in ("seconds", "flops", "bytes"))
-        # End times: the running sums SimPy forms stepping one by one, in the same order.
-        ends = np.empty(k + 1)
-        ends[0] = end
-        ends[1:] = p.seconds
-        _running_sum(ends, out=ends)
-        p.ends = ends
-        if self._next_arrival is not None:
-            hint = self._next_arrival[0]
-            # One replica: end at the boundary where the next arrival would cut the plan (ending
-            # a plan early is always exact: the loop steps on from there as it would anyway).
-            p.k = k = min(k, int(ends.searchsorted(hint, side="left")))
-        # Iterations 1..k-1 with completions (none complete in "iteration 0" of rc: every rem >= 1).
-        p.marks = [] if ends_at is None or self._tell_mode == "commit" else np.flatnonzero(ends_at[:k]).tolist()
-        return p
-
-    def _tell_next(self, plan: _Plan, pos: int) -> None:
-        """Schedule the timeout that tells the router of the completions at plan iteration ``marks[pos]``."""
-        ev = _timeout_at(self.env, float(plan.ends[plan.marks[pos]]))
-        ev.callbacks.append(partial(self._tell, plan, pos))
-
-    def _push_pending(self, plan: _Plan, pos: int) -> None:
-        """Put the completions at plan iteration ``marks[pos]`` in the shared heap the router drains:
-        keyed by their time and, for ties, by when stepping would have scheduled that iteration's
-        end (its start), which orders it against an arrival at the same time."""
-        m = plan.marks[pos]
-        start = float(plan.ends[m - 1]) if m else plan.start
-        heapq.heappush(self._pending, (float(plan.ends[m]), start, next(_ORDER), self, plan, pos))
-
-    def _tell(self, plan: _Plan, pos: int, _ev: simpy.Event | None = None) -> None:
-        """Tell the router of the completions at plan iteration ``marks[pos]``, now its end time
-        has come (unless the plan was cut before it)."""
-        m = plan.marks[pos]
-        if self._plan is not plan or m > self._cut:
-            return  # the plan was cut before this iteration
-        if pos + 1 < len(plan.marks):  # one at a time: a cut plan leaves no stale ones behind
-            if self._tell_mode == "events":
-                self._tell_next(plan, pos + 1)
-            else:
-                self._push_pending(plan, pos + 1)
-        plan.told = m
-        self._telling = True
-        try:
-            self.on_finish(self.state.index, plan.done0 if m == 0 else plan.run[plan.rem == m])
-        finally:
-            self._telling = False
-
-    def _commit_run(self, j: int, started: int) -> None:
-        """Commit the first ``j`` iterations of the continuation in flight, log the first
-        ``started`` of them (``j``, or one more when the horizon falls inside an iteration) and
-        tell the router of completions in them not yet told."""
-        p, self._plan = self._plan, None
-        assert p is not None
-        st, r, log = self.state, self.state.reqs, self.log
-        run, ends = p.run, p.ends
-        if started:
-            log.run(float(ends[0]), p.seconds, ends[1:], p.seqs, KVSpan(p.used0, p.blocks, p.slack, p.rem), started, j, p.ctx,
-                    p.flops, p.nbytes)
-        late = []  # completions the router has not been told of yet, in the order they happened
-        if p.told < 0 and p.done0.size:
-            late.append(p.done0)
-        if j:
-            if p.uniform:  # every gap of iteration m is ends[m] - ends[m - 1]
-                log.run_gaps(ends[:j + 1], p.seqs[:j])
-            else:
-                log.gaps(float(ends[1]), ends[1] - r.last_token[run])
-                if j > 1:
-                    log.run_gaps(ends[1:j + 1], p.seqs[1:j])
-            rem, done = p.rem, None
-            if j < p.first:  # none completed: every request did all j
-                taken = self._advance(p, j, p.comp + j, float(ends[j]))
-            else:
-                jj = np.minimum(rem, j)  # iterations each request did
-                taken = self._advance(p, jj, p.comp + jj, ends[jj])
-                done = rem <= j
-            if taken is not None:
-                st.free_blocks -= sum(taken.tolist())
-            if done is not None:
-                d = run[done]
-                self._complete(d, ends[rem[done]], run[~done])
-                if p.told >= 0:  # some were told at their own time
-                    d = d[rem[done] > p.told]
-                if d.size:
-                    late.append(d)
-        for d in late:
-            self.on_finish(st.index, d)
-
-    def _advance(self, p: _Plan, did: np.ndarray | int, comp: np.ndarray, last: np.ndarray | float) -> np.ndarray | None:
-        """Advance the plan's requests by ``did`` decode iterations each, to ``comp`` computed
-        tokens and their last token at ``last``; return the KV blocks each took (grow mode)."""
-        r, run = self.state.reqs, p.run
-        r.computed[run] = comp
-        r.generated[run] += did
-        r.num_tokens[run] = comp + _ONE  # decoding: one token more than computed
-        r.last_token[run] = last
-        if p.slack is None:
-            return None
-        # Each running request holds ceil(computed / block size) blocks (what slack < block size says).
-        held = blocks_for(comp, self._bs)
-        r.blocks[run] = held
-        return held - p.blocks
-
-    def _complete(self, done: np.ndarray, t: float | np.ndarray, rest: np.ndarray | None = None) -> None:
-        """Requests ``done`` completed at ``t`` (one time, or one each): their blocks freed, out of
-        the running batch (``rest``, when the caller has it already); the caller tells the router."""
-        r, st = self.state.reqs, self.state
-        r.status[done] = COMPLETED
-        r.finish[done] = t
-        st.free_blocks += sum(r.blocks[done].tolist())
-        r.blocks[done] = 0
-        st.run = st.run[r.status[st.run] == RUNNING] if rest is None else rest
+    def _shape(self, idx: np.ndarray, n: np.ndarray, comp: np.ndarray) -> tuple[BatchShape, np.ndarray, int]:
+        """The batch's shape for pricing (``n`` new tokens each over ``comp`` computed), which of
+        its requests prefill, and how many."""
+        pre = comp < self.state.reqs.prefill_target[idx]
+        prefills = np.count_nonzero(pre)
+        if prefills == idx.size:
+            return BatchShape(n, comp, _EMPTY), pre, prefills
+        if not prefills:
+            return BatchShape(_EMPTY, _EMPTY, comp + ONE), pre, prefills
+        if prefills == 1 and pre[-1]:  # one prefill, admitted last (the common case): slices
+            return BatchShape(n[-1:], comp[-1:], comp[:-1] + ONE), pre, prefills
+        return BatchShape(n[pre], comp[pre], comp[~pre] + ONE), pre, prefills
 
     def _commit(self, idx: np.ndarray, comp: np.ndarray, t: float) -> tuple[int, np.ndarray]:
         """Record the iteration's computed tokens at its end time ``t``; return the tokens emitted
@@ -518,12 +158,12 @@ class ReplicaEngine:
         emit = idx[comp == r.num_tokens[idx]]
         if not emit.size:
             return 0, emit
-        g = r.generated[emit] + _ONE
+        g = r.generated[emit] + ONE
         r.generated[emit] = g
         if emit.size == idx.size:  # all emitted (the common case): each now holds one token more than it computed
-            r.num_tokens[idx] = comp + _ONE
+            r.num_tokens[idx] = comp + ONE
         else:
-            r.num_tokens[emit] += _ONE
+            r.num_tokens[emit] += ONE
         counts = g.tolist()
         firsts = counts.count(1)  # emitted their first token: no gap before it
         if not firsts:
@@ -532,7 +172,7 @@ class ReplicaEngine:
             r.first_token[emit[-firsts:]] = t
             gaps = t - r.last_token[emit[:-firsts]]
         else:
-            later = g > _ONE
+            later = g > ONE
             r.first_token[emit[~later]] = t
             gaps = t - r.last_token[emit[later]]
         if gaps.size:
@@ -540,13 +180,5 @@ class ReplicaEngine:
         r.last_token[emit] = t
         done = emit[g == r.output[emit]]
         if done.size:
-            self._complete(done, t)
+            self.state.complete(done, t)
         return emit.size, done
-
-    def settle(self, horizon: float) -> None:
-        """At the end of a run cut at ``horizon``: commit the continuation iterations in flight
-        that ended before it and log the one running at it, as stepping one by one would have."""
-        if self._plan is None:
-            return
-        j = int(self._plan.ends.searchsorted(horizon, side="left")) - 1  # iteration 0 ended before it
-        self._commit_run(j, min(j + 1, self._cut))

@@ -86,12 +86,12 @@ class Run:
         e = s.engine
         self.states = [ReplicaState(k, self.total_blocks, self.reqs) for k in range(s.replicas)]
         self.max_out = s.router.max_outstanding_per_replica
-        # Completions inside a replica's plan (sim.core.replica) must reach what acts on them when they
+        # Completions inside a replica's plan (sim.core.plans) must reach what acts on them when they
         # happen: follow-up requests and the central queue need an event at that time; routing by
         # load among several replicas needs them only when it routes, so they wait in a heap it
         # drains first; one replica has no one to tell before the plan's iterations are committed.
         self.pending: list = []
-        # The next arrival the source will release (a hint for one replica's plans, see ReplicaEngine).
+        # The next arrival the source will release (a hint for one replica's plans, see sim.core.plans.Planner).
         self.next_arrival = [float("inf")]
         tell = ("events" if self.followers is not None or self.max_out is not None
                 else "pending" if s.replicas > 1 else "commit")
@@ -156,14 +156,14 @@ class Run:
         if self.reject[i]:
             r.status[i] = REJECTED
             self._ended(1)
-            self._releasefollowers(np.array([i]))
+            self._release_followers(np.array([i]))
             return
         # Completions inside plans up to now: those at this very time only if stepping would have
         # handled them first (their iteration's end scheduled before this arrival's event).
         pending, now = self.pending, self.env.now
         while pending and (pending[0][0] < now or (pending[0][0] == now and pending[0][1] < created[0])):
-            _, _, _, engine, plan, pos = heapq.heappop(pending)
-            engine._tell(plan, pos)
+            _, _, _, planner, plan, pos = heapq.heappop(pending)
+            planner.tell(plan, pos)
         if self.max_out is None and self.load.size == 1:  # one replica and no limit: nothing to choose
             self._send(i, 0, created)
             return
@@ -174,7 +174,7 @@ class Run:
             r.status[i] = WAITING  # arrived, held in the router's central queue
             heapq.heappush(self.central, (int(r.priority[i]), int(r.seq[i]), i))
 
-    def _releasefollowers(self, done: np.ndarray) -> None:
+    def _release_followers(self, done: np.ndarray) -> None:
         """Schedule the requests that follow ``done`` (next turns, a closed-loop user's next
         request): each arrives its think time after its predecessor ended (or was refused)."""
         if self.followers is None:
@@ -188,7 +188,7 @@ class Run:
 
     def _on_finish(self, replica: int, done: np.ndarray) -> None:
         self._ended(done.size)
-        self._releasefollowers(done)
+        self._release_followers(done)
         self.load[replica] -= done.size
         while self.central:
             eligible = self._eligible()

@@ -21,6 +21,8 @@ import heapq
 
 import numpy as np
 
+from sim.core.fast import total
+
 __all__ = ["COMPLETED", "PENDING", "REJECTED", "REJECT_REASONS", "RUNNING", "WAITING", "ReplicaState", "RequestState"]
 
 # Status codes held in RequestState.status. PENDING: not yet released by the source (at the end
@@ -97,6 +99,16 @@ class ReplicaState:
         self.run = np.empty(run.size + 1, np.int64)
         self.run[:-1] = run
         self.run[-1] = i
+
+    def complete(self, done: np.ndarray, t: float | np.ndarray, rest: np.ndarray | None = None) -> None:
+        """Requests ``done`` completed at ``t`` (one time, or one each): their blocks freed, out of
+        the running batch (``rest``: what remains of it, when the caller has it already)."""
+        r = self.reqs
+        r.status[done] = COMPLETED
+        r.finish[done] = t
+        self.free_blocks += total(r.blocks[done])
+        r.blocks[done] = 0
+        self.run = self.run[r.status[self.run] == RUNNING] if rest is None else rest
 
     def preempt(self, pos: int) -> None:
         """Preempt ``run[pos]`` by recompute: free its blocks and queue it again; its prompt and

@@ -1,7 +1,7 @@
 """What routing policies see of the replicas: one read-only view, true at the current simulated
 time.
 
-A replica's own state runs ahead of time while a plan is in flight (:mod:`sim.core.replica` commits
+A replica's own state runs ahead of time while a plan is in flight (:mod:`sim.core.plans` commits
 a run of decode iterations at once), so policies never read it directly: :class:`ReplicaViews`
 asks each replica for what stepping one iteration at a time would show now
 (:meth:`~sim.core.replica.ReplicaEngine.view`), lazily, only for the replicas and fields a policy

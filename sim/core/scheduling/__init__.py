@@ -18,7 +18,7 @@ __all__ = ["BatchScheduler", "PlanClaim", "make_scheduler", "plan_claim"]
 
 class BatchScheduler(Protocol):
     """Forms each iteration's batch. Optionally claims how its batches repeat, so that the engine
-    may plan ahead (:mod:`sim.core.replica`): a class attribute ``decode_run``, ``"grow"`` when, once
+    may plan ahead (:mod:`sim.core.plans`): a class attribute ``decode_run``, ``"grow"`` when, once
     every running request decodes, the following iterations would decode every running request,
     each taking KV blocks as it grows, until an arrival or a block shortage (or, while requests
     wait that such an iteration could not admit, until the first completion); ``"reserved"`` when

@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from sim.core.fast import constant, total
 from sim.core.state import ReplicaState
 
 __all__ = ["Want", "blocks_for", "grow_or_preempt"]
@@ -15,8 +16,7 @@ __all__ = ["Want", "blocks_for", "grow_or_preempt"]
 Want = Callable[[ReplicaState], tuple[np.ndarray, np.ndarray, int]]
 
 
-# (block size - 1, block size) as 0-d int64 arrays, per block size: numpy resolves a Python int
-# operand's type on every operation, at twice the cost of the operation on a batch's ~40 elements.
+# (block size - 1, block size) as 0-d constants (sim.core.fast.constant), made once per block size.
 _CONSTANTS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -28,7 +28,7 @@ def blocks_for(tokens: np.ndarray | int, block_size: int) -> np.ndarray | int:
         return (tokens + (block_size - 1)) // block_size
     c = _CONSTANTS.get(block_size)
     if c is None:
-        c = _CONSTANTS[block_size] = (np.array(block_size - 1), np.array(block_size))
+        c = _CONSTANTS[block_size] = (constant(block_size - 1), constant(block_size))
     return (tokens + c[0]) // c[1]
 
 
@@ -42,19 +42,19 @@ def grow_or_preempt(rep: ReplicaState, want: Want, block_size: int) -> tuple[np.
     """
     # On the engine's hot path (once per iteration, ~40 requests): each numpy call costs about a
     # microsecond whatever the size, so the blocks each request holds after the iteration are one
-    # np.maximum of what it needs and what it has, and integer sums go through Python lists.
+    # np.maximum of what it needs and what it has, and integer sums are sim.core.fast.total.
     r = rep.reqs
     preempted = False
     while True:
         run = rep.run
-        n, end, total = want(rep)
+        n, end, tokens = want(rep)
         have = r.blocks[run]
         hold = np.maximum(blocks_for(end, block_size), have)
-        need = sum((hold - have).tolist())
+        need = total(hold - have)
         if need <= rep.free_blocks:
             if need:
                 r.blocks[run] = hold
                 rep.free_blocks -= need
-            return n, total, preempted
+            return n, tokens, preempted
         rep.preempt(rep.victim())
         preempted = True

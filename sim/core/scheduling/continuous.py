@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from sim.core.fast import total
 from sim.core.scheduling.blocks import blocks_for, grow_or_preempt
 from sim.core.state import ReplicaState
 
@@ -22,7 +23,7 @@ __all__ = ["ContinuousScheduler"]
 
 @dataclass(frozen=True)
 class ContinuousScheduler:
-    # Plans (sim.core.replica): once every running request decodes, each iteration decodes them all (at
+    # Plans (sim.core.plans): once every running request decodes, each iteration decodes them all (at
     # most ``budget`` of them) until an arrival or a preemption; with nothing waiting, a completion
     # changes only who is running; a waiting request that a decode-only batch could not admit stays
     # blocked until a completion (the budget and slots left are the same, free blocks only fewer).
@@ -44,13 +45,13 @@ class ContinuousScheduler:
         num = r.num_tokens[run]
         comp = r.computed[run]
         rem = num - comp
-        total = sum(rem.tolist())
-        if total <= self.budget:  # the common case: every request gets all it still needs
-            return rem, num, total
+        wanted = total(rem)
+        if wanted <= self.budget:  # the common case: every request gets all it still needs
+            return rem, num, wanted
         # Sequential budget in admission order, vectorised: each takes what is left after those before it.
         before = np.cumsum(rem) - rem
         n = np.minimum(rem, np.maximum(self.budget - before, 0))
-        return n, comp + n, sum(n.tolist())
+        return n, comp + n, total(n)
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         r = rep.reqs

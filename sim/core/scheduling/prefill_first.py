@@ -26,7 +26,7 @@ def _one_each(rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
 
 @dataclass(frozen=True)
 class PrefillFirstScheduler:
-    # Plans (sim.core.replica): when no prompt could be admitted, none can until an arrival or a
+    # Plans (sim.core.plans): when no prompt could be admitted, none can until an arrival or a
     # completion (free blocks only shrink), so decodes of every running request repeat.
     decode_run: ClassVar[str] = "grow"
     max_num_seqs: int

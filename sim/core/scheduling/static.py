@@ -21,7 +21,7 @@ __all__ = ["StaticScheduler"]
 
 @dataclass(frozen=True)
 class StaticScheduler:
-    # Plans (sim.core.replica): a batch in flight decodes, its blocks reserved, until its last request
+    # Plans (sim.core.plans): a batch in flight decodes, its blocks reserved, until its last request
     # completes, whatever waits.
     decode_run: ClassVar[str] = "reserved"
     max_num_seqs: int
