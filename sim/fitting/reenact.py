@@ -13,7 +13,8 @@ How a run is re-enacted (the semantics of vLLM's benchmark client):
   the n-th request is sent at exactly n/λ, as vLLM's client does.
 - Fixed ``input_tokens`` and ``output_tokens`` per request (the row's means for a dataset whose
   lengths vary).
-- Metrics as the client computes them: TTFT per request; TPOT per request as
+- Metrics as the client computes them, by :func:`sim.results.benchmark.client_metrics` (the
+  definitions of the summary's ``benchmark`` block): TTFT per request; TPOT per request as
   (latency − TTFT)/(output − 1); mean ITL as the mean of all gaps between tokens; percentiles by
   linear interpolation; throughput as output tokens (or requests) over the benchmark's duration,
   from the start to the last response.
@@ -53,6 +54,7 @@ import pyarrow as pa
 from calibration.catalog import MODELS
 from calibration.measured import COEFFICIENTS, ProfileRecord, profile_name, seconds_of
 from sim.fitting.benchmark_csv import BenchmarkRow
+from sim.results.benchmark import client_metrics
 
 __all__ = ["SimulationTask", "benchmark_metrics", "benchmark_requests", "engine_dict", "profile_record",
            "run_simulation_task", "scenario_data", "simulate_benchmark", "simulation_plan"]
@@ -123,18 +125,6 @@ def benchmark_requests(row: BenchmarkRow, n: int, seed: int, replicate: int = 0)
     })
 
 
-def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
-    """Quantile ``q`` (0..1) of ``x`` with weights ``w``, interpolating linearly: with equal weights
-    exactly ``numpy.percentile``'s default (the benchmark client's)."""
-    o = np.argsort(x, kind="stable")
-    xs, ws = x[o], w[o]
-    cw = np.cumsum(ws)
-    span = cw[-1] - ws[-1]
-    if span <= 0:
-        return float(xs[-1])
-    return float(np.interp(q, (cw - ws) / span, xs))
-
-
 def benchmark_metrics(requests: pa.Table, row: BenchmarkRow) -> dict[str, Any]:
     """The benchmark client's metrics of a simulated run (``SimResult.requests``) of ``row``.
 
@@ -182,21 +172,10 @@ def benchmark_metrics(requests: pa.Table, row: BenchmarkRow) -> dict[str, Any]:
                         f"over the run and {n} simulated requests understate the latency of {total}; simulate all "
                         "of them (raise max_requests and iteration_budget)")
         makespan += (total - n) * per_request
-    res: dict[str, Any] = {
-        "output_tokens_per_s": float(np.dot(w, out)) / makespan,
-        "requests_per_s": float(w.sum()) / makespan,
-        "ttft_mean_s": float(np.dot(w, ttft) / w.sum()),
-        "ttft_p50_s": _weighted_quantile(ttft, w, 0.5),
-        "ttft_p99_s": _weighted_quantile(ttft, w, 0.99),
-    }
-    many = out > 1
-    if many.any():
-        tpot = (e2e[many] - ttft[many]) / (out[many] - 1)
-        wm = w[many]
-        res["tpot_mean_s"] = float(np.dot(wm, tpot) / wm.sum())
-        res["tpot_p50_s"] = _weighted_quantile(tpot, wm, 0.5)
-        res["tpot_p99_s"] = _weighted_quantile(tpot, wm, 0.99)
-        res["itl_mean_s"] = float(np.dot(wm, e2e[many] - ttft[many]) / np.dot(wm, out[many] - 1))
+    m = client_metrics(ttft, e2e, out, makespan, weights=w, qs=(50, 99))
+    res: dict[str, Any] = {"output_tokens_per_s": m["output_tokens_per_s"], "requests_per_s": m["requests_per_s"]}
+    for name in ("ttft", "tpot", "itl"):
+        res.update({f"{name}_{stat}_s": v for stat, v in m[name].items() if v is not None})
     res["note"] = note
     return res
 

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -38,6 +39,7 @@ from calibration.spec import roofline_of
 from sim.config import Scenario
 from sim.results.cost import cost_of
 from sim.core.iteration_log import ITERATION_COLUMNS
+from sim.results.benchmark import benchmark_block
 from sim.results.metrics import busy_seconds, itl_stats, latency_stats
 from sim.results.waste import waste_of
 from sim.results.windows import window_sums
@@ -414,6 +416,7 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
     load = _load(r, lo, hi, dur)
     # Refusals by reason, in the order reasons first occur.
     rejected = r.status == REJECTED
+    in_flight = int(((r.status == WAITING) | (r.status == RUNNING)).sum())
     codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
     reasons = {REJECT_REASONS[int(codes[i])]: int(counts[i]) for i in np.argsort(first)}
 
@@ -445,7 +448,7 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
             "not_arrived": int((r.status == PENDING).sum()),
             "completed": int(done.sum()),
             "rejected": int(rejected.sum()),
-            "in_flight": int(((r.status == WAITING) | (r.status == RUNNING)).sum()),
+            "in_flight": in_flight,
             "rejected_by_reason": reasons,
             "measured": int(measured.sum()),
             "preemptions": int(r.preemptions.sum()),
@@ -472,6 +475,9 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "truncated_requests": truncated,
         "mean_in_system": float(overlap[admitted].sum() / dur),
         "per_class": per_class,
+        # After the window's gaps are let go: it sorts the whole run's.
+        "benchmark": benchmark_block(r.arrival, done, q.ttft, q.e2e, r.output, r.prompt, r.finish,
+                                     partial(_itl_samples, engines), in_flight),
         "simulated_s": end,
         "iterations": sum(int(it["start_s"].size) for it in per_replica),
         "windows": windows,

@@ -21,9 +21,10 @@ from typing import Literal, TypedDict
 
 from calibration.profile import ProvenanceKind
 
-__all__ = ["BusyFraction", "ClassSummary", "CloudCost", "Cost", "Latencies", "LatencyStats", "Load", "OwnedCost",
-           "Power", "ProfileProvenance", "RequestCounts", "Summary", "Throughput", "Utilisation", "Waste",
-           "WasteGpuSeconds", "WasteReferenceBlock", "WasteShares", "WasteWindows", "Window", "Windows"]
+__all__ = ["Benchmark", "BusyFraction", "ClassSummary", "ClientStats", "CloudCost", "Cost", "Latencies",
+           "LatencyStats", "Load", "OwnedCost", "Power", "ProfileProvenance", "RequestCounts", "Summary", "Throughput",
+           "Utilisation", "Waste", "WasteGpuSeconds", "WasteReferenceBlock", "WasteShares", "WasteWindows", "Window",
+           "Windows"]
 
 
 class ProfileProvenance(TypedDict):
@@ -132,6 +133,34 @@ class ClassSummary(TypedDict):
     e2e: LatencyStats
     slo_attainment: float | None  # share of them meeting every SLO of the class; None when none
     goodput_requests_per_s: float  # completed in the window meeting every SLO, per second
+
+
+class ClientStats(TypedDict):
+    """Mean and percentiles of one per-request metric as a benchmark client computes them, in
+    seconds; ``None`` when there is nothing to compute them from."""
+
+    mean: float | None  # plain mean (itl: over every gap, from per-request sums)
+    p50: float | None  # 50th percentile, numpy's linear interpolation
+    p90: float | None  # 90th percentile
+    p99: float | None  # 99th percentile
+
+
+class Benchmark(TypedDict):
+    """The run as a serving benchmark's client reports it (vLLM's ``benchmark_serving`` definitions,
+    :mod:`sim.results.benchmark`): no window, from the first arrival to the last token of a
+    completed request, completed requests only. ``None`` where no request completed."""
+
+    duration_s: float | None  # first arrival -> last token of a completed request
+    completed: int  # requests completed (all of the run, warm-up included)
+    input_tokens: int  # their prompt tokens
+    output_tokens: int  # their output tokens
+    requests_per_s: float | None  # completed / duration_s
+    input_tokens_per_s: float | None  # input_tokens / duration_s
+    output_tokens_per_s: float | None  # output_tokens / duration_s
+    ttft_s: ClientStats  # arrival -> first token, per completed request
+    tpot_s: ClientStats  # (e2e - ttft) / (output_tokens - 1), per completed request with output_tokens > 1
+    itl_s: ClientStats  # gaps between consecutive tokens of completed requests, pooled (see note)
+    note: str  # what it covers, in words, and where it is approximate
 
 
 class Windows(TypedDict):
@@ -276,6 +305,7 @@ class Summary(TypedDict):
     truncated_requests: int  # requests cut to fit the model's context when the workload was drawn
     mean_in_system: float  # time-average number of requests in the system over the window (Little's law)
     per_class: dict[str, ClassSummary]  # workload class name -> its statistics, in the scenario's order
+    benchmark: Benchmark  # the run as a benchmark client reports it: first arrival to last token, no window
     simulated_s: float  # end of the run: horizon_s when work was left there, else the last iteration's end (or arrival)
     iterations: int  # engine iterations recorded, all replicas
     windows: Windows  # what the replicas did per piece of the window (cost.window_s)
