@@ -5,6 +5,11 @@ its source and date, and are validated into the frozen types below the first tim
 for them (no work at import). A user adds a model from a Hugging Face ``config.json``
 (:func:`model_from_hf_config`) and overrides any GPU figure in a scenario's ``profile``.
 
+A model entry may be an **alias**: ``alias_of = "other"`` with its own ``name`` and ``source`` and
+no figures. It loads as ``other``'s architecture under its own key (``alias_of`` set), so the name
+is accepted wherever a model name is, and the figures live in one place: a release that reuses an
+architecture (Llama-3.3-70B is Llama-3.1-70B's) cannot drift from it.
+
 Precision names used throughout: ``bf16``, ``fp16``, ``fp8``, ``int8``, ``int4``, ``fp4``.
 """
 
@@ -21,7 +26,8 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
 __all__ = ["GPU", "GPUS", "KV_CACHE_DTYPES", "MODELS", "QUANTIZATIONS", "CatalogError", "ModelArch",
-           "Quantization", "ResolvedPrecision", "close_matches", "model_from_hf_config", "resolve_precision"]
+           "Quantization", "ResolvedPrecision", "close_matches", "model_from_hf_config", "resolve_precision",
+           "same_architecture"]
 
 _Strict = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -129,6 +135,7 @@ class ModelArch(BaseModel):
     experts: StrictInt = Field(1, ge=1, description="expert MLPs per layer (1: dense)")
     experts_per_token: StrictInt = Field(1, ge=1)
     source: str = Field(min_length=1)
+    alias_of: str | None = Field(None, description="the catalog model whose architecture this name shares")
 
     @model_validator(mode="after")
     def _valid(self) -> ModelArch:
@@ -275,12 +282,34 @@ class _Lazy(Mapping[str, T], Generic[T]):
                 if not isinstance(body, dict):
                     raise CatalogError(f"calibration/data/{self._file}: {key} = {body!r}: every entry is a "
                                        f"table, e.g. [{key}] followed by its figures")
+                if "alias_of" in body and "alias_of" in self._model.model_fields:
+                    body = self._aliased(key, body, raw)
                 try:
                     out[key] = self._model.model_validate({"key": key, **body})
                 except ValidationError as e:
                     raise CatalogError(f"calibration/data/{self._file}: [{key}]: {_one_line(e)}") from None
             self._data = out
         return self._data
+
+    def _aliased(self, key: str, body: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+        """An alias entry's figures: those of the entry it names, with its own name and source."""
+        where = f"calibration/data/{self._file}: [{key}]"
+        target = body["alias_of"]
+        if not isinstance(raw.get(target), dict):
+            raise CatalogError(f"{where}: alias_of = {target!r}: no such {self._kind} in this file"
+                               f"{close_matches(str(target), raw)}")
+        if "alias_of" in raw[target]:
+            raise CatalogError(f"{where}: alias_of = {target!r} is itself an alias; name the entry it stands for "
+                               f"({raw[target]['alias_of']!r})")
+        extra = sorted(set(body) - {"alias_of", "name", "source"})
+        if extra:
+            raise CatalogError(f"{where}: {', '.join(extra)}: an alias takes every figure from [{target}]; give only "
+                               "alias_of, name and source")
+        missing = sorted({"name", "source"} - set(body))
+        if missing:  # the target's would say the wrong release
+            raise CatalogError(f"{where}: {', '.join(missing)}: required key is missing; an alias names its own "
+                               "release and where it says it shares the architecture")
+        return {**raw[target], **body}
 
     def __getitem__(self, name: str) -> T:
         data = self._load()
@@ -320,6 +349,14 @@ def _one_line(e: ValidationError) -> str:
 GPUS: Mapping[str, GPU] = _Lazy("hardware", "gpus.toml", GPU)
 MODELS: Mapping[str, ModelArch] = _Lazy("model", "models.toml", ModelArch)
 QUANTIZATIONS: Mapping[str, Quantization] = _Lazy("quantization", "quantizations.toml", Quantization)
+
+
+def same_architecture(model: str) -> tuple[str, ...]:
+    """The catalog names that describe ``model``'s architecture: itself, then the model it is an
+    alias of (profiles filed under either price it). A name the catalog does not hold (a
+    config.json path) is only itself."""
+    target = MODELS[model].alias_of if model in MODELS else None
+    return (model,) if target is None else (model, target)
 
 
 def model_from_hf_config(path: str | Path) -> ModelArch:

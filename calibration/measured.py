@@ -27,6 +27,16 @@ KV capacity and the FLOPs/bytes reported per iteration (for MFU/MBU) come from t
 memory and roofline model of the same (model, quantization, hardware, tp); only the seconds are
 measured. On disk a profile is ``NAME.json`` (coefficients, validity range, held-out error,
 provenance) beside ``NAME.parquet`` (the raw measurements).
+
+**KV precision.** c_dc prices reading one cached token's K and V at the precision the measurements
+held them in (:attr:`ProfileRecord.kv_bytes_per_element`); a scenario that stores KV at another
+precision (``kv_cache_dtype``) reads kv_bytes / kv_bytes_measured as many bytes per token, so the
+profile prices its KV reads (decode contexts and prefill chunks' cached prefixes alike) at
+c_dc · kv_bytes / kv_bytes_measured. Left at auto, reads are priced as measured (a CPU harness's
+float32 cache is what its own serving loop reads). The rest is unchanged: attention's FLOPs (c_pf) run in 16
+bits whatever the cache holds, as the roofline's do. This assumes the measured c_dc is all memory
+traffic, which it is on a GPU: decode attention does 2·(heads / kv_heads) / kv_bytes FLOPs per byte
+read (4-16 for Llama-3's grouped-query attention), far below a datacenter GPU's ridge of ~300.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from calibration.catalog import KV_CACHE_DTYPES, same_architecture
 from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, prefill_sums, size_rows
 from calibration.roofline import RooflineProfile
 
@@ -56,6 +67,10 @@ COEFFICIENTS = ("t0", "c_head", "w", "c_lin", "c_tok", "c_seq", "c_pf", "c_dc")
 # Absent: the plain max; the chunk's own pairs priced at c_pf; the LM head linear in sequences.
 OPTIONAL = ("knee", "c_pf_self", "head_w")
 FORMAT_VERSION = 1
+# Bytes per element of the KV-cache precisions a record's ``meta["kv_cache_dtype"]`` may name: a
+# scenario's names, and the torch dtype names the harness writes.
+KV_DTYPE_BYTES: dict[str, float] = {**KV_CACHE_DTYPES, "fp32": 4.0, "float32": 4.0, "bfloat16": 2.0, "float16": 2.0,
+                                    "float8_e4m3fn": 1.0, "float8_e5m2": 1.0}
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,15 @@ class ProfileRecord:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @property
+    def kv_bytes_per_element(self) -> float:
+        """Bytes per KV-cache element in the measurements c_dc was fitted to: ``meta["kv_cache_dtype"]``
+        where the writer recorded it (the harness and the operator-table fits do), else 2: a record
+        that names none is a 16-bit one. A benchmark fit's records name none, and rightly: its
+        candidates price each row's KV reads from 16 bits to the row's scenario precision, so the c_dc
+        it fits is a 16-bit one whatever cache the benchmark held."""
+        return KV_DTYPE_BYTES[self.meta.get("kv_cache_dtype", "fp16")]
+
+    @property
     def poor(self) -> bool:
         """Labelled a poor fit (``meta["quality"] == "poor"``): kept although its fit error was
         above the threshold (``capsim calibrate --from-benchmarks --keep-poor-fit``)."""
@@ -114,6 +138,10 @@ class ProfileRecord:
                 if (tok.size < 2 or tok.shape != sec.shape or not np.isfinite(sec).all() or (sec <= 0).any()
                         or (np.diff(tok) <= 0).any() or tok[0] < 1):
                     raise ValueError("linear_table needs >= 2 increasing token counts >= 1 with seconds > 0")
+            kv = data.get("meta", {}).get("kv_cache_dtype")
+            if kv is not None and kv not in KV_DTYPE_BYTES:
+                raise ValueError(f"meta.kv_cache_dtype = {kv!r}: unknown KV precision; known: "
+                                 f"{', '.join(sorted(KV_DTYPE_BYTES))}")
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (json.JSONDecodeError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: not a capsim profile ({e})") from None
@@ -131,27 +159,44 @@ def poor_fit_note(record: ProfileRecord) -> str | None:
 class MeasuredProfile:
     """A profile whose seconds come from a fit to measurements; memory, FLOPs and bytes from the
     catalog model of the same configuration (``base``). ``note``: a warning about how it was
-    chosen (``kind: auto`` skipping a poor profile), shown in its provenance."""
+    chosen (``kind: auto`` skipping a poor profile), shown in its provenance. ``kv_as_measured``:
+    the scenario left ``kv_cache_dtype`` at auto, so KV reads are priced as measured (c_dc as fitted,
+    whatever precision the measurements held: a CPU harness's float32 KV is what its real loop
+    reads); a named precision rescales them (module docstring)."""
 
     record: ProfileRecord
     base: RooflineProfile
     note: str = ""
+    kv_as_measured: bool = False
 
     def __post_init__(self) -> None:
         table = self.record.linear_arrays()
         object.__setattr__(self, "_table", None if table is None else LinearTable(table))
-        object.__setattr__(self, "_seconds", scalar_seconds(self.record.coefficients, self.record.layers, self._table))
+        coef = self.record.coefficients
+        if self.kv_read_scale != 1.0:  # the record's own coefficients, untouched, where the precisions agree
+            coef = {**coef, "c_dc": coef["c_dc"] * self.kv_read_scale}
+        # The coefficients this profile prices with: the record's, c_dc at the scenario's KV precision.
+        object.__setattr__(self, "_coefficients", coef)
+        object.__setattr__(self, "_seconds", scalar_seconds(coef, self.record.layers, self._table))
         # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
         object.__setattr__(self, "_decode_sizes", np.empty((4, 0)))
         # decode_steps's scalar operands as 0-d arrays: the same products, without numpy resolving
         # a Python float's type on every operation (which doubles its cost on a plan's arrays).
         object.__setattr__(self, "_kv_terms", (np.array(self.record.layers, np.float64),
-                                               np.array(self.record.coefficients["c_dc"], np.float64)))
+                                               np.array(coef["c_dc"], np.float64)))
 
-    def __reduce__(self) -> tuple[type, tuple[ProfileRecord, RooflineProfile, str]]:
+    @property
+    def kv_read_scale(self) -> float:
+        """Bytes per KV element the scenario stores over those the measurements read (the base
+        roofline is built at the scenario's ``kv_cache_dtype``): the factor on c_dc; 1 at auto."""
+        if self.kv_as_measured:
+            return 1.0
+        return self.base.kv_bytes_per_element / self.record.kv_bytes_per_element
+
+    def __reduce__(self) -> tuple[type, tuple[ProfileRecord, RooflineProfile, str, bool]]:
         # Pickled and copied as what it is built from: what __post_init__ derives (a closure
         # among it) is derived again.
-        return type(self), (self.record, self.base, self.note)
+        return type(self), (self.record, self.base, self.note, self.kv_as_measured)
 
     @property
     def provenance(self) -> Provenance:
@@ -163,6 +208,10 @@ class MeasuredProfile:
         # Warnings first, where a reader of the run summary sees them before the long source.
         warnings = [w for w in (poor_fit_note(r), self.note) if w]
         source = f"{r.source} ({err})" if err else r.source
+        if self.kv_read_scale != 1.0:  # said only where it applies: other runs' summaries stay as they were
+            assumptions["kv_read_scale"] = self.kv_read_scale
+            source += (f"; KV reads (c_dc) x{self.kv_read_scale:g}: {self.base.kv_bytes_per_element * 8:g}-bit KV "
+                       f"against the {r.kv_bytes_per_element * 8:g}-bit KV measured")
         return Provenance(kind=r.kind, source="; ".join([*warnings, source]), assumptions=assumptions)
 
     def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
@@ -194,7 +243,7 @@ class MeasuredProfile:
         alone, from the scalar code :meth:`step` runs: the seconds outside the layers, one
         layer's seconds before its KV reads (:func:`seconds_parts` with :meth:`step`'s operands),
         and the base roofline's FLOPs and bytes of the linear layers and LM head."""
-        outside, layer = seconds_parts(self.record.coefficients, 0.0 + seqs, float(seqs), 0.0,
+        outside, layer = seconds_parts(self._coefficients, 0.0 + seqs, float(seqs), 0.0,  # type: ignore[attr-defined]
                                        self._table, 0.0)  # type: ignore[attr-defined]
         _, flops, nbytes = self.base._dense_part(seqs, seqs)
         return outside, layer, flops, nbytes
@@ -436,12 +485,15 @@ _KIND_RANK = {"measured": 0, "derived-from-measured": 1}
 def find_profile(model: str, quantization: str, hardware: str, tp: int, dirs: Iterable[str | Path], *,
                  skip_poor: bool = False) -> tuple[Path, ProfileRecord] | None:
     """The best profile for the configuration in ``dirs`` (earlier directories first), measured
-    before derived-from-measured; None when none matches. ``skip_poor``: pass over profiles
-    labelled a poor fit (:attr:`ProfileRecord.poor`), as ``kind: auto`` does."""
-    hits = [(i, _KIND_RANK.get(r.kind, 9), f, r) for i, (f, r) in enumerate(list_profiles(dirs))
-            if (r.model, r.quantization, r.hardware, r.tp) == (model, quantization, hardware, tp)
+    before derived-from-measured; None when none matches. A catalog alias also finds the profiles
+    of the model it names (the same architecture runs the same kernels), after its own name's.
+    ``skip_poor``: pass over profiles labelled a poor fit (:attr:`ProfileRecord.poor`), as
+    ``kind: auto`` does."""
+    names = same_architecture(model)
+    hits = [(_KIND_RANK.get(r.kind, 9), i, r.model != model, f, r) for i, (f, r) in enumerate(list_profiles(dirs))
+            if r.model in names and (r.quantization, r.hardware, r.tp) == (quantization, hardware, tp)
             and not (skip_poor and r.poor)]
     if not hits:
         return None
-    _, _, f, r = min(hits, key=lambda h: (h[1], h[0]))
+    *_, f, r = min(hits, key=lambda h: h[:3])
     return f, r

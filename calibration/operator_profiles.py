@@ -12,7 +12,10 @@ For a catalog configuration (model, quantization, GPU, TP) the profile's terms c
   the scheme resolves to (``derived-from-measured``).
 - **Attention**: the measured attention fit when the shape matches, else scaled from it: decode
   per KV token by KV bytes per GPU and by the GPUs' measured bandwidth ratio, prefill per pair
-  by query heads per GPU and the measured compute-rate ratio.
+  by query heads per GPU and the measured compute-rate ratio. The tables' kernels read an fp16
+  KV cache, and the record says so (``meta["kv_cache_dtype"]``): a scenario's ``kv_cache_dtype``
+  rescales the KV reads when the profile prices (:class:`calibration.measured.MeasuredProfile`),
+  so one file serves every KV precision.
 - **All-reduce**: two per layer, α_p + message/β_p fitted to the GPU's NCCL timings at that TP.
 - **LM head**: a vocab × hidden/TP GEMM at the nearest measured GEMM's efficiency. **Embedding**:
   its measured line. **Per-iteration overhead** (scheduling, launch gaps; not in kernel timings):
@@ -276,8 +279,9 @@ def build_record(fits: dict[str, GpuFits], model: str, quantization: str, gpu: s
               f"(not in kernel timings); fitted {date}")
     validity = {"tokens_min": float(near.token_range[0]), "tokens_max": float(near.token_range[1]),
                 "context_max": 4096.0, "tp": float(tp)}
-    meta = {"source_tables": g.source, "gpu": gpu, "precision_measured": "fp16", "quantization": quantization,
-            "fitted": date, "layers_from": near.source_model, "layer_shapes_match": match is not None,
+    meta = {"source_tables": g.source, "gpu": gpu, "precision_measured": "fp16", "kv_cache_dtype": "fp16",
+            "quantization": quantization, "fitted": date, "layers_from": near.source_model,
+            "layer_shapes_match": match is not None,
             "gemm_heldout": {op: gf.heldout for op, gf in near.gemms.items()},
             "elementwise_heldout": {op: v[2] for op, v in near.elementwise.items()}, "notes": notes,
             "weights_fit": base.memory_shortfall_bytes(ReplicaSpec(tp=tp, gpu_memory_fraction=0.9, max_num_batched_tokens=8192)) <= 0}

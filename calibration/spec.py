@@ -26,7 +26,8 @@ class ExplicitProfileSpec(BaseModel):
     ``prefill_attention_s``·Σ c·(p + c/2) + ``decode_attention_s``·Σ l, where tokens are the
     prefill chunk tokens plus one per decode sequence, c and p a prefill chunk's length and start
     position, and l a decode sequence's context length. ``fixed_s`` and ``per_token_s`` must not
-    both be 0. Provenance ``explicit``: no FLOPs or bytes, so no MFU, MBU or energy."""
+    both be 0. Provenance ``explicit``: no FLOPs or bytes, so no MFU, MBU or energy. The KV
+    capacity and read cost are the figures given, so ``kv_cache_dtype`` must stay 16-bit (auto)."""
 
     model_config = _Strict
     kind: Literal["explicit"] = Field(description="coefficients given inline")
@@ -117,9 +118,20 @@ def model_arch(model: str) -> ModelArch:
 
 def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str, hardware: str,
                   quantization: str, tp: int, kv_cache_dtype: str = "auto") -> Profile:
-    """Turn a validated profile spec into the profile the engine calls. ``kv_cache_dtype`` "auto"
-    stores KV at the activations' 16-bit precision (vLLM's default)."""
+    """Turn a validated profile spec into the profile the engine calls.
+
+    ``kv_cache_dtype`` sets the bytes of every cached K and V element ("auto": the activations'
+    16 bits, vLLM's default), which every profile with a memory model applies twice: to the KV
+    capacity and to the cost of reading the cache (the roofline's bytes; a measured profile's c_dc
+    rescaled from the precision it was measured at, unless left at auto: then read as measured). An explicit profile has no memory model: its
+    capacity and KV read cost are the scenario's own figures, so a precision other than 16 bits is
+    refused there rather than silently ignored."""
+    kv = 2.0 if kv_cache_dtype == "auto" else KV_CACHE_DTYPES[kv_cache_dtype]
     if isinstance(spec, ExplicitProfileSpec):
+        if kv != 2.0:
+            raise ValueError(f"kv_cache_dtype = {kv_cache_dtype!r}: an explicit profile takes its KV capacity "
+                             "(kv_capacity_tokens) and KV read cost (decode_attention_s) as written, so a KV precision "
+                             "would change nothing; write them for that precision and leave kv_cache_dtype at auto")
         return ExplicitProfile(spec.fixed_s, spec.per_token_s, spec.prefill_attention_s,
                                spec.decode_attention_s, spec.kv_capacity_tokens)
     if isinstance(spec, (MeasuredProfileSpec, AutoProfileSpec)):
@@ -139,7 +151,8 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
         base = build_profile(RooflineProfileSpec(), model=model, hardware=hardware, quantization=quantization, tp=tp,
                              kv_cache_dtype=kv_cache_dtype)
         if hit is not None:
-            return MeasuredProfile(record=hit[1], base=base, note=note)  # type: ignore[arg-type]
+            return MeasuredProfile(record=hit[1], base=base, note=note,  # type: ignore[arg-type]
+                                   kv_as_measured=kv_cache_dtype == "auto")
         if auto:
             return _NotedRoofline(**{f.name: getattr(base, f.name) for f in fields(base)}, note=note) if note else base
         have = ", ".join(f"{r.model}/{r.quantization}/{r.hardware}/tp{r.tp}" for _, r in list_profiles(dirs)) or "none"
@@ -153,7 +166,6 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
     if changed:
         gpu = gpu.model_copy(update=changed)
     precision = resolve_precision(QUANTIZATIONS[quantization], gpu)
-    kv = 2.0 if kv_cache_dtype == "auto" else KV_CACHE_DTYPES[kv_cache_dtype]
     return RooflineProfile(
         model=model_arch(model), gpu=gpu, tp=tp, precision=precision, kv_bytes_per_element=kv,
         compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency,

@@ -181,7 +181,9 @@ class Scenario(BaseModel):
                               "int4-awq, ...). Where the GPU lacks that matmul the scheme falls back the way engines "
                               "do (fp8 on an A100 runs weight-only) and the profile's provenance says so")
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = Field(
-        "auto", description="KV-cache precision; auto keeps the activations' 16 bits")
+        "auto", description="KV-cache precision; auto keeps the activations' 16 bits. It sets both the KV capacity "
+        "and the cost of reading the cache (fp8 holds twice the tokens and reads half the bytes per token) in every "
+        "profile kind but explicit, which takes both as written and refuses fp8")
     hardware: str = Field("h100-sxm", description="GPU type: a catalog GPU (`capsim catalog --kind hardware`)")
     tp: StrictInt = Field(1, ge=1, description="tensor-parallel degree: GPUs per replica. Must divide the model's "
                           "attention heads and KV heads (1, 2, 4, 8 for Llama-3.1-8B)")

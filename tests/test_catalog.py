@@ -14,22 +14,26 @@ from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 import calibration.catalog as catalog
 from calibration.catalog import (GPU, GPUS, KV_CACHE_DTYPES, MODELS, QUANTIZATIONS, CatalogError, ModelArch,
-                                 Quantization, model_from_hf_config, resolve_precision)
+                                 Quantization, model_from_hf_config, resolve_precision, same_architecture)
+from calibration.measured import find_profile, shipped_profile_dir
+from calibration.profile import BatchShape, ReplicaSpec
+from calibration.spec import AutoProfileSpec, build_profile
 
 DATA = Path(str(resources.files("calibration").joinpath("data")))
 
-REQUIRED_HARDWARE = ("a10g", "l4", "l40s", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200",
+REQUIRED_HARDWARE = ("a10g", "l4", "l40s", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "gh200", "b200",
                      "mi300x", "cpu-server")
 # Model-card parameter counts (Meta, Qwen and Mistral model cards).
 PUBLISHED_PARAMS = {
     "llama-2-7b": 6.74e9, "llama-2-70b": 68.98e9, "llama-3.1-8b": 8.03e9, "llama-3.1-70b": 70.6e9, "llama-3.1-405b": 405.9e9, "llama-3.2-1b": 1.24e9,
     "llama-3.2-3b": 3.21e9, "qwen2.5-7b": 7.62e9, "qwen2.5-72b": 72.7e9, "mistral-7b": 7.25e9,
-    "mixtral-8x7b": 46.7e9,
+    "mixtral-8x7b": 46.7e9, "mixtral-8x22b": 141e9, "llama-3.3-70b": 70.6e9,
 }
 REQUIRED_QUANTIZATIONS = ("bf16", "fp16", "fp8", "fp8-weight-only", "int8", "int4-awq")
 
@@ -65,6 +69,10 @@ def test_hardware_figures_are_dense_and_consistent():
     assert GPUS["mi300x"].tflops["fp8"] == 2614.9
     assert GPUS["a100-80gb"].memory_bytes == 81920 * 2**20   # nvidia-smi's 81920 MiB
     assert "fp8" not in GPUS["a100-40gb"].tflops and "fp4" not in GPUS["h200"].tflops
+    # GH200 as TensorRT-LLM measured it: the 96 GB HBM3 GPU (nvidia-smi 97871 MiB) at 4 TB/s, GH100 compute.
+    gh = GPUS["gh200"]
+    assert gh.memory_bytes == pytest.approx(97871 * 2**20, rel=1e-4) and gh.hbm_tb_s == 4.0
+    assert gh.tflops == GPUS["h100-sxm"].tflops
     cpu = GPUS["cpu-server"]
     assert cpu.kind == "cpu"
     assert cpu.tflops["fp32"] == pytest.approx(32 * 3.25e9 * 32 / 1e12)       # cores x clock x FLOP/clk
@@ -101,6 +109,31 @@ def test_mixtral_total_and_active_parameters():
     assert m.params - m.active_params == 32 * 6 * 3 * 4096 * 14336
     dense = MODELS["mistral-7b"]
     assert dense.params == dense.active_params and not dense.is_moe
+    big = MODELS["mixtral-8x22b"]  # model card: 141B in total, 39B active
+    assert (big.experts, big.experts_per_token, big.layers, big.head_dim * big.heads) == (8, 2, 56, big.hidden)
+    assert big.active_params == pytest.approx(39e9, rel=0.015)
+    assert big.params - big.active_params == 56 * 6 * 3 * 6144 * 16384
+
+
+def test_an_alias_is_its_targets_architecture_under_its_own_name():
+    """llama-3.3-70b is Llama-3.1-70B's architecture with other weights: every figure the same, its
+    own name and source, and the profiles of the model it names found for it."""
+    alias, target = MODELS["llama-3.3-70b"], MODELS["llama-3.1-70b"]
+    shapes = {"key", "name", "source", "alias_of"}
+    assert alias.model_dump(exclude=shapes) == target.model_dump(exclude=shapes)
+    assert (alias.key, alias.alias_of, target.alias_of) == ("llama-3.3-70b", "llama-3.1-70b", None)
+    assert alias.name == "Llama-3.3-70B-Instruct" and "Llama-3.3" in alias.source
+    assert same_architecture("llama-3.3-70b") == ("llama-3.3-70b", "llama-3.1-70b")
+    assert same_architecture("llama-3.1-70b") == ("llama-3.1-70b",)
+    assert same_architecture("./config.json") == ("./config.json",)
+    hit = find_profile("llama-3.3-70b", "fp16", "h100-sxm", 4, [shipped_profile_dir()])
+    assert hit is not None and hit[1].model == "llama-3.1-70b"
+    # Priced as its target is, by the same (measured) profile.
+    new, old = (build_profile(AutoProfileSpec(kind="auto"), model=m, hardware="h100-sxm", quantization="fp16", tp=4)
+                for m in ("llama-3.3-70b", "llama-3.1-70b"))
+    batch = BatchShape(np.array([300]), np.array([1000]), np.full(24, 2500, np.int64))
+    assert new.provenance == old.provenance and new.step(batch) == old.step(batch)
+    assert new.kv_capacity_tokens(ReplicaSpec(4, 0.9, 8192)) == old.kv_capacity_tokens(ReplicaSpec(4, 0.9, 8192))
 
 
 def test_tied_embeddings_and_attention_biases():
@@ -151,6 +184,12 @@ max_context = 4096
 experts = 1
 experts_per_token = 1
 source = "test entry"
+"""
+GOOD_ALIAS = """
+[bad-alias]
+alias_of = "llama-3.1-70b"
+name = "Bad alias"
+source = "test alias"
 """
 GOOD_QUANT = """
 [bad-quant]
@@ -221,6 +260,16 @@ def test_the_copied_data_loads_as_it_is(tmp_path: Path, monkeypatch: pytest.Monk
      r"\[bad-model\]: vocab: required key is missing"),
     ("models.toml", GOOD_MODEL, 'source = "test entry"', 'source = "test entry"\nhidden_size = 512',
      r"\[bad-model\]: hidden_size = 512: Extra inputs are not permitted"),
+    ("models.toml", GOOD_ALIAS, 'alias_of = "llama-3.1-70b"', 'alias_of = "llama-3.1-7b"',
+     r"models\.toml: \[bad-alias\]: alias_of = 'llama-3\.1-7b': no such model in this file \(did you mean "),
+    ("models.toml", GOOD_ALIAS, 'alias_of = "llama-3.1-70b"', 'alias_of = "llama-3.3-70b"',
+     r"\[bad-alias\]: alias_of = 'llama-3\.3-70b' is itself an alias; name the entry it stands for "
+     r"\('llama-3\.1-70b'\)"),
+    ("models.toml", GOOD_ALIAS, 'source = "test alias"', 'source = "test alias"\nlayers = 81',
+     r"\[bad-alias\]: layers: an alias takes every figure from \[llama-3\.1-70b\]; give only alias_of, name and "
+     r"source"),
+    ("models.toml", GOOD_ALIAS, 'source = "test alias"', "",
+     r"\[bad-alias\]: source: required key is missing; an alias names its own release"),
     ("quantizations.toml", GOOD_QUANT, 'compute = "bf16"', 'compute = "fp6"',
      r"quantizations\.toml: \[bad-quant\]: compute = 'fp6': Input should be 'fp32'"),
     ("quantizations.toml", GOOD_QUANT, "weight_bits = 4", "weight_bits = 0",

@@ -63,6 +63,28 @@ def test_show_model_prints_derived_figures():
     assert "46,702,792,704" in moe and "active params" in moe and "12,879,925,248" in moe
 
 
+def test_the_new_entries_list_and_show_with_their_sources():
+    """GH200 (the GPU TensorRT-LLM measured), Mixtral-8x22B, and Llama-3.3-70B listed as an alias of
+    Llama-3.1-70B's architecture, whose shipped profiles it uses."""
+    listing = _run("catalog")
+    assert listing.exit_code == 0, listing.output
+    flat = " ".join(listing.stdout.split())
+    for needle in ("gh200 │ 95.6 │ 4 │ 989 │ 1,979", "mixtral-8x22b │ 140.63 │ 39.16 │ 56",
+                   "llama-3.3-70b = llama-3.1-70b │ 70.55", "'name = other': an alias"):
+        assert needle in flat, needle
+    gh = " ".join(_run("catalog", "show", "gh200").stdout.split())
+    for needle in ("95.58 GiB", "97871 MiB", "4 TB/s", "GH200 96GB HBM3 (480GB LPDDR5X)", "$2.29 per device-hour",
+                   "gpu_1x_gh200"):
+        assert needle in gh, needle
+    alias = _run("catalog", "show", "llama-3.3-70b")
+    assert alias.exit_code == 0, alias.output
+    flat = " ".join(alias.stdout.split())
+    assert "an alias of llama-3.1-70b" in flat and "70,553,706,496" in flat and "Llama-3.3-70B-Instruct" in flat
+    profiles = _run("catalog", "profiles", "--model", "llama-3.3-70b", "--hardware", "h100-sxm")
+    assert profiles.exit_code == 0, profiles.output
+    assert "llama-3.1-70b" in profiles.stdout and "fp16" in profiles.stdout
+
+
 def test_show_quantization_says_where_it_falls_back():
     r = _run("catalog", "show", "fp8")
     assert r.exit_code == 0, r.output

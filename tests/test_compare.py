@@ -84,7 +84,7 @@ def test_mixed_profile_families_are_said_and_one_family_can_be_forced():
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"hardware": ["h100"]}, r"hardware 'h100' is not in the catalog \(did you mean 'h200', 'h100-sxm', 'h100-pcie'\?\); "
+    ({"hardware": ["h100"]}, r"hardware 'h100' is not in the catalog \(did you mean 'h200', 'h100-sxm', 'gh200'\?\); "
                              r"known: a100-40gb, "),
     ({"quantization": ["int3"]}, r"quantization 'int3' is not in the catalog"),
     ({"hardware": []}, r"hardware: give at least one"),

@@ -110,6 +110,8 @@ def _profiles() -> list[Any]:
                  {"model": "llama-3.1-8b", "quantization": "bf16", "hardware": "a100-80gb", "profile": {"kind": "auto"}},
                  {"model": "llama-3.1-70b", "quantization": "fp16", "hardware": "h100-sxm", "tp": 4,
                   "profile": {"kind": "auto"}},
+                 # A measured profile whose KV reads are rescaled (fp8 KV against the 16 bits measured).
+                 {"quantization": "fp8", "kv_cache_dtype": "fp8", "profile": {"kind": "auto"}},
                  {"profile": {"kind": "explicit", "fixed_s": 0.01, "per_token_s": 3e-5, "decode_attention_s": 7e-9,
                               "kv_capacity_tokens": 100000}}):
         base = {"workload": {"arrival": {"rate_per_s": 1.0}, "num_requests": 1, "classes": [_CHAT]}}
@@ -355,7 +357,7 @@ def test_the_kv_view_orders_ties_at_iteration_boundaries_as_stepping_does(case: 
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known approximation, issue 18 left open: on several replicas a plan's end event is created when the plan "
+    "known approximation (sim/core/plans.py, Ties): on several replicas a plan's end event is created when the plan "
     "starts, so at its last boundary it comes before an arrival created later but before stepping would have "
     "scheduled that last iteration; stepping handles the arrival first (here request 3 at 3.75 s sees replica 0 "
     "holding 5 blocks and goes to replica 1; with plans replica 0 has already finished and takes it). It is not the "

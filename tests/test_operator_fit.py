@@ -111,6 +111,8 @@ def test_shipped_profiles_are_a_refit_of_the_shared_tables(fits):
             continue
         have = shipped[key]
         assert have.kind == record.kind and have.layers == record.layers
+        # Vidur's attention kernels read an fp16 cache: c_dc is a 16-bit one, rescaled per scenario.
+        assert record.meta["kv_cache_dtype"] == "fp16" and have.kv_bytes_per_element == record.kv_bytes_per_element == 2
         assert have.coefficients == pytest.approx(record.coefficients, rel=1e-4), key
         assert have.linear_table == record.linear_table
         assert have.heldout_error.keys() == record.heldout_error.keys()

@@ -112,14 +112,15 @@ def _models_table() -> Table:
     from calibration.catalog import KV_CACHE_DTYPES, MODELS
 
     t = Table(title="models: parameters in billions (active: those one token uses); context in tokens; "
-                    "KV-cache bytes per token at bf16", title_justify="left")
+                    "KV-cache bytes per token at bf16; 'name = other': an alias, other's architecture under another "
+                    "name", title_justify="left")
     t.add_column("name", no_wrap=True)
     for col in ("params", "active", "layers", "hidden", "heads/kv", "context", "KV B/token"):
         t.add_column(col, justify="right")
     for key, m in MODELS.items():
-        t.add_row(key, f"{m.params / 1e9:.2f}", f"{m.active_params / 1e9:.2f}", str(m.layers), f"{m.hidden:,}",
-                  f"{m.heads}/{m.kv_heads}", f"{m.max_context:,}",
-                  f"{m.kv_bytes_per_token(KV_CACHE_DTYPES['bf16']):,.0f}")
+        t.add_row(key if m.alias_of is None else f"{key} = {m.alias_of}", f"{m.params / 1e9:.2f}",
+                  f"{m.active_params / 1e9:.2f}", str(m.layers), f"{m.hidden:,}", f"{m.heads}/{m.kv_heads}",
+                  f"{m.max_context:,}", f"{m.kv_bytes_per_token(KV_CACHE_DTYPES['bf16']):,.0f}")
     return t
 
 
@@ -249,6 +250,9 @@ def _show_model(m: ModelArch) -> None:
         t.add_row(field, str(v).lower() if isinstance(v, bool) else f"{v:,}")
     con = _catalog_console()
     con.print(f"[bold]{escape(m.key)}[/bold]: {escape(m.name)}", highlight=False)
+    if m.alias_of is not None:
+        con.print(escape(f"an alias of {m.alias_of}: the same architecture (and profiles) under another name"),
+                  highlight=False)
     con.print(t)
     con.print(escape(f"source: {m.source}"), highlight=False)
     d = Table(title="derived", title_justify="left")
@@ -350,13 +354,15 @@ def catalog_profiles(
     """Shipped and user profiles as one table."""
     from rich.table import Table
 
+    from calibration.catalog import same_architecture
     from calibration.measured import list_profiles, shipped_profile_dir
 
     for d in dirs:
         if not d.exists():
             fail(f"--dir {d}: no such directory or file")
+    models = None if model is None else same_architecture(model)  # an alias lists the profiles it would use
     rows = [(f, r) for f, r in list_profiles([*dirs, shipped_profile_dir()])
-            if (hardware is None or r.hardware == hardware) and (model is None or r.model == model)]
+            if (hardware is None or r.hardware == hardware) and (models is None or r.model in models)]
     if not rows:
         fail("no profile matches" + (f" --hardware {hardware!r}" if hardware else "")
              + (f" --model {model!r}" if model else "") + "; 'capsim catalog profiles' lists them all")

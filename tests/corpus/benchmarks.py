@@ -71,8 +71,8 @@ CASES: list[BadInput] = [
           r"seconds", _GOOD + ",23.1", header=_HEADER + ",ttft_ms"),
     # -- names the catalog does not know ------------------------------------------------------------
     _case("unknown-model", r"row 1, column 'model': unknown model 'llama-3-8b'", _row(model="llama-3-8b")),
-    _case("unknown-hardware", r"row 1, column 'hardware': unknown hardware 'gh200' \(did you mean 'h200'",
-          _row(hardware="gh200")),
+    _case("unknown-hardware", r"row 1, column 'hardware': unknown hardware 'h300' \(did you mean 'h200'",
+          _row(hardware="h300")),
     _case("unknown-quantization", r"row 1, column 'quantization': unknown quantization 'FP8'", _row(quantization="FP8")),
     _case("empty-model-cell", r"row 2, column 'model': empty; every row names its model", _GOOD, _row(model="")),
     # -- numbers ------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ CASES: list[BadInput] = [
     _key("hardware-unknown", r"hardware = 'h100'.*unknown hardware", hardware="h100"),
     _key("quantization-unknown", r"quantization = 'int3': unknown quantization", quantization="int3"),
     _key("kv-dtype-unknown", r"kv_cache_dtype = 'int8': must be 'auto', 'bf16', 'fp16' or 'fp8'", kv_cache_dtype="int8"),
+    _key("kv-dtype-fp8-explicit", r"kv_cache_dtype = 'fp8': an explicit profile takes its KV capacity",
+         kv_cache_dtype="fp8"),
     _key("tp-zero", r"tp = 0: must be greater than or equal to 1", tp=0),
     _key("tp-three", r"tp = 3: must divide .*32 attention heads", tp=3),
     _key("tp-bool", r"tp = True: must be a valid integer", tp=True),
