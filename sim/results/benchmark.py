@@ -37,13 +37,21 @@ __all__ = ["CLIENT_PERCENTILES", "benchmark_block", "client_metrics", "repeated_
 CLIENT_PERCENTILES = (50, 90, 99)
 
 
-def repeated_percentiles(values: np.ndarray, counts: np.ndarray, qs: Sequence[float] = CLIENT_PERCENTILES) -> list[float]:
+def repeated_percentiles(values: np.ndarray, counts: np.ndarray, qs: Sequence[float] = CLIENT_PERCENTILES, *,
+                         overwrite: bool = False) -> list[float]:
     """``numpy.percentile(np.repeat(values, counts), qs)``, exactly (linear interpolation, the same
     rounding), without repeating: a long run's gaps are millions of (gap, count) rows standing for
-    hundreds of millions of gaps. ``counts`` are positive integers."""
+    hundreds of millions of gaps. ``counts`` are positive integers. ``overwrite``: ``values`` may be
+    sorted in place (an array the caller made for this call)."""
+    # Sorted in place, and the permutation dropped as soon as it has ordered the counts: a long
+    # run's gaps are the summary's largest arrays, and this is its memory peak.
     order = np.argsort(values, kind="stable")
-    v = values[order]
-    ends = np.cumsum(counts[order], dtype=np.int64)  # where each value's run ends in the repeated sample
+    c = counts[order]
+    del order
+    v = values if overwrite else values.copy()
+    v.sort()
+    ends = np.cumsum(c, dtype=np.int64)  # where each value's run ends in the repeated sample
+    del c
     n = int(ends[-1])
     h = (n - 1) * np.true_divide(qs, 100)  # numpy's virtual index for "linear"
     below = np.minimum(np.floor(h), n - 1)
@@ -102,7 +110,7 @@ def client_metrics(ttft: np.ndarray, e2e: np.ndarray, output: np.ndarray, durati
     if many.any():
         itl["mean"] = float(np.dot(w[many], decode) / np.dot(w[many], out[many] - 1))
         if gaps is not None:
-            itl.update(zip([f"p{q}" for q in qs], repeated_percentiles(*gaps(), qs)))
+            itl.update(zip([f"p{q}" for q in qs], repeated_percentiles(*gaps(), qs, overwrite=True)))
     return {
         "requests_per_s": float(w.sum()) / duration if rate else None,
         "output_tokens_per_s": float(np.dot(w, out)) / duration if rate else None,

@@ -406,6 +406,11 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
     # Every gap in the window, summarised and let go at once: a long run's largest temporaries
     # (millions of gaps, sorted) are not held while the rest of the summary is computed.
     itl = itl_stats(*_itl_samples(engines, lo, hi))
+    # The benchmark block sorts the whole run's gaps: at once after the window's are let go, and
+    # before the arrays below are made, so that the summary's peak holds one set of gaps and little else.
+    in_flight = int(((r.status == WAITING) | (r.status == RUNNING)).sum())
+    benchmark = benchmark_block(r.arrival, done, q.ttft, q.e2e, r.output, r.prompt, r.finish,
+                                partial(_itl_samples, engines), in_flight)
     # Time-average number of requests in the system over the window (for Little's law).
     admitted = (r.status != REJECTED) & (r.status != PENDING)
     leave = np.where(done, r.finish, end)
@@ -416,7 +421,6 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
     load = _load(r, lo, hi, dur)
     # Refusals by reason, in the order reasons first occur.
     rejected = r.status == REJECTED
-    in_flight = int(((r.status == WAITING) | (r.status == RUNNING)).sum())
     codes, first, counts = np.unique(reject[rejected], return_index=True, return_counts=True)
     reasons = {REJECT_REASONS[int(codes[i])]: int(counts[i]) for i in np.argsort(first)}
 
@@ -475,9 +479,7 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "truncated_requests": truncated,
         "mean_in_system": float(overlap[admitted].sum() / dur),
         "per_class": per_class,
-        # After the window's gaps are let go: it sorts the whole run's.
-        "benchmark": benchmark_block(r.arrival, done, q.ttft, q.e2e, r.output, r.prompt, r.finish,
-                                     partial(_itl_samples, engines), in_flight),
+        "benchmark": benchmark,
         "simulated_s": end,
         "iterations": sum(int(it["start_s"].size) for it in per_replica),
         "windows": windows,
