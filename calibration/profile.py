@@ -39,11 +39,16 @@ class Provenance:
 
 @dataclass(frozen=True)
 class ReplicaSpec:
-    """What the memory model needs to know about one replica (a group of ``tp`` GPUs)."""
+    """What the memory model needs to know about one replica (a group of ``tp`` GPUs).
+
+    ``gpu_memory_fraction``: the share of each GPU's memory the engine may fill (weights,
+    activations, KV cache). ``kv_memory_fraction``: when set, the KV cache takes only this share of
+    what weights and activations leave of it (TensorRT-LLM sizes its cache so), not all of it."""
 
     tp: int
     gpu_memory_fraction: float
     max_num_batched_tokens: int
+    kv_memory_fraction: float | None = None
 
 
 class BatchShape(NamedTuple):

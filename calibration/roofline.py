@@ -170,9 +170,12 @@ class RooflineProfile:
         return _FIXED_RESERVE_BYTES + max_num_batched_tokens * per_token
 
     def kv_capacity_tokens(self, replica: ReplicaSpec) -> int:
-        """KV tokens that fit in the memory left after weights and activations (0 if none)."""
+        """KV tokens that fit in the memory left after weights and activations (0 if none), or in
+        ``replica.kv_memory_fraction`` of it when that is set."""
         usable = self.gpu.memory_bytes * replica.gpu_memory_fraction
         free = usable - self.weight_bytes_per_gpu - self.activation_reserve_bytes(replica.max_num_batched_tokens)
+        if replica.kv_memory_fraction is not None:
+            free *= replica.kv_memory_fraction
         return max(0, int(free // self.kv_bytes_per_token_per_gpu))
 
     def memory_shortfall_bytes(self, replica: ReplicaSpec) -> float:

@@ -36,7 +36,8 @@ class ExplicitProfileSpec(BaseModel):
     prefill_attention_s: StrictFloat = Field(0.0, ge=0, description="seconds per prefill attention pair, Σ c·(p + c/2)")
     decode_attention_s: StrictFloat = Field(0.0, ge=0, description="seconds per KV token read by a decode")
     kv_capacity_tokens: StrictInt = Field(gt=0, description="KV-cache tokens one replica holds (rounded down to "
-                                          "whole blocks); engine.gpu_memory_fraction is ignored")
+                                          "whole blocks); engine.gpu_memory_fraction and kv_memory_fraction are "
+                                          "ignored")
 
     @model_validator(mode="after")
     def _positive_time(self) -> ExplicitProfileSpec:

@@ -23,6 +23,7 @@ from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, R
 from calibration.catalog import CatalogError, close_matches
 from calibration.spec import model_arch, roofline_of
 from calibration.profile import Profile
+from sim.engine_presets import MEMORY_KEYS, engine_presets
 from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
@@ -96,10 +97,19 @@ class CostSpec(BaseModel):
         return self
 
 
+# The share of GPU memory an engine fills when neither memory key is given: vLLM's gpu_memory_utilization.
+_GPU_MEMORY_FRACTION = 0.9
+
+
 class EngineSpec(BaseModel):
-    """How each replica batches: vLLM's settings under vLLM's names (see docs/engine.md)."""
+    """How each replica batches and admits: vLLM's settings under vLLM's names, or a serving engine's
+    defaults by name (``preset``), each overridable (see docs/engine.md)."""
 
     model_config = _Strict
+    preset: StrictStr | None = Field(
+        None, description="a serving engine's defaults by name: vllm-0.8, sglang-0.4 or tensorrt-llm-0.17 (docs/"
+        "engine.md lists each value and its source). It sets every key of this section that is not given beside "
+        "it; a memory key given replaces the preset's. Unset: capsim's own defaults below (vLLM-like)")
     scheduler: Literal["continuous", "prefill_first", "static"] = Field(
         "continuous", description="batching policy. continuous: iteration-level batching with chunked prefill "
         "(vLLM V1); prefill_first: whole new prompts run alone before decodes resume (vLLM V0 without chunked "
@@ -111,13 +121,52 @@ class EngineSpec(BaseModel):
     max_num_batched_tokens: StrictInt = Field(8192, ge=1, description="most tokens computed in one iteration (the "
                                               "token budget); must be >= max_num_seqs")
     block_size: StrictInt = Field(16, ge=1, description="tokens per KV-cache block")
-    gpu_memory_fraction: StrictFloat = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use "
-                                             "(roofline memory model; an explicit profile ignores it)")
+    gpu_memory_fraction: StrictFloat | None = Field(
+        None, gt=0, le=1, description="share of all GPU memory the engine may fill with weights, activations and KV "
+        "cache (vLLM's gpu_memory_utilization, SGLang's mem_fraction_static); unset: 0.9, unless kv_memory_fraction "
+        "is given. Roofline memory model; an explicit profile ignores it")
+    kv_memory_fraction: StrictFloat | None = Field(
+        None, gt=0, lt=1, description="share of the GPU memory left after weights and activations that the KV "
+        "cache takes (TensorRT-LLM's free_gpu_memory_fraction): the other way to size the KV cache, not with "
+        "gpu_memory_fraction. Roofline memory model; an explicit profile ignores it")
+    admission: Literal["recompute", "reserve"] = Field(
+        "recompute", description="when a request may start, and whether it can be evicted. recompute (vLLM, "
+        "SGLang): admitted when the KV blocks of its first chunk are free, it takes blocks as it grows and is "
+        "preempted by recompute when they run out; reserve (TensorRT-LLM's GUARANTEED_NO_EVICT): admitted only "
+        "when blocks for its whole sequence (prompt + output - 1 tokens) are free, it takes them all at once and "
+        "is never preempted. Admission stops at the first waiting request that cannot start. static batching "
+        "reserves under either")
     preemption: Literal["recompute"] = Field("recompute", description="what happens to a preempted sequence: its "
                                              "blocks are freed and its prompt and output so far prefilled again")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        """``preset``'s settings under the keys given beside it. The memory keys are one setting
+        (a scenario's replaces the preset's), and a preset's chunked_prefill applies only under
+        scheduler continuous unless given."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("preset"), str):
+            return data  # no preset (or not a string: the field's own check says so)
+        name = data["preset"]
+        presets = engine_presets()
+        if name not in presets:
+            raise ValueError(f"preset = {name!r}: unknown engine preset{close_matches(name, presets)}; known: "
+                             f"{', '.join(sorted(presets))}")
+        settings = dict(presets[name].settings)
+        if any(k in data for k in MEMORY_KEYS):
+            settings = {k: v for k, v in settings.items() if k not in MEMORY_KEYS}
+        merged = {**settings, **data}
+        if merged.get("scheduler") != "continuous" and "chunked_prefill" not in data:
+            merged.pop("chunked_prefill", None)
+        return merged
+
     @model_validator(mode="after")
     def _consistent(self) -> EngineSpec:
+        if self.gpu_memory_fraction is not None and self.kv_memory_fraction is not None:
+            raise ValueError(f"gpu_memory_fraction = {self.gpu_memory_fraction} and kv_memory_fraction = "
+                             f"{self.kv_memory_fraction} are both given: give one (gpu_memory_fraction: a share of all "
+                             "GPU memory, vLLM/SGLang; kv_memory_fraction: a share of what weights and activations "
+                             "leave, TensorRT-LLM)")
         if self.chunked_prefill and self.scheduler != "continuous":
             raise ValueError(f"chunked_prefill = True with scheduler {self.scheduler!r}: chunked prefill "
                              "needs scheduler 'continuous'")
@@ -130,6 +179,14 @@ class EngineSpec(BaseModel):
     def chunked(self) -> bool:
         """Whether prompts are split across iterations (the default under ``continuous``)."""
         return self.scheduler == "continuous" and self.chunked_prefill is not False
+
+    @property
+    def memory_fraction(self) -> float:
+        """Share of GPU memory the memory model may fill: ``gpu_memory_fraction``; all of it when
+        ``kv_memory_fraction`` sizes the KV cache instead (from what the rest leaves); else 0.9."""
+        if self.gpu_memory_fraction is not None:
+            return self.gpu_memory_fraction
+        return 1.0 if self.kv_memory_fraction is not None else _GPU_MEMORY_FRACTION
 
 
 class RouterSpec(BaseModel):
@@ -190,7 +247,8 @@ class Scenario(BaseModel):
     replicas: StrictInt = Field(1, ge=1, description="engine replicas; the run uses replicas × tp GPUs")
     profile: ProfileSpec = Field(RooflineProfileSpec(), description="the step-time and memory model; its kind "
                                  "picks one")
-    engine: EngineSpec = Field(EngineSpec(), description="how each replica batches")
+    engine: EngineSpec = Field(EngineSpec(), description="how each replica batches and admits requests: capsim's "
+                               "vLLM-like defaults, or a serving engine's by preset")
     router: RouterSpec = Field(RouterSpec(), description="how requests are spread over replicas")
     workload: WorkloadSpec = Field(description="the traffic. In a file, a file name instead of the mapping "
                                    "(relative to the scenario file) reads the mapping from that YAML/TOML file, "
@@ -235,12 +293,16 @@ class Scenario(BaseModel):
                                  "the catalog; use tp = 1, or give profile.interconnect_gb_s")
             short = profile.memory_shortfall_bytes(spec)
             if short > 0:
+                gib = profile.gpu.memory_bytes / 2**30
+                usable = gib * spec.gpu_memory_fraction
+                share = f"engine.gpu_memory_fraction = {spec.gpu_memory_fraction} of {gib:.1f} GiB"
+                room = (f"the GPU holds {gib:.1f} GiB" if self.engine.kv_memory_fraction is not None
+                        else f"{share} leaves {usable:.1f} GiB")
                 raise ValueError(
                     f"model = {self.model!r} ({self.quantization}) does not fit: at tp = {self.tp} each GPU needs "
-                    f"{(short + profile.gpu.memory_bytes * spec.gpu_memory_fraction) / 2**30:.1f} GiB for weights "
-                    f"and activations but engine.gpu_memory_fraction = {spec.gpu_memory_fraction} of "
-                    f"{profile.gpu.memory_bytes / 2**30:.1f} GiB leaves {profile.gpu.memory_bytes * spec.gpu_memory_fraction / 2**30:.1f} "
-                    f"GiB (short by {short / 2**30:.1f} GiB); raise tp, quantize the weights (e.g. fp8, int4-awq) or raise gpu_memory_fraction")
+                    f"{short / 2**30 + usable:.1f} GiB for weights and activations but {room} (short by "
+                    f"{short / 2**30:.1f} GiB); raise tp, quantize the weights (e.g. fp8, int4-awq)"
+                    + (" or raise gpu_memory_fraction" if self.engine.kv_memory_fraction is None else ""))
         if self.workload.duration_s is not None and self.measurement.warmup_s >= self.workload.duration_s:
             raise ValueError(f"measurement.warmup_s = {self.measurement.warmup_s:g}: must be below "
                              f"workload.duration_s = {self.workload.duration_s:g}, or nothing is measured")
@@ -249,9 +311,10 @@ class Scenario(BaseModel):
             if self.profile.kind == "explicit":
                 raise ValueError(f"profile.kv_capacity_tokens = {self.profile.kv_capacity_tokens}: must hold at least "
                                  f"one block of engine.block_size = {self.engine.block_size} tokens")
+            key = "kv_memory_fraction" if self.engine.kv_memory_fraction is not None else "gpu_memory_fraction"
             raise ValueError(f"the KV cache holds {self.build_profile().kv_capacity_tokens(self.replica_spec)} tokens "
                              f"per replica, less than one block of engine.block_size = {self.engine.block_size}: "
-                             "raise engine.gpu_memory_fraction or tp")
+                             f"raise engine.{key} or tp")
         for i, c in enumerate(self.workload.classes):
             bound = c.prompt_upper_bound
             longest = arch.max_context - 1 if bound is None else min(bound, arch.max_context - 1)
@@ -265,8 +328,9 @@ class Scenario(BaseModel):
     # -- derived, never stored -----------------------------------------------------------------
     @property
     def replica_spec(self) -> ReplicaSpec:
-        return ReplicaSpec(tp=self.tp, gpu_memory_fraction=self.engine.gpu_memory_fraction,
-                           max_num_batched_tokens=self.engine.max_num_batched_tokens)
+        return ReplicaSpec(tp=self.tp, gpu_memory_fraction=self.engine.memory_fraction,
+                           max_num_batched_tokens=self.engine.max_num_batched_tokens,
+                           kv_memory_fraction=self.engine.kv_memory_fraction)
 
     def build_profile(self) -> Profile:
         """The step-time and memory model this scenario's iterations are priced with."""

@@ -27,9 +27,11 @@ from sim.core.state import COMPLETED, REJECTED, RUNNING
 
 # Every scheduler and router the configuration allows (a new policy is drawn without editing this file).
 SCHEDULERS = typing.get_args(EngineSpec.model_fields["scheduler"].annotation)
+ADMISSIONS = typing.get_args(EngineSpec.model_fields["admission"].annotation)
 ROUTERS = typing.get_args(RouterSpec.model_fields["policy"].annotation)
 REASON_KV = "needs more KV blocks than a replica has"
 REASON_BUDGET = "prompt + output exceed max_num_batched_tokens without chunked prefill"
+REASON_PROMPT_BUDGET = "prompt exceeds max_num_batched_tokens without chunked prefill"
 
 
 @contextmanager
@@ -116,6 +118,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     }
     if draw(st.integers(0, 2)) == 0:
         data["measurement"] = {"horizon_s": draw(st.sampled_from([0.05, 0.3, 1.0]))}
+    engine["admission"] = draw(st.sampled_from(ADMISSIONS))  # drawn last: the draws before keep their order
     return data
 
 
@@ -162,7 +165,10 @@ def check_invariants(s: sim.Scenario, res: sim.SimResult, run: Run) -> None:
     kv_len = prompt + output - 1
     never = -(-kv_len // s.engine.block_size) > kv_blocks
     if not s.engine.chunked:
-        never |= kv_len > s.engine.max_num_batched_tokens
+        # Recompute re-prefills prompt and output at once; reserve never preempts, so only the prompt
+        # is ever prefilled (static keeps recompute's rule).
+        reserving = s.engine.admission == "reserve" and s.engine.scheduler != "static"
+        never |= (prompt if reserving else kv_len) > s.engine.max_num_batched_tokens
     assert (rejected == (never & arrived)).all()
 
     # Tokens: each completed request emitted exactly its output; in-flight ones fewer; the
@@ -206,8 +212,9 @@ def check_invariants(s: sim.Scenario, res: sim.SimResult, run: Run) -> None:
     assert (seqs >= 1).all() and (seqs <= s.engine.max_num_seqs).all()
     assert (_np(it, "prefill_tokens") + _np(it, "decode_seqs") <= s.engine.max_num_batched_tokens).all()
     assert (tokens_out <= seqs).all()
-    if s.engine.scheduler == "static":
-        assert counts["preemptions"] == 0
+    if s.engine.scheduler == "static" or s.engine.admission == "reserve":
+        assert counts["preemptions"] == 0  # whole sequences' blocks reserved at admission: nothing to evict
+        assert (_np(it, "recompute_tokens") == 0).all()
     assert counts["preemptions"] == _np(req, "preemptions").sum()
 
     # Latencies of completed requests are ordered and non-negative; tpot needs two tokens.
@@ -269,6 +276,7 @@ def test_conservation(data: dict[str, Any]) -> None:
     # What the example exercised (shown by --hypothesis-show-statistics).
     counts = res.summary["requests"]
     event(f"scheduler {s.engine.scheduler}{'' if s.engine.chunked or s.engine.scheduler != 'continuous' else ' unchunked'}")
+    event(f"admission {s.engine.admission}")
     for what in ("preemptions", "rejected", "in_flight"):
         event(f"{what} > 0: {counts[what] > 0}")
     check_invariants(s, res, run)
@@ -294,6 +302,8 @@ def _two_class(long_prompt: int, long_output: int, **engine: Any) -> dict[str, A
     ({}, REASON_KV),
     ({"scheduler": "prefill_first"}, REASON_KV),
     ({"scheduler": "static"}, REASON_KV),
+    ({"admission": "reserve"}, REASON_KV),
+    ({"scheduler": "prefill_first", "admission": "reserve"}, REASON_KV),
 ])
 def test_request_too_long_for_kv_at_run_time_is_rejected_and_counted(engine: dict[str, Any], reason: str) -> None:
     # A 60-token prompt fits 4 blocks of 16; with 10 output tokens the sequence needs 69 > 64.
@@ -334,10 +344,22 @@ def test_without_chunking_a_sequence_over_the_token_budget_is_rejected() -> None
     check_invariants(s, res, run)
     long_ = _np(res.requests, "class") == "long"
     assert res.summary["requests"]["rejected_by_reason"] == {REASON_BUDGET: int(long_.sum())}
-    # With chunked prefill the same requests are served.
-    data["engine"] = {**data["engine"], "scheduler": "continuous"}
-    res = sim.simulate(sim.load_scenario(data))
-    assert res.summary["requests"]["completed"] == 40
+    # With chunked prefill the same requests are served; so they are under reserving admission,
+    # which never re-prefills, so that only the 50-token prompt must fit the budget.
+    for engine in ({"scheduler": "continuous"}, {"admission": "reserve"}):
+        res = sim.simulate(sim.load_scenario({**data, "engine": {**data["engine"], **engine}}))
+        assert res.summary["requests"]["completed"] == 40, engine
+
+
+def test_without_chunking_reserve_refuses_only_a_prompt_over_the_token_budget() -> None:
+    data = _two_class(70, 20, scheduler="prefill_first", admission="reserve")
+    data["profile"]["kv_capacity_tokens"] = 4096
+    s = sim.load_scenario(data)
+    res, run = simulate_with_state(s)
+    check_invariants(s, res, run)
+    long_ = _np(res.requests, "class") == "long"
+    assert res.summary["requests"]["rejected_by_reason"] == {REASON_PROMPT_BUDGET: int(long_.sum())}
+    assert res.summary["requests"]["completed"] == int((~long_).sum())
 
 
 def test_preemption_is_exercised_and_conserves_tokens() -> None:

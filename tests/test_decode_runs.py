@@ -68,14 +68,23 @@ ALL = {**{k: v for k, (v, _) in SCENARIOS.items()}, **EXTRA}
 # Every scheduler and router the configuration allows, read from its types: a new policy is
 # covered by these tests without editing them.
 SCHEDULERS = typing.get_args(EngineSpec.model_fields["scheduler"].annotation)
+ADMISSIONS = typing.get_args(EngineSpec.model_fields["admission"].annotation)
 ROUTERS = typing.get_args(RouterSpec.model_fields["policy"].annotation)
+# Scenarios of ALL again with every other admission policy than their own (the golden fingerprints
+# cover ALL as it is, so these live apart): each with runs of many iterations planned.
+OTHER_ADMISSION = {f"{name}__{adm}": {**data, "engine": {**data.get("engine", {}), "admission": adm}}
+                   for name, data in (("explicit_three_replicas_preempting", None),
+                                      ("measured_a100_chunked_preempting", None),
+                                      ("roofline_tp2_sessions_priorities_horizon", None))
+                   for adm in ADMISSIONS if adm != "recompute"
+                   for data in [copy.deepcopy(ALL[name])]}
 
 
 def _load(name: str) -> sim.Scenario:
-    return sim.load_scenario(copy.deepcopy(ALL[name]))
+    return sim.load_scenario(copy.deepcopy({**ALL, **OTHER_ADMISSION}[name]))
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [*ALL, *OTHER_ADMISSION])
 def test_decode_runs_give_the_step_by_step_results(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     s = _load(name)
     stepped = sim.simulate(s, decode_runs=False)
@@ -251,6 +260,7 @@ def _tied_runs(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
     data = _tie_engine(draw, n)
     if draw(st.integers(0, 3)) == 0:
         data["measurement"] = {"horizon_s": float(draw(st.integers(1, 16)))}
+    data["engine"]["admission"] = draw(st.sampled_from(ADMISSIONS))  # drawn last: the draws before keep their order
     return data, table
 
 
@@ -265,13 +275,15 @@ def test_plans_order_ties_at_iteration_boundaries_as_stepping_does(case: tuple[d
 
 
 
+@pytest.mark.parametrize("admission", ADMISSIONS)
 @pytest.mark.parametrize("router", ROUTERS)
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_every_scheduler_and_router_gives_the_same_results_with_plans_on_and_off(scheduler: str, router: str) -> None:
-    # Three replicas under KV pressure (preemption) with two priority classes, short enough to run
-    # the whole product of policies.
+def test_every_scheduler_and_router_gives_the_same_results_with_plans_on_and_off(scheduler: str, router: str,
+                                                                                   admission: str) -> None:
+    # Three replicas under KV pressure (preemption, or requests waiting for whole sequences' blocks)
+    # with two priority classes, short enough to run the whole product of policies.
     data = copy.deepcopy(ALL["explicit_three_replicas_preempting"])
-    data["engine"] = {**data.get("engine", {}), "scheduler": scheduler,
+    data["engine"] = {**data.get("engine", {}), "scheduler": scheduler, "admission": admission,
                       **({"chunked_prefill": None} if scheduler != "continuous" else {})}
     data["router"] = {"policy": router}
     s = sim.load_scenario(data)
@@ -280,6 +292,7 @@ def test_every_scheduler_and_router_gives_the_same_results_with_plans_on_and_off
 
 def test_policy_lists_come_from_the_config():
     assert {"continuous", "prefill_first", "static"} <= set(SCHEDULERS)
+    assert {"recompute", "reserve"} <= set(ADMISSIONS)
     assert {"round_robin", "least_outstanding"} <= set(ROUTERS)
 
 
@@ -305,6 +318,26 @@ def test_a_plan_claim_is_declared_by_a_class_itself_and_never_inherited():
 
     with pytest.raises(ValueError, match=r"Wrong\.decode_run = 'sometimes': must be 'grow' or 'reserved'"):
         plan_claim(Wrong(8, 64, 16, True))
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("admission", ADMISSIONS)
+def test_each_admission_policy_is_a_class_that_states_its_own_claim(scheduler: str, admission: str):
+    from sim.core.scheduling import make_scheduler, plan_claim
+
+    made = make_scheduler(scheduler, max_num_seqs=8, max_num_batched_tokens=64, block_size=16,
+                          chunked=scheduler == "continuous", admission=admission)
+    claim = plan_claim(made)
+    assert claim is not None and "decode_run" in type(made).__dict__
+    # Blocks reserved at admission (reserve, and static under either) leave decodes nothing to take.
+    reserved = admission == "reserve" or scheduler == "static"
+    assert claim.mode == ("reserved" if reserved else "grow")
+    assert claim.closed == (scheduler == "static")  # only static batching admits nothing into a batch in flight
+
+    class Derived(type(made)):  # a reserving scheduler's subclass inherits no claim either
+        pass
+
+    assert plan_claim(Derived(*(getattr(made, f.name) for f in dataclasses.fields(made)))) is None
 
 
 def test_decode_steps_is_a_declared_capability():

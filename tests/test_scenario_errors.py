@@ -131,6 +131,24 @@ CASES = [
     case("gpu_memory_fraction_above_1", Case(
         "yaml", bad(engine={"gpu_memory_fraction": 1.5}), key=r"\bengine\.gpu_memory_fraction\b", value=r"= 1\.5\b",
         allowed=r"less than or equal to 1")),
+    case("unknown_engine_preset", Case(
+        "yaml", bad(engine={"preset": "tensorrt-llm-0.71"}), key=r"\bengine\.preset\b", value=r"'tensorrt-llm-0\.71'",
+        allowed=r"unknown engine preset \(did you mean 'tensorrt-llm-0\.17'\?\); "
+                r"known: sglang-0\.4, tensorrt-llm-0\.17, vllm-0\.8$")),
+    case("unknown_admission", Case(
+        "toml", bad(engine={"admission": "no_evict"}), key=r"\bengine\.admission\b", value=r"'no_evict'",
+        allowed=r"'recompute' or 'reserve'")),
+    case("both_memory_fractions", Case(
+        "yaml", bad(engine={"gpu_memory_fraction": 0.85, "kv_memory_fraction": 0.9}),
+        key=r"\bengine\.gpu_memory_fraction\b.*\bkv_memory_fraction\b", value=r"= 0\.85\b.*= 0\.9\b",
+        allowed=r"both given: give one")),
+    case("both_memory_fractions_beside_a_preset", Case(
+        "toml", bad(engine={"preset": "sglang-0.4", "gpu_memory_fraction": 0.85, "kv_memory_fraction": 0.9}),
+        key=r"\bengine\.gpu_memory_fraction\b.*\bkv_memory_fraction\b", value=r"= 0\.85\b",
+        allowed=r"both given: give one")),
+    case("kv_memory_fraction_of_one", Case(
+        "yaml", bad(engine={"kv_memory_fraction": 1.0}), key=r"\bengine\.kv_memory_fraction\b", value=r"= 1\.0\b",
+        allowed=r"less than 1")),
     case("unknown_scheduler", Case(
         "toml", bad(engine={"scheduler": "fifo"}), key=r"\bengine\.scheduler\b", value=r"'fifo'",
         allowed=r"'continuous', 'prefill_first' or 'static'")),

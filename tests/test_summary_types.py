@@ -1,6 +1,6 @@
 """The typed summary (sim/results/summary.py) says exactly what a run's summary holds: the summaries of
 varied runs (explicit, roofline and shipped measured profiles, one and several classes, a horizon that leaves work
-unfinished, owned hardware, rejections, a waste with a reference) have exactly the keys the
+unfinished, owned hardware, rejections, an engine preset, a waste with a reference) have exactly the keys the
 TypedDicts declare, recursively, and values of the declared types; summary.json is that dict."""
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ RUNS: dict[str, dict[str, Any]] = {
         "workload": {"arrival": {"rate_per_s": 2.0}, "num_requests": 30,
                      "classes": [{"name": "x", "prompt_tokens": {"dist": "uniform", "low": 100, "high": 900},
                                   "output_tokens": {"dist": "fixed", "value": 20}}]}},
+    "engine-preset-reserving": {"engine": {"preset": "tensorrt-llm-0.17"}},
     "nothing-arrives-before-horizon": {
         "workload": {"arrival": {"rate_per_s": 0.01}}, "measurement": {"horizon_s": 1e-3}},
 }
@@ -125,7 +126,10 @@ def test_the_runs_cover_both_shapes_of_optional_blocks(run):
     name, result = run
     sm = result.summary
     seen = {
-        "explicit-one-class": lambda: sm["utilisation"]["mfu"] is None and sm["cost"]["model"] == "cloud",
+        "explicit-one-class": lambda: sm["utilisation"]["mfu"] is None and sm["cost"]["model"] == "cloud"
+        and sm["engine"]["preset"] == "none",
+        "engine-preset-reserving": lambda: sm["engine"] == {"preset": "tensorrt-llm-0.17", "scheduler": "continuous",
+                                                            "admission": "reserve"},
         "roofline-several-classes": lambda: sm["utilisation"]["mfu"] is not None and len(sm["per_class"]) == 3
         and len(sm["windows"]["start_s"]) > 1,
         "shipped-measured-profile": lambda: sm["profile"]["kind"] == "derived-from-measured",

@@ -130,10 +130,12 @@ def _print_summary(result, out: Optional[Path], written: Sequence[str] = ()) -> 
     s = result.summary
     con = Console()
     req, win, thr = s["requests"], s["window"], s["throughput"]
-    prov = s["profile"]
+    prov, eng = s["profile"], s["engine"]
     con.print(f"[bold]{escape(s['scenario'])}[/]: {result.scenario.model} {result.scenario.quantization} on "
               f"{s['replicas']} × {result.scenario.hardware} (tp={result.scenario.tp}); profile [bold]{prov['kind']}[/]: "
-              f"{escape(first_clause(prov['source'], 100))} (whole provenance: summary.json, profile.source)", highlight=False)
+              f"{escape(first_clause(prov['source'], 100))} (whole provenance: summary.json, profile.source); engine "
+              f"preset {escape(eng['preset'])}, {eng['scheduler']} batching, {eng['admission']} admission",
+              highlight=False)
     con.print(f"requests: {req['arrived']:,} arrived, {req['completed']:,} completed, {req['rejected']:,} rejected, "
               f"{req['in_flight']:,} in flight, {req['preemptions']:,} preemptions; measured window "
               f"{win['start_s']:.0f}–{win['end_s']:.0f} s ({req['measured']:,} requests)")

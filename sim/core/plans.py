@@ -13,9 +13,10 @@ its batches repeat (:func:`sim.core.scheduling.plan_claim`), the replica loop
   as they complete: the *continuation*, priced at once by the profile's ``decode_steps``
   (:class:`calibration.profile.DecodeStepsProfile`, equal bit for bit to ``step`` of each
   iteration's batch), up to the last completion, the last iteration whose new KV blocks fit
-  (counted as if nothing freed any: never too far), or a look-ahead limit. While a request waits
-  (blocked for blocks or slots), a completion could admit it, so then the continuation ends at
-  the first completion.
+  (counted as if nothing freed any: never too far; with blocks reserved at admission decodes take
+  none), or a look-ahead limit. While a request waits (blocked for blocks or slots), a completion
+  could admit it, so then the continuation ends at the first completion (unless nothing joins a
+  batch in flight: static batching).
 
 The loop then waits for the plan's end with one timeout. A request routed to this replica
 meanwhile cuts the plan at the iteration boundary where stepping one by one would have scheduled
@@ -166,6 +167,7 @@ class Planner:
         self.env, self.state, self.profile, self.log, self.on_finish = env, state, profile, log, on_finish
         self.horizon = horizon
         self._grow = claim.mode == "grow"  # plans allocate blocks as requests grow ("reserved": they do not)
+        self._open = not claim.closed  # a completion may admit a waiting request (static: not until the batch ends)
         self._max_decodes = claim.max_decodes
         self._decode_steps = decode_steps
         self._tell_mode = tell
@@ -260,7 +262,7 @@ class Planner:
         rem = r.output[run] - r.generated[run]
         left = rem.tolist()  # Python's min and max on a list beat numpy's reductions on ~40 elements
         first = min(left)
-        if st.waiting and grow:
+        if st.waiting and self._open:
             if not whole:
                 return None
             k = first  # the first completion could admit it

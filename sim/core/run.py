@@ -55,12 +55,18 @@ def followers(table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
 
 def reject_codes(s: Scenario, prompt: np.ndarray, output: np.ndarray, total_blocks: int) -> np.ndarray:
     """Why each request can never be served (0: it can). A request must fit whole in the KV cache
-    of one replica; without chunked prefill, a recompute re-prefills prompt and output together,
-    so the two must fit one iteration's budget (as vLLM requires of max_model_len)."""
+    of one replica (code 2), which is also what reserving admission needs: a request that passes
+    is admitted at the latest when its replica is empty. Without chunked prefill, a recompute
+    re-prefills prompt and output together, so the two must fit one iteration's budget (code 3, as
+    vLLM requires of max_model_len); under reserving admission nothing is re-prefilled, so only the
+    prompt must (code 4). Static batching keeps code 3 (its rule predates reserving admission)."""
     codes = np.zeros(prompt.size, np.int8)
     kv_len = prompt + output - 1
     if not s.engine.chunked:
-        codes[kv_len > s.engine.max_num_batched_tokens] = 3
+        if s.engine.admission == "reserve" and s.engine.scheduler != "static":
+            codes[prompt > s.engine.max_num_batched_tokens] = 4
+        else:
+            codes[kv_len > s.engine.max_num_batched_tokens] = 3
     codes[-(-kv_len // s.engine.block_size) > total_blocks] = 2
     codes[prompt + output > s.max_context] = 1
     return codes
@@ -98,7 +104,8 @@ class Run:
         self.engines = [
             ReplicaEngine(self.env, st, make_scheduler(e.scheduler, max_num_seqs=e.max_num_seqs,
                                                        max_num_batched_tokens=e.max_num_batched_tokens,
-                                                       block_size=e.block_size, chunked=e.chunked),
+                                                       block_size=e.block_size, chunked=e.chunked,
+                                                       admission=e.admission),
                           self.profile, self._on_finish, decode_runs=decode_runs, horizon=s.measurement.horizon_s,
                           tell=tell, pending=self.pending, next_arrival=self.next_arrival if s.replicas == 1 else None,
                           log=IterationLog(rows_to(k) if rows_to is not None else None))

@@ -28,11 +28,14 @@ __all__ = ["COMPLETED", "PENDING", "REJECTED", "REJECT_REASONS", "RUNNING", "WAI
 # Status codes held in RequestState.status. PENDING: not yet released by the source (at the end
 # of a run with a horizon: never arrived); WAITING: in a queue; RUNNING: in a replica's batch.
 PENDING, WAITING, RUNNING, COMPLETED, REJECTED = 0, 1, 2, 3, 4
-# Why a REJECTED request can never be served: the code stored per request, and what it means.
+# Why a REJECTED request can never be served: the code stored per request, and what it means. Code 3
+# is recompute's (a preempted request re-prefills prompt and output together), code 4 reserve
+# admission's (never preempted, only the prompt is ever prefilled); see sim.core.run.reject_codes.
 REJECT_REASONS = {
     1: "longer than the model's context",
     2: "needs more KV blocks than a replica has",
     3: "prompt + output exceed max_num_batched_tokens without chunked prefill",
+    4: "prompt exceeds max_num_batched_tokens without chunked prefill",
 }
 
 

@@ -440,6 +440,9 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
         "scenario": s.name,
         "seed": s.seed,
         "profile": profile.provenance.as_dict(),
+        # Text only: which engine's defaults and admission rule the run used ("none": no preset).
+        "engine": {"preset": s.engine.preset or "none", "scheduler": s.engine.scheduler,
+                   "admission": s.engine.admission},
         "replicas": s.replicas,
         "gpus": s.replicas * s.tp,
         "kv_capacity_tokens_per_replica": s.kv_capacity_tokens,

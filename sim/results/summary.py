@@ -21,7 +21,7 @@ from typing import Literal, TypedDict
 
 from calibration.profile import ProvenanceKind
 
-__all__ = ["Benchmark", "BusyFraction", "ClassSummary", "ClientStats", "CloudCost", "Cost", "Latencies",
+__all__ = ["Benchmark", "BusyFraction", "ClassSummary", "ClientStats", "CloudCost", "Cost", "EngineEcho", "Latencies",
            "LatencyStats", "Load", "OwnedCost", "Power", "ProfileProvenance", "RequestCounts", "Summary", "Throughput",
            "Utilisation", "Waste", "WasteGpuSeconds", "WasteReferenceBlock", "WasteShares", "WasteWindows", "Window",
            "Windows"]
@@ -39,6 +39,14 @@ class ProfileProvenance(TypedDict):
     source: str
     # Every figure and efficiency factor the profile used, by name (TFLOP/s, TB/s, coefficients...).
     assumptions: dict[str, float | int | str]
+
+
+class EngineEcho(TypedDict):
+    """Which serving engine the run modelled (the scenario's ``engine`` section, in words)."""
+
+    preset: str  # engine.preset (e.g. "tensorrt-llm-0.17"), or "none": capsim's own defaults, vLLM-like
+    scheduler: Literal["continuous", "prefill_first", "static"]  # engine.scheduler
+    admission: Literal["recompute", "reserve"]  # engine.admission: preemption by recompute, or whole sequences reserved
 
 
 class Window(TypedDict):
@@ -290,6 +298,7 @@ class Summary(TypedDict):
     scenario: str  # the scenario's name
     seed: int  # the scenario's seed
     profile: ProfileProvenance  # the step-time profile's provenance
+    engine: EngineEcho  # the engine preset (or none), scheduler and admission rule the run used
     replicas: int  # engine replicas
     gpus: int  # replicas x tp
     kv_capacity_tokens_per_replica: int  # KV-cache tokens per replica, in whole blocks

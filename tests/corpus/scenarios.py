@@ -107,6 +107,17 @@ CASES: list[BadInput] = [
          engine={"scheduler": "static", "chunked_prefill": True}),
     _key("chunked-string", r"engine\.chunked_prefill = 'yes': must be a valid boolean", engine={"chunked_prefill": "yes"}),
     _key("preemption-swap", r"engine\.preemption = 'swap': must be 'recompute'", engine={"preemption": "swap"}),
+    _key("admission-unknown", r"engine\.admission = 'evict': must be 'recompute' or 'reserve'",
+         engine={"admission": "evict"}),
+    _key("preset-unknown", r"engine\.preset = 'vllm-0\.9': unknown engine preset \(did you mean 'vllm-0\.8'\?\); "
+         r"known: sglang-0\.4, tensorrt-llm-0\.17, vllm-0\.8$", engine={"preset": "vllm-0.9"}),
+    _key("preset-number", r"engine\.preset = 8: must be a valid string", engine={"preset": 8}),
+    _key("kv-memory-fraction-one", r"engine\.kv_memory_fraction = 1\.0: must be less than 1",
+         engine={"kv_memory_fraction": 1.0}),
+    _key("both-memory-fractions", r"engine\.gpu_memory_fraction = 0\.8 and kv_memory_fraction = 0\.9 are both given: "
+         r"give one", engine={"gpu_memory_fraction": 0.8, "kv_memory_fraction": 0.9}),
+    _key("preset-override-breaks-a-rule", r"engine\.max_num_batched_tokens = 512 is below max_num_seqs = 1024",
+         engine={"preset": "vllm-0.8", "max_num_batched_tokens": 512}),
     # -- router and measurement ----------------------------------------------------------------
     _key("router-policy-unknown", r"router\.policy = 'random': must be 'round_robin', 'least_outstanding' or 'least_kv_load'",
          router={"policy": "random"}),

@@ -7,9 +7,9 @@ from typing import Callable
 import numpy as np
 
 from sim.core.fast import constant, total
-from sim.core.state import ReplicaState
+from sim.core.state import ReplicaState, RequestState
 
-__all__ = ["Want", "blocks_for", "grow_or_preempt"]
+__all__ = ["Want", "blocks_for", "grow_or_preempt", "sequence_blocks"]
 
 # ``want(rep) -> (n, end, total)``: the tokens each request of ``rep.run`` would compute this
 # iteration, the tokens each would then hold (``computed + n``) and ``n``'s sum as a Python int.
@@ -32,13 +32,21 @@ def blocks_for(tokens: np.ndarray | int, block_size: int) -> np.ndarray | int:
     return (tokens + c[0]) // c[1]
 
 
+def sequence_blocks(r: RequestState, i: int, block_size: int) -> int:
+    """Blocks for request ``i``'s whole sequence, what reserving admission (and static batching)
+    takes at once: its prompt and output but the last token, whose KV is never stored (so a
+    request never needs a block more than this, and never grows past it)."""
+    return int(blocks_for(int(r.prompt[i] + r.output[i] - 1), block_size))
+
+
 def grow_or_preempt(rep: ReplicaState, want: Want, block_size: int) -> tuple[np.ndarray, int, bool]:
     """Give the running requests the blocks their next tokens need, preempting when short.
 
     ``want(rep)`` returns ``(n, end, total)`` (see :data:`Want`). While the blocks needed exceed
     the free ones, the victim (lowest priority, most recently admitted) is preempted by recompute
     and the wants are recomputed, as vLLM does. Returns the tokens per running request, their sum
-    and whether anything was preempted.
+    and whether anything was preempted. Requests that hold their whole sequence's blocks
+    (:func:`sequence_blocks`, reserving admission) need none: then it takes none and never preempts.
     """
     # On the engine's hot path (once per iteration, ~40 requests): each numpy call costs about a
     # microsecond whatever the size, so the blocks each request holds after the iteration are one

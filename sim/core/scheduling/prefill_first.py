@@ -1,8 +1,17 @@
-"""Prefill-first batching (vLLM V0 without chunked prefill; Orca-like).
+"""Prefill-first batching (vLLM V0 without chunked prefill; Orca-like), under either admission
+policy.
 
-When whole prompts can be admitted, the iteration runs only those prefills and the running
-decodes wait; otherwise it runs one decode step for every running sequence, preempting by
-recompute when KV blocks run out.
+When whole prompts can be admitted (in priority order, while they fit the token budget together,
+a sequence slot and KV blocks; admission stops at the first that does not), the iteration runs
+only those prefills and the running decodes wait; otherwise it runs one decode step for every
+running sequence.
+
+- **recompute** (:class:`PrefillFirstScheduler`): an admitted prompt takes ⌈prompt / block size⌉
+  blocks and a decode the blocks its new token needs; when the decodes need more than are free,
+  the lowest-priority, most recently admitted request is preempted by recompute until the rest fit.
+- **reserve** (:class:`ReservingPrefillFirstScheduler`): a prompt is admitted only if the blocks
+  of its whole sequence, ⌈(prompt + output − 1) / block size⌉, are free, and takes them all;
+  decodes need no more, so nothing is ever preempted.
 """
 
 from __future__ import annotations
@@ -12,10 +21,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.core.scheduling.blocks import blocks_for, grow_or_preempt
+from sim.core.scheduling.blocks import blocks_for, grow_or_preempt, sequence_blocks
 from sim.core.state import ReplicaState
 
-__all__ = ["PrefillFirstScheduler"]
+__all__ = ["PrefillFirstScheduler", "ReservingPrefillFirstScheduler"]
 
 
 def _one_each(rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
@@ -26,9 +35,12 @@ def _one_each(rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
 
 @dataclass(frozen=True)
 class PrefillFirstScheduler:
+    """Prefill-first batching with recompute preemption (the module docstring states the rule)."""
+
     # Plans (sim.core.plans): when no prompt could be admitted, none can until an arrival or a
     # completion (free blocks only shrink), so decodes of every running request repeat.
     decode_run: ClassVar[str] = "grow"
+    reserve: ClassVar[bool] = False  # admission takes the whole sequence's blocks (the reserving subclass)
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
     block_size: int
@@ -37,11 +49,11 @@ class PrefillFirstScheduler:
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
         r = rep.reqs
         start = rep.run.size
-        left, new_n = self.budget, []
+        left, new_n, bs, reserve = self.budget, [], self.block_size, self.reserve
         while rep.waiting and rep.run.size < self.max_num_seqs:
             i = rep.waiting[0][2]
             rem = int(r.num_tokens[i] - r.computed[i])
-            nb = int(blocks_for(rem, self.block_size))
+            nb = sequence_blocks(r, i, bs) if reserve else int(blocks_for(rem, bs))
             if rem > left or nb > rep.free_blocks:
                 break
             rep.admit(i, nb, now)
@@ -51,5 +63,16 @@ class PrefillFirstScheduler:
             return rep.run[start:], np.asarray(new_n, np.int64)
         if not rep.run.size:
             return rep.run, np.empty(0, np.int64)
-        n, _, _ = grow_or_preempt(rep, _one_each, self.block_size)
+        # Reserved blocks cover every token a request will hold: then this takes none and preempts none.
+        n, _, _ = grow_or_preempt(rep, _one_each, bs)
         return rep.run, n
+
+
+@dataclass(frozen=True)
+class ReservingPrefillFirstScheduler(PrefillFirstScheduler):
+    """Prefill-first batching with reserving admission (``admission: reserve``)."""
+
+    # Plans (sim.core.plans): blocks are reserved, so decodes take none; a prompt that could not be
+    # admitted cannot be until a completion frees blocks and a slot, so plans stop there while one waits.
+    decode_run: ClassVar[str] = "reserved"
+    reserve: ClassVar[bool] = True

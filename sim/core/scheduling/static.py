@@ -3,7 +3,8 @@
 When the replica is empty, it admits up to ``max_num_seqs`` waiting requests whose prompts fit
 the token budget together, reserving KV blocks for each one's whole sequence (so nothing is
 ever preempted), prefills them in one iteration and decodes until the last of them finishes.
-Nothing new joins a batch in flight.
+Nothing new joins a batch in flight. It reserves under either ``admission`` policy: static
+batching is reserving admission by construction, so the policy changes nothing here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.core.scheduling.blocks import blocks_for
+from sim.core.scheduling.blocks import sequence_blocks
 from sim.core.state import ReplicaState
 
 __all__ = ["StaticScheduler"]
@@ -22,8 +23,9 @@ __all__ = ["StaticScheduler"]
 @dataclass(frozen=True)
 class StaticScheduler:
     # Plans (sim.core.plans): a batch in flight decodes, its blocks reserved, until its last request
-    # completes, whatever waits.
+    # completes, whatever waits (a closed batch: nothing joins it in flight).
     decode_run: ClassVar[str] = "reserved"
+    closed_batch: ClassVar[bool] = True
     max_num_seqs: int
     budget: int  # max_num_batched_tokens
     block_size: int
@@ -37,7 +39,7 @@ class StaticScheduler:
         while rep.waiting and rep.run.size < self.max_num_seqs:
             i = rep.waiting[0][2]
             rem = int(r.num_tokens[i])
-            nb = int(blocks_for(int(r.prompt[i] + r.output[i] - 1), self.block_size))
+            nb = sequence_blocks(r, i, self.block_size)
             if rem > left or nb > rep.free_blocks:
                 break
             rep.admit(i, nb, now)
