@@ -66,17 +66,21 @@ def test_an_option_that_does_not_fit_is_listed_with_the_reason():
     assert row["reason"].startswith("does not fit: ") and "GiB" in row["reason"]
 
 
-def test_mixed_profile_families_are_said_and_one_family_can_be_forced():
-    auto = {**BASE, "profile": {"kind": "auto"}}
-    sc = load_scenario(auto)
+def test_auto_prices_a_whole_comparison_with_one_family():
+    """A measured profile and a roofline model different engines: with kind auto, an H200/H100
+    comparison where only H100 has a measured profile prices both on the roofline (their ratio is
+    then the hardware's), and says so; where every option has one, each is priced with its own."""
+    sc = load_scenario({**BASE, "profile": {"kind": "auto"}})
     # h100-sxm bf16 has a shipped measured profile; h200 does not (the datasheet roofline).
-    mixed = compare(sc, hardware=["h100-sxm", "h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1)
-    kinds = {r["hardware"]: r["profile_kind"] for r in mixed.options.to_pylist()}
-    assert kinds["h200"] == "derived" and kinds["h100-sxm"] != "derived"
-    assert any("mix profile families" in n for n in mixed.notes)
-    only = compare(sc, hardware=["h100-sxm", "h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1,
-                   family="roofline")
-    assert {r["profile_kind"] for r in only.options.to_pylist()} == {"derived"} and not only.notes
+    assert sc.build_profile().provenance.kind != "derived"
+    both = compare(sc, hardware=["h100-sxm", "h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1)
+    assert {r["profile_kind"] for r in both.options.to_pylist()} == {"derived"}
+    assert both.family == "roofline"
+    assert any("h200 bf16 tp1 has no measured profile" in n for n in both.notes), both.notes
+    assert not any("mix profile families" in n for n in both.notes)
+    alone = compare(sc, hardware=["h100-sxm"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1)
+    (row,) = alone.options.to_pylist()
+    assert row["profile_kind"] != "derived" and alone.family == "measured"
     measured = compare(sc, hardware=["h200"], quantization=["bf16"], rate_per_s=5.0, seeds=1, workers=1,
                        family="measured")
     (row,) = measured.options.to_pylist()

@@ -19,13 +19,13 @@ For each option, :func:`compare`:
    rate (diurnal, steps, ...) is simulated as it is, the static fleet sized for its peak, so that
    the waste per time window shows where the fleet sits idle.
 
-**Profile families.** ``family`` picks the step-time model of every row: ``auto`` (the default)
-keeps the scenario's profile setting (``kind: auto`` takes a shipped measured profile where one
-exists, the datasheet roofline elsewhere), ``roofline`` prices every row with the datasheet
-roofline, ``measured`` only rows with a measured (or derived-from-measured) profile, listing the
-others as not comparable. Every row states its profile kind and source, and a comparison whose
-rows mix families says so in its notes: a measured profile and a roofline model different
-engines, and their ratio is not the hardware's.
+**Profile families.** ``family`` picks the step-time model of every row, one family for the whole
+comparison: a measured profile and a roofline model different engines, and their ratio is not the
+hardware's. ``auto`` (the default), with the scenario's profile at ``kind: auto``: measured where
+every option has a measured (or derived-from-measured) profile, else the datasheet roofline for
+all (the notes say which and why); with any other profile setting, that setting for every row.
+``roofline`` prices every row with the datasheet roofline; ``measured`` only rows with a measured
+profile, listing the others as not comparable. Every row states its profile kind and source.
 """
 
 from __future__ import annotations
@@ -98,6 +98,31 @@ def _option(base: dict[str, Any], hw: str, quant: str, tp: int, family: str) -> 
     return load_scenario(data)
 
 
+def _one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Sequence[str],
+                tp: Sequence[int]) -> tuple[str, str]:
+    """The one profile family ``kind: auto`` prices a whole comparison with, and why: measured where
+    every option that fits has a measured (or derived-from-measured) profile, else the datasheet
+    roofline for all. A ratio between two options is then the hardware's, not two engines'."""
+    missing, fits = [], 0
+    for hw in hardware:
+        for q in quantization:
+            for t in tp:
+                try:
+                    kind = _option(base, hw, q, t, "auto").build_profile().provenance.kind
+                except ScenarioError:
+                    continue  # does not fit: listed as such, whatever the family
+                fits += 1
+                if kind not in _MEASURED:
+                    missing.append(_label(hw, q, t))
+    if missing:
+        return "roofline", (f"profile kind auto: every option priced on the datasheet roofline, as {', '.join(missing)} "
+                            "has no measured profile (a comparison never mixes families; --family measured compares "
+                            "only the options that have one)")
+    if not fits:
+        return "roofline", "profile kind auto: no option fits its hardware"
+    return "measured", "profile kind auto: every option has a measured profile, and each is priced with its own"
+
+
 def _empty_row(label: str, hw: str, quant: str, tp: int) -> dict[str, Any]:
     row: dict[str, Any] = {"option": label, "hardware": hw, "quantization": quant, "tp": tp, "fits": False,
                            "meets_slo": False, "reason": None, "profile_kind": None, "profile_source": None,
@@ -157,8 +182,11 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     sizing = max(float(profile.knots().rate.max()), rate_per_s) if profile is not None else rate_per_s
 
     base = scenario.to_dict()
+    notes = []
+    if family == "auto" and scenario.profile.kind == "auto":
+        family, why = _one_family(base, hardware, quantization, tp)
+        notes.append(why)
     rows: list[dict[str, Any]] = []
-    kinds: set[str] = set()
     windows: dict[str, pa.Table] = {}
     ex = local_executor(workers) if executor is None else executor
     try:
@@ -179,7 +207,6 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
                         row.update(fits=False, reason=f"no measured profile (kind {prov.kind}); --family roofline "
                                                       "compares every option on the datasheet roofline")
                         continue
-                    kinds.add("measured" if prov.kind in _MEASURED else "roofline")
                     say(f"{label}: load curve")
                     curve = load_curve(opt, slos=slo_list, seeds=seeds, executor=ex)
                     best, ref = curve.max_rate, curve.reference
@@ -220,10 +247,6 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     order = sorted(range(len(rows)), key=lambda i: (not rows[i]["meets_slo"],
                                                     rows[i]["usd_per_million_output_tokens"] or math.inf, i))
     options = pa.Table.from_pylist([rows[i] for i in order], schema=_SCHEMA)
-    notes = []
-    if len(kinds) > 1:
-        notes.append("rows mix profile families (" + ", ".join(sorted(kinds)) + "): a measured profile and a datasheet "
-                     "roofline model different engines; --family roofline compares like with like")
     slo_text = tuple(str(s) for s in (slo_list if slo_list is not None else _default_slos(scenario)))
     return Comparison(scenario, float(rate_per_s), slo_text, family, options, tuple(notes), windows)
 

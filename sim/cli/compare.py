@@ -37,9 +37,10 @@ def compare_command(
     slo: list[str] = typer.Option([], "--slo", metavar="METRIC_STAT=LIMIT", help="An SLO target, e.g. ttft_p99=1s or "
                                   "tpot_p99=60ms (repeatable; default: p99 of each class's own SLOs)."),
     family: str = typer.Option("auto", "--family", metavar="auto|roofline|measured", help="Step-time model of every "
-                               "row. auto: the scenario's profile setting (measured where shipped, roofline elsewhere; "
-                               "a mix is said in the notes); roofline: the datasheet roofline for all; measured: only "
-                               "options with a measured profile."),
+                               "row, one family for all. auto: with the scenario's profile at kind auto, measured if "
+                               "every option has a measured profile, else the datasheet roofline for all (the notes say "
+                               "why); roofline: the datasheet roofline for all; measured: only options with a measured "
+                               "profile."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds per load-curve point (the spread of the highest rate)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the curve points (default: all cores)."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a scenario key, as in "
