@@ -47,14 +47,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from calibration.measured import coefficients_from_roofline
-from calibration.spec import RooflineProfileSpec, build_profile
 from sim.fitting.benchmark_checks import check_benchmarks
 from sim.fitting.benchmark_csv import BenchmarkRow, read_benchmarks, row_error
 from sim.fitting.fit_report import format_metric, measurements_table, row_ranges
 from sim.fitting.fit_result import POOR_FIT_MEDIAN, BenchmarkFit, RowFit
 from sim.fitting.optimise import FACTOR_GROUPS, FitProblem, Progress, cross_validate, error_stats, factor_uncertainty
-from sim.fitting.reenact import engine_dict, profile_record, scenario_data, simulation_plan
+from sim.fitting.reenact import (engine_settings, kv_shortfall, profile_record, roofline_coefficients, row_scenario,
+                                 simulation_plan)
 
 __all__ = ["fit_from_benchmarks"]
 
@@ -62,7 +61,6 @@ __all__ = ["fit_from_benchmarks"]
 def _check_configuration(path: Path, rows: Sequence[BenchmarkRow], engine: dict[str, Any], seed: int) -> None:
     """Refuse what the simulator cannot re-enact (weights that do not fit, requests larger than the
     KV cache), naming the first row concerned."""
-    from sim.config import load_scenario
     from sim.errors import ScenarioError
 
     first = rows[0]
@@ -70,16 +68,13 @@ def _check_configuration(path: Path, rows: Sequence[BenchmarkRow], engine: dict[
     tiny = BenchmarkRow(first.row, *first.configuration, input_tokens=1, output_tokens=1, concurrency=1,
                         request_rate=None, num_requests=1, metrics={})
     try:
-        s = load_scenario({**scenario_data(tiny, 1, "", seed, engine), "profile": {"kind": "roofline"}})
+        s = row_scenario(tiny, 1, {"kind": "roofline"}, seed, engine)
     except ScenarioError as e:
         raise row_error(path, f"row {first.row}, column 'tp'", str(e)) from None
-    block = s.engine.block_size
     for r in rows:
-        need = -(-(r.input_tokens + r.output_tokens - 1) // block) * block
-        if need > s.kv_capacity_tokens:
-            raise row_error(path, f"row {r.row}, column 'input_tokens'",
-                            f"a request of {r.input_tokens} + {r.output_tokens} tokens needs {need} KV tokens but "
-                            f"{r.model} ({r.quantization}) on {r.hardware} at tp = {r.tp} holds {s.kv_capacity_tokens}")
+        short = kv_shortfall(r, s)
+        if short is not None:
+            raise row_error(path, f"row {r.row}, column 'input_tokens'", short)
 
 
 def _validity(rows: Sequence[BenchmarkRow]) -> dict[str, float]:
@@ -102,8 +97,7 @@ def _fit_configuration(path: Path, rows: list[BenchmarkRow], *, seed: int, engin
     optimise the factors, refuse a poor fit, and describe the rest in notes, the record and its table."""
     model, quant, hardware, tp = rows[0].configuration
     label = f"{model}/{quant}/{hardware}/tp{tp}"
-    base = build_profile(RooflineProfileSpec(), model=model, hardware=hardware, quantization=quant, tp=tp)
-    start = coefficients_from_roofline(base)  # type: ignore[arg-type]
+    start = roofline_coefficients(rows[0])
     mnbt = int(engine.get("max_num_batched_tokens", 8192))
     plans = {r.row: simulation_plan(r, start, max_requests=max_requests, iteration_budget=iteration_budget,
                                      max_num_batched_tokens=mnbt) for r in rows}
@@ -213,17 +207,7 @@ def fit_from_benchmarks(path: str | Path, *, seed: int = 0, progress: Progress |
     and for a poor fit (with its median and max error and the worst row) unless ``keep_poor_fit``.
     """
     p = Path(path)
-    eng = engine_dict(engine)
-    if eng:
-        from pydantic import ValidationError
-
-        from sim.config import EngineSpec
-        from sim.errors import format_validation_error
-
-        try:
-            eng = EngineSpec.model_validate(eng).model_dump(mode="json", exclude_none=True)
-        except ValidationError as e:
-            raise ValueError("engine: " + format_validation_error(e, EngineSpec)) from None
+    eng = engine_settings(engine)
     rows = read_benchmarks(p)
     groups: dict[tuple[str, str, str, int], list[BenchmarkRow]] = {}
     for r in rows:

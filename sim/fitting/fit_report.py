@@ -15,7 +15,7 @@ import pyarrow as pa
 from sim.fitting.benchmark_csv import BENCHMARK_METRICS, BenchmarkRow
 from sim.fitting.fit_result import POOR_FIT_MEDIAN, BenchmarkFit, RowFit
 
-__all__ = ["format_fit", "format_metric", "measurements_table", "row_ranges"]
+__all__ = ["format_fit", "format_metric", "measurements_table", "row_ranges", "text_table"]
 
 
 def format_metric(metric: str, v: float) -> str:
@@ -55,17 +55,21 @@ def format_fit(fit: BenchmarkFit) -> str:
             table.append((str(r.row) if k == 0 else "", r.load if k == 0 else "",
                           f"{r.input_tokens}/{r.output_tokens}" if k == 0 else "", sim if k == 0 else "",
                           m, format_metric(m, v), format_metric(m, r.fitted[m]), f"{r.error[m]:+.1%}"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    right = {0, 3, 5, 6, 7}
-    for row in table:
-        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                     .rstrip())
+    lines.extend(text_table(table, right={0, 3, 5, 6, 7}))
     lines.append("simulated: requests per simulated run / requests measured (×k: k arrival streams averaged)")
     for r in fit.rows:
         if r.note:
             lines.append(f"row {r.row}: {r.note}")
     lines.extend(f"note: {n}" for n in fit.notes)
     return "\n".join(lines)
+
+
+def text_table(table: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    """Rows of cells (the first the header) as aligned lines of plain text, the columns ``right``
+    right-aligned: plain, so the printout reads the same in a log file as on a terminal."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in table]
 
 
 def row_ranges(numbers: Sequence[int]) -> str:

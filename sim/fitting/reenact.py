@@ -30,8 +30,11 @@ How a run is re-enacted (the semantics of vLLM's benchmark client):
   common random numbers), so its metrics are a deterministic function of the coefficients. An
   open-loop run still jumps a little when a changed step time moves an iteration's end across an
   arrival; several arrival streams are averaged for such rows (:func:`simulation_plan`).
-- A candidate profile reaches the engine the way every profile does, through the scenario: its
-  record is written to a temporary profile file that ``profile: {kind: measured, path: ...}``
+- A row is simulated with any profile a scenario accepts (:func:`simulate_row`: ``{kind: auto}``,
+  ``{kind: roofline, ...}``, ``{kind: measured, path: ...}``) under any engine section; that is
+  how ``capsim validate --benchmarks`` checks a profile against measurements. A fit's candidate
+  coefficients (:func:`simulate_benchmark`) reach the engine the same way, through the scenario:
+  their record is written to a temporary profile file that ``profile: {kind: measured, path: ...}``
   names (a few milliseconds per run; worker processes of an executor write their own).
 
 Limits, said where they apply: one replica per benchmark (the server the client talked to); no
@@ -46,18 +49,22 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 
 from calibration.catalog import MODELS
-from calibration.measured import COEFFICIENTS, ProfileRecord, profile_name, seconds_of
+from calibration.measured import COEFFICIENTS, ProfileRecord, coefficients_from_roofline, profile_name, seconds_of
 from sim.fitting.benchmark_csv import BenchmarkRow
 from sim.results.benchmark import client_metrics
 
-__all__ = ["SimulationTask", "benchmark_metrics", "benchmark_requests", "engine_dict", "profile_record",
-           "run_simulation_task", "scenario_data", "simulate_benchmark", "simulation_plan"]
+if TYPE_CHECKING:
+    from sim.config import Scenario
+
+__all__ = ["SimulationTask", "benchmark_metrics", "benchmark_requests", "engine_dict", "engine_settings",
+           "kv_shortfall", "profile_record", "roofline_coefficients", "row_scenario", "run_scenario",
+           "run_simulation_task", "scenario_data", "simulate_benchmark", "simulate_row", "simulation_plan"]
 
 # Share of a capped run's requests at each end (warm-up, drain) that count once, unweighted.
 _WARMUP_SHARE = 0.1
@@ -74,6 +81,35 @@ def engine_dict(engine: Any) -> dict[str, Any]:
     return dict(engine)
 
 
+def engine_settings(engine: Any) -> dict[str, Any]:
+    """The engine section every row of a benchmark is simulated under, validated once and expanded
+    (a ``preset`` into its settings), so that a bad one is refused before the first simulation:
+    ValueError with one line (``engine: preset = 'x': unknown engine preset...``)."""
+    eng = engine_dict(engine)
+    if not eng:
+        return eng
+    from pydantic import ValidationError
+
+    from sim.config import EngineSpec
+    from sim.errors import format_validation_error
+
+    try:
+        return EngineSpec.model_validate(eng).model_dump(mode="json", exclude_none=True)
+    except ValidationError as e:
+        raise ValueError("engine: " + format_validation_error(e, EngineSpec)) from None
+
+
+def roofline_coefficients(row: BenchmarkRow) -> dict[str, float]:
+    """The datasheet roofline of ``row``'s configuration in the step formula's terms: where a fit
+    starts, and what :func:`simulation_plan` sizes every simulation of the row by (so a fit and a
+    validation simulate the same requests, whatever profile prices them)."""
+    from calibration.spec import RooflineProfileSpec, build_profile
+
+    base = build_profile(RooflineProfileSpec(), model=row.model, hardware=row.hardware, quantization=row.quantization,
+                         tp=row.tp)
+    return coefficients_from_roofline(base)  # type: ignore[arg-type]
+
+
 def profile_record(row: BenchmarkRow, coefficients: Mapping[str, float], **kw: Any) -> ProfileRecord:
     """The profile record of ``row``'s configuration with step-time ``coefficients``: by default a
     candidate's, which the engine reads during a fit; ``kind``, ``validity``, ``heldout_error``,
@@ -87,15 +123,16 @@ def profile_record(row: BenchmarkRow, coefficients: Mapping[str, float], **kw: A
                          meta=kw.pop("meta", {}))
 
 
-def scenario_data(row: BenchmarkRow, n: int, profile_path: str, seed: int, engine: dict[str, Any]) -> dict[str, Any]:
+def scenario_data(row: BenchmarkRow, n: int, profile: Mapping[str, Any], seed: int,
+                  engine: dict[str, Any]) -> dict[str, Any]:
     """The scenario (as data for :func:`sim.config.load_scenario`) of ``n`` requests of ``row`` on
-    one replica priced by the profile at ``profile_path``; the requests themselves are sent by
-    :func:`benchmark_requests`, the workload here only sizes and names them."""
+    one replica priced by ``profile`` (a scenario's profile section); the requests themselves are
+    sent by :func:`benchmark_requests`, the workload here only sizes and names them."""
     arrival: dict[str, Any] = ({"process": "closed_loop", "users": row.concurrency} if row.concurrency is not None
                                else {"process": "poisson", "rate_per_s": row.request_rate})
     return {
         "name": f"benchmark row {row.row}", "seed": seed, "model": row.model, "quantization": row.quantization,
-        "hardware": row.hardware, "tp": row.tp, "profile": {"kind": "measured", "path": profile_path},
+        "hardware": row.hardware, "tp": row.tp, "profile": dict(profile),
         "engine": engine,
         "workload": {"arrival": arrival, "num_requests": n,
                      "classes": [{"name": "bench", "prompt_tokens": {"dist": "fixed", "value": row.input_tokens},
@@ -218,36 +255,70 @@ def simulation_plan(row: BenchmarkRow, coefficients: Mapping[str, float], *, max
     return n, max(1, runs)
 
 
-def simulate_benchmark(row: BenchmarkRow, coefficients: Mapping[str, float], *, seed: int = 0,
-                       engine: Any = None, requests: int | None = None, streams: int = 1) -> dict[str, Any]:
-    """Simulate the run ``row`` describes with a profile of step-time ``coefficients`` (per
-    :data:`calibration.measured.COEFFICIENTS`) and return its benchmark metrics (all of
-    :data:`~sim.fitting.benchmark_csv.BENCHMARK_METRICS`, plus ``"note"``).
-
-    ``requests``: how many to simulate (default ``row.num_requests``; see :func:`benchmark_metrics`
-    for fewer). ``streams``: for a rate, the metrics are the mean over this many independent
-    arrival streams (see :func:`simulation_plan`). ``engine``: the server's batching settings (an
-    :class:`~sim.config.EngineSpec` or a mapping; vLLM's defaults when None). The same
-    (row, seed, requests, streams) always sends the same requests.
-    """
+def row_scenario(row: BenchmarkRow, n: int, profile: Mapping[str, Any], seed: int, engine: Any = None) -> Scenario:
+    """The validated scenario that re-enacts ``n`` requests of ``row`` priced by ``profile`` (a
+    scenario's profile section) under ``engine``; a configuration it cannot take (weights that do
+    not fit, no measured profile for it) raises :class:`sim.errors.ScenarioError` in one line."""
     from sim.config import load_scenario
+
+    return load_scenario(scenario_data(row, n, profile, seed, engine_dict(engine)))
+
+
+def kv_shortfall(row: BenchmarkRow, scenario: Scenario) -> str | None:
+    """Why one request of ``row`` cannot run in ``scenario``'s KV cache (its whole sequence, in
+    whole blocks, is more than the cache holds), or None when it fits."""
+    block = scenario.engine.block_size
+    need = -(-(row.input_tokens + row.output_tokens - 1) // block) * block
+    if need <= scenario.kv_capacity_tokens:
+        return None
+    return (f"a request of {row.input_tokens} + {row.output_tokens} tokens needs {need} KV tokens but {row.model} "
+            f"({row.quantization}) on {row.hardware} at tp = {row.tp} holds {scenario.kv_capacity_tokens}")
+
+
+def run_scenario(row: BenchmarkRow, scenario: Scenario, n: int, *, seed: int = 0, streams: int = 1) -> dict[str, Any]:
+    """The benchmark metrics of ``row`` re-enacted in ``scenario`` (made by :func:`row_scenario`
+    with the same ``n``): one run for a closed loop, the mean over ``streams`` arrival streams for
+    a rate (``"note"``: the first run's that has one)."""
     from sim.engine import simulate
 
-    n = row.num_requests if requests is None else int(requests)
     runs = []
-    with tempfile.TemporaryDirectory(prefix="capsim-bench-") as tmp:
-        # The engine takes its profile from the scenario: a candidate profile goes through a file.
-        js = Path(tmp) / f"{profile_name(row.model, row.quantization, row.hardware, row.tp)}.json"
-        js.write_text(profile_record(row, coefficients).to_json())
-        scenario = load_scenario(scenario_data(row, n, str(js), seed, engine_dict(engine)))
-        for k in range(streams if row.request_rate is not None else 1):
-            result = simulate(scenario, requests=benchmark_requests(row, n, seed, k))
-            runs.append(benchmark_metrics(result.requests, row))
+    for k in range(streams if row.request_rate is not None else 1):
+        result = simulate(scenario, requests=benchmark_requests(row, n, seed, k))
+        runs.append(benchmark_metrics(result.requests, row))
     if len(runs) == 1:
         return runs[0]
     out: dict[str, Any] = {m: float(np.mean([r[m] for r in runs])) for m in runs[0] if m != "note"}
     out["note"] = next((r["note"] for r in runs if r["note"]), None)
     return out
+
+
+def simulate_row(row: BenchmarkRow, profile: Mapping[str, Any], *, seed: int = 0, engine: Any = None,
+                 requests: int | None = None, streams: int = 1) -> dict[str, Any]:
+    """Simulate the run ``row`` describes priced by ``profile``, any profile section a scenario
+    accepts (``{"kind": "auto"}``, ``{"kind": "roofline", ...}``, ``{"kind": "measured", "path":
+    ...}``), and return its benchmark metrics (all of
+    :data:`~sim.fitting.benchmark_csv.BENCHMARK_METRICS`, plus ``"note"``).
+
+    ``requests``: how many to simulate (default ``row.num_requests``; see :func:`benchmark_metrics`
+    for fewer). ``streams``: for a rate, the metrics are the mean over this many independent
+    arrival streams (see :func:`simulation_plan`). ``engine``: the server's engine section (an
+    :class:`~sim.config.EngineSpec` or a mapping, a ``preset`` among its keys; capsim's defaults,
+    vLLM-like, when None). The same (row, seed, requests, streams) always sends the same requests.
+    """
+    n = row.num_requests if requests is None else int(requests)
+    return run_scenario(row, row_scenario(row, n, profile, seed, engine), n, seed=seed, streams=streams)
+
+
+def simulate_benchmark(row: BenchmarkRow, coefficients: Mapping[str, float], *, seed: int = 0,
+                       engine: Any = None, requests: int | None = None, streams: int = 1) -> dict[str, Any]:
+    """:func:`simulate_row` with a profile of step-time ``coefficients`` (per
+    :data:`calibration.measured.COEFFICIENTS`): a fit's candidate, filed for the run in a
+    temporary profile file, since the engine takes its profile only from the scenario."""
+    with tempfile.TemporaryDirectory(prefix="capsim-bench-") as tmp:
+        js = Path(tmp) / f"{profile_name(row.model, row.quantization, row.hardware, row.tp)}.json"
+        js.write_text(profile_record(row, coefficients).to_json())
+        return simulate_row(row, {"kind": "measured", "path": str(js)}, seed=seed, engine=engine, requests=requests,
+                            streams=streams)
 
 
 @dataclass(frozen=True)

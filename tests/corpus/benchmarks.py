@@ -2,7 +2,8 @@
 
 Every case is refused before the first simulation of a fit starts: unreadable or malformed files,
 rows the catalog or the simulator cannot take, rows faster than the hardware allows or whose
-columns contradict each other, latencies in milliseconds, and flags that do not go together.
+columns contradict each other, latencies in milliseconds, and flags that do not go together; and
+the same files and the flags of the real-loop mode given to ``capsim validate --benchmarks``.
 """
 
 from __future__ import annotations
@@ -153,4 +154,17 @@ CASES: list[BadInput] = [
           argv=(*_ARGV, "--from-operators", "vidur")),
     BadInput("benchmarks-keep-poor-fit-alone", ("calibrate", "--keep-poor-fit", "--model", "llama-3.2-1b"),
              r"--keep-poor-fit applies only with --from-benchmarks"),
+    # -- capsim validate --benchmarks: the same file, and the flags of the other mode -------------
+    BadInput("benchmarks-validate-missing-file", ("validate", "--benchmarks", "b.csv"),
+             r"b\.csv: no such benchmark file"),
+    _case("validate-bad-row", r"row 1, column 'tp': '1\.5' must be a whole number", _row(tp="1.5"),
+          argv=("validate", "--benchmarks", "b.csv")),
+    _case("validate-unknown-engine", r"--engine 'trt-llm': unknown engine preset.*; known: ", _GOOD,
+          argv=("validate", "--benchmarks", "b.csv", "--engine", "trt-llm")),
+    _case("validate-with-real-loop-flags", r"--model does not apply with --benchmarks", _GOOD,
+          argv=("validate", "--benchmarks", "b.csv", "--model", "llama-3.1-8b")),
+    _case("validate-profile-missing", r"--profile nowhere: no such file or directory; give auto, roofline", _GOOD,
+          argv=("validate", "--benchmarks", "b.csv", "--profile", "nowhere")),
+    BadInput("benchmarks-validate-engine-alone", ("validate", "--model", "llama-3.2-1b", "--engine", "vllm-0.8"),
+             r"--engine applies only with --benchmarks"),
 ]
