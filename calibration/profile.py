@@ -26,15 +26,28 @@ class Provenance:
     ``kind`` is ``measured`` (fitted to timings on real hardware), ``derived-from-measured``,
     ``derived`` (roofline from datasheet figures and assumed efficiencies) or ``explicit``
     (coefficients the user wrote into the scenario).
+
+    ``family`` names the kind of profile that priced the run, so that a comparison can see whether
+    two runs were priced alike: ``roofline`` (datasheet), ``measured`` (fitted to kernel timings or to
+    one configuration's benchmarks), ``engine`` (a serving engine's efficiencies fitted over its
+    benchmarks, ``engine`` naming it) or ``explicit``; unset, it follows from ``kind``.
     """
 
     kind: ProvenanceKind
     source: str
     assumptions: dict[str, float | str] = field(default_factory=dict)
+    family: str | None = None
+    engine: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """Plain-JSON form, as written into ``summary.json``."""
-        return {"kind": self.kind, "source": self.source, "assumptions": dict(self.assumptions)}
+        family = self.family or _FAMILY_OF_KIND[self.kind]
+        return {"kind": self.kind, "family": family, "engine": self.engine or "", "source": self.source,
+                "assumptions": dict(self.assumptions)}
+
+
+_FAMILY_OF_KIND = {"measured": "measured", "derived-from-measured": "measured", "derived": "roofline",
+                   "explicit": "explicit"}
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import numpy as np
 from calibration.catalog import GPU, ModelArch, ResolvedPrecision
 from calibration.profile import BatchShape, Provenance, ReplicaSpec, StepCost, prefill_sums, size_rows
 
-__all__ = ["RooflineProfile"]
+__all__ = ["IterationWork", "RooflineProfile"]
 
 # Memory vLLM-like engines hold outside weights and KV cache: CUDA context, graphs, workspace.
 _FIXED_RESERVE_BYTES = 1.0 * 2**30
@@ -78,6 +78,24 @@ class _StepConstants(NamedTuple):
     kv_tok: float         # KV bytes per token
     ar_latency: float     # all-reduce seconds per iteration
     ar_per_token: float   # all-reduce seconds per token
+
+
+class IterationWork(NamedTuple):
+    """FLOPs and bytes of each part of many iterations (arrays, one element per iteration, per GPU):
+    what :meth:`RooflineProfile.step` prices, apart from the efficiencies it prices them at. Work
+    depends on the model, the GPU's precision and the batch shapes alone, so iterations whose
+    shapes are known can be priced again at other efficiencies without simulating them again
+    (:meth:`RooflineProfile.price_work`; engine profiles are fitted so)."""
+
+    lin_flops: np.ndarray
+    lin_bytes: np.ndarray
+    head_flops: np.ndarray
+    head_bytes: np.ndarray
+    prefill_flops: np.ndarray
+    prefill_bytes: np.ndarray
+    decode_flops: np.ndarray
+    decode_bytes: np.ndarray
+    tokens: np.ndarray          # tokens computed (prefill chunk tokens plus one per decode)
 
 
 @dataclass(frozen=True)
@@ -325,6 +343,38 @@ class RooflineProfile:
             dc_flops, dc_bytes = self._decode_traffic(float(context))
             flops, nbytes = flops + dc_flops, nbytes + dc_bytes
         return flops, nbytes
+
+    def iteration_work(self, prefill_seqs: np.ndarray, prefill_tokens: np.ndarray, pairs: np.ndarray,
+                       prefill_kv_tokens: np.ndarray, decode_seqs: np.ndarray,
+                       decode_context: np.ndarray) -> IterationWork:
+        """The work of many iterations, each given by its batch's sums as :meth:`_priced` takes them:
+        ``prefill_seqs`` chunks of ``prefill_tokens`` tokens in all with Σ c(p + c/2) = ``pairs``,
+        whose chunks and cached prefixes hold ``prefill_kv_tokens`` KV tokens, and ``decode_seqs``
+        decodes whose contexts sum to ``decode_context``. The same terms as :meth:`step`, on arrays."""
+        f = [np.asarray(a, np.float64) for a in (prefill_seqs, prefill_tokens, pairs, prefill_kv_tokens,
+                                                 decode_seqs, decode_context)]
+        n_pre, chunk_tokens, pair_sum, kv_tokens, n_dec, context = f
+        n_tok = chunk_tokens + n_dec
+        lin_flops, lin_bytes, head_flops, head_bytes = self._dense_work(n_tok, n_dec + n_pre)
+        c = self._array_constants
+        pf_flops, pf_bytes = c.attn_flops * pair_sum, c.kv_tok * kv_tokens  # _prefill_traffic's terms
+        dc_flops, dc_bytes = self._decode_traffic(context)
+        full = [np.broadcast_to(np.asarray(a, np.float64), n_tok.shape)
+                for a in (lin_flops, lin_bytes, head_flops, head_bytes)]
+        return IterationWork(*full, pf_flops * (n_pre > 0), pf_bytes * (n_pre > 0), dc_flops, dc_bytes, n_tok)
+
+    def price_work(self, work: IterationWork) -> np.ndarray:
+        """Seconds of each iteration of ``work`` at this profile's efficiencies, overhead and
+        all-reduce: :meth:`step`'s sum of parts, each max(FLOPs / FLOP/s, bytes / bytes/s), on
+        arrays (equal to :meth:`step` to rounding; the tests compare them)."""
+        c = self._constants
+        t = (np.maximum(work.lin_flops / c.flop_rate, work.lin_bytes / c.byte_rate)
+             + np.maximum(work.head_flops / c.rate16, work.head_bytes / c.byte_rate))
+        t = t + np.maximum(work.prefill_flops / c.rate16, work.prefill_bytes / c.byte_rate)
+        t = t + np.maximum(work.decode_flops / c.rate16, work.decode_bytes / c.byte_rate)
+        if self.tp > 1:
+            t = t + np.where(work.tokens > 0, c.ar_latency + c.ar_per_token * work.tokens, 0.0)
+        return t + self.overhead_s
 
     def _decode_size_row(self, seqs: int) -> tuple[float, float, float, float]:
         """Seconds, FLOPs and bytes of the linear layers and LM head of a decode-only iteration

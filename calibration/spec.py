@@ -91,6 +91,24 @@ class AutoProfileSpec(BaseModel):
     kind: Literal["auto"] = Field(description="the best profile there is for the configuration")
     dirs: tuple[str, ...] = Field((), description="directories (or files) of user profiles, searched in order "
                                   "before the profiles shipped in the package (calibration/profiles/)")
+    engine: str | None = Field(None, min_length=1, description="a serving engine's profile for every configuration "
+                               "alike: the datasheet roofline at the efficiencies fitted to that engine's benchmarks "
+                               "(calibration/data/engine_profiles.toml, e.g. tensorrt-llm-0.17), on a GPU without rows "
+                               "the engine-wide fallback; measured profiles are not searched, so a comparison never "
+                               "mixes families. Unset: a measured profile where there is one, else the roofline")
+
+    @model_validator(mode="after")
+    def _known_engine(self) -> AutoProfileSpec:
+        if self.engine is not None:
+            from calibration.engine_profiles import engine_profiles
+
+            if self.engine not in engine_profiles():
+                raise ValueError(f"engine = {self.engine!r}: no engine profile; known: "
+                                 f"{', '.join(sorted(engine_profiles()))}")
+            if self.dirs:
+                raise ValueError("engine and dirs are both given: an engine profile prices every configuration "
+                                 "alike and searches no measured profiles; give one of them")
+        return self
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,14 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
                              "would change nothing; write them for that precision and leave kv_cache_dtype at auto")
         return ExplicitProfile(spec.fixed_s, spec.per_token_s, spec.prefill_attention_s,
                                spec.decode_attention_s, spec.kv_capacity_tokens)
+    if isinstance(spec, AutoProfileSpec) and spec.engine is not None:
+        from calibration.engine_profiles import EngineRoofline, engine_efficiencies
+
+        eff, where = engine_efficiencies(spec.engine, hardware)
+        base = build_profile(RooflineProfileSpec(**eff), model=model, hardware=hardware, quantization=quantization,
+                             tp=tp, kv_cache_dtype=kv_cache_dtype)
+        return EngineRoofline(**{f.name: getattr(base, f.name) for f in fields(base)}, engine=spec.engine,
+                              where=where)
     if isinstance(spec, (MeasuredProfileSpec, AutoProfileSpec)):
         from calibration.measured import MeasuredProfile, find_profile, list_profiles, shipped_profile_dir
 

@@ -23,7 +23,7 @@ from calibration import GPUS, MODELS, QUANTIZATIONS, ProfileSpec, ReplicaSpec, R
 from calibration.catalog import CatalogError, close_matches
 from calibration.spec import model_arch, roofline_of
 from calibration.profile import Profile
-from sim.engine_presets import MEMORY_KEYS, engine_presets
+from sim.engine_presets import MEMORY_KEYS, engine_presets, preset_names, resolve_preset
 from sim.errors import ScenarioError, format_validation_error
 from workloads import WorkloadSpec
 
@@ -147,12 +147,13 @@ class EngineSpec(BaseModel):
         scheduler continuous unless given."""
         if not isinstance(data, Mapping) or not isinstance(data.get("preset"), str):
             return data  # no preset (or not a string: the field's own check says so)
-        name = data["preset"]
-        presets = engine_presets()
-        if name not in presets:
-            raise ValueError(f"preset = {name!r}: unknown engine preset{close_matches(name, presets)}; known: "
-                             f"{', '.join(sorted(presets))}")
-        settings = dict(presets[name].settings)
+        name = resolve_preset(data["preset"])  # a preset's alias names the same settings
+        if name is None:
+            known = preset_names()
+            given = data["preset"]
+            raise ValueError(f"preset = {given!r}: unknown engine preset{close_matches(given, known)}; "
+                             f"known: {', '.join(known)}")
+        settings = dict(engine_presets()[name].settings)
         if any(k in data for k in MEMORY_KEYS):
             settings = {k: v for k, v in settings.items() if k not in MEMORY_KEYS}
         merged = {**settings, **data}

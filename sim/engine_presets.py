@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, 
 
 from sim.errors import format_validation_error
 
-__all__ = ["MEMORY_KEYS", "PRESET_KEYS", "EnginePreset", "engine_presets"]
+__all__ = ["MEMORY_KEYS", "PRESET_KEYS", "EnginePreset", "engine_presets", "preset_names", "resolve_preset"]
 
 # The engine keys every preset sets, and the two memory keys of which it sets exactly one (they are
 # two ways of sizing the KV cache: a share of all GPU memory, or of what the weights leave free).
@@ -35,6 +35,7 @@ class EnginePreset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     engine: StrictStr  # the engine's name as its makers write it
     version: StrictStr  # the release the values were read at
+    aliases: tuple[StrictStr, ...] = ()  # other names the preset answers to (a benchmark CSV's engine cell)
     note: StrictStr  # what the values assume (the hardware some depend on) and where capsim approximates
     settings: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr]  # engine keys under capsim's names
     sources: dict[str, StrictStr]  # engine key -> where its value was read
@@ -66,3 +67,29 @@ def engine_presets() -> dict[str, EnginePreset]:
         except ValidationError as e:
             raise ValueError(f"sim/{_DATA}: preset {name!r}: {format_validation_error(e, EnginePreset)}") from None
     return out
+
+
+@cache
+def _aliases() -> dict[str, str]:
+    """Alias -> preset name; an alias that is a preset's name, or another preset's alias too, is a
+    packaging error (a name must mean one preset)."""
+    presets = engine_presets()
+    out: dict[str, str] = {}
+    for name, p in presets.items():
+        for alias in p.aliases:
+            if alias in presets or alias in out:
+                raise ValueError(f"sim/{_DATA}: preset {name!r}: alias {alias!r} already names a preset")
+            out[alias] = name
+    return out
+
+
+def resolve_preset(name: str) -> str | None:
+    """The preset ``name`` means (itself, or the preset it is an alias of), or None if none."""
+    if name in engine_presets():
+        return name
+    return _aliases().get(name)
+
+
+def preset_names() -> list[str]:
+    """Every name a preset answers to (names and aliases), sorted: for "known: ..." in errors."""
+    return sorted([*engine_presets(), *_aliases()])

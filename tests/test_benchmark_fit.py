@@ -320,6 +320,36 @@ def test_a_good_row_reads(tmp_path):
     assert (row.row, row.concurrency, row.request_rate, row.metrics) == (1, 4, None, {"output_tokens_per_s": 100.5})
 
 
+def test_engine_columns_read_into_the_rows_engine(tmp_path):
+    header = HEADER + ["engine", "kv_cache_dtype", "kv_memory_fraction", "max_num_seqs", "max_num_batched_tokens",
+                       "admission"]
+    (row,) = read_benchmarks(_bad(tmp_path, header, [GOOD + ["tensorrt-llm-0.14-triton", "fp8", "0.95", "256", "4096",
+                                                             "recompute"]]))
+    assert row.engine == "tensorrt-llm-0.14" and row.kv_cache_dtype == "fp8"
+    assert row.engine_settings == {"preset": "tensorrt-llm-0.14", "kv_memory_fraction": 0.95, "max_num_seqs": 256,
+                                   "max_num_batched_tokens": 4096, "admission": "recompute"}
+    sim.config.EngineSpec.model_validate(row.engine_settings)  # a scenario's engine section as it is
+
+
+def test_empty_engine_cells_keep_the_defaults(tmp_path):
+    (row,) = read_benchmarks(_bad(tmp_path, HEADER + ["engine", "kv_cache_dtype"], [GOOD + ["", ""]]))
+    assert (row.engine, row.engine_settings, row.kv_cache_dtype) == (None, {}, None)
+
+
+def test_request_rate_inf_sends_every_request_at_once(tmp_path):
+    (row,) = read_benchmarks(_bad(tmp_path, rows=[_with(concurrency="", request_rate="inf")]))
+    assert row.request_rate == float("inf") and row.all_at_once and row.load == "rate inf (all at once)"
+
+
+def test_the_shared_files_name_their_engines():
+    from tests.shared_data import SHARED, need
+
+    for name, engine in (("tensorrt-llm-0.17-max-throughput.csv", "tensorrt-llm-0.17"),
+                         ("tensorrt-llm-0.14-online.csv", "tensorrt-llm-0.14")):
+        rows = read_benchmarks(need(SHARED / "benchmarks" / name))
+        assert {r.engine for r in rows} == {engine}
+
+
 def test_missing_required_column(tmp_path):
     header = [h for h in HEADER if h != "num_requests"]
     _raises(_bad(tmp_path, header, [GOOD[:8] + GOOD[9:]]), r"header: missing column\(s\) 'num_requests'; a benchmark")
@@ -351,9 +381,12 @@ def test_negative_metric(tmp_path):
     _raises(_bad(tmp_path, rows=[_with(ttft_mean_s="-0.02")]), r"row 1, column 'ttft_mean_s': '-0.02' must be > 0")
 
 
-def test_infinite_rate(tmp_path):
-    _raises(_bad(tmp_path, rows=[_with(concurrency="", request_rate="inf")]),
-            r"row 1, column 'request_rate': 'inf' must be a finite number")
+def test_an_infinite_metric_or_concurrency_is_refused(tmp_path):
+    # request_rate = inf is read (every request at once: test_request_rate_inf_sends_every_request_at_once)
+    _raises(_bad(tmp_path, rows=[_with(ttft_mean_s="inf")]), r"row 1, column 'ttft_mean_s': 'inf' must be a finite")
+    _raises(_bad(tmp_path, rows=[_with(concurrency="inf")]), r"row 1, column 'concurrency': 'inf' must be a finite")
+    _raises(_bad(tmp_path, rows=[_with(concurrency="", request_rate="-inf")]),
+            r"row 1, column 'request_rate': '-inf' must be a finite number")
 
 
 def test_fractional_tp(tmp_path):
@@ -402,7 +435,7 @@ def test_misspelt_metric(tmp_path):
 
 
 def test_unrelated_extra_columns_are_ignored(tmp_path):
-    (row,) = read_benchmarks(_bad(tmp_path, HEADER + ["date", "engine"], [GOOD + ["2025-01-01", "vllm 0.8"]]))
+    (row,) = read_benchmarks(_bad(tmp_path, HEADER + ["date", "server"], [GOOD + ["2025-01-01", "vllm 0.8"]]))
     assert row.metrics == {"output_tokens_per_s": 100.5}
 
 

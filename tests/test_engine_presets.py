@@ -122,6 +122,15 @@ def test_a_malformed_preset_is_refused_with_what_is_missing():
         EnginePreset.model_validate(both)
 
 
+def test_an_alias_names_its_preset():
+    from sim.engine_presets import resolve_preset
+
+    assert resolve_preset("tensorrt-llm-0.14-triton") == "tensorrt-llm-0.14" and resolve_preset("nope") is None
+    aliased, named = _scenario(preset="tensorrt-llm-0.14-triton"), _scenario(preset="tensorrt-llm-0.14")
+    assert aliased.engine.model_dump(exclude={"preset"}) == named.engine.model_dump(exclude={"preset"})
+    assert named.engine.block_size == 64 and named.engine.admission == "reserve"
+
+
 def test_the_docs_table_shows_each_presets_values():
     text = (ROOT / "docs" / "engine.md").read_text()
     for name in PRESETS:

@@ -11,20 +11,26 @@ from __future__ import annotations
 import csv
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from calibration.catalog import GPUS, MODELS, QUANTIZATIONS, close_matches
+from calibration.catalog import GPUS, KV_CACHE_DTYPES, MODELS, QUANTIZATIONS, close_matches
 
-__all__ = ["BENCHMARK_METRICS", "METRIC_FAMILY", "BenchmarkRow", "row_error", "read_benchmarks"]
+__all__ = ["BENCHMARK_METRICS", "ENGINE_COLUMNS", "METRIC_FAMILY", "BenchmarkRow", "row_error", "read_benchmarks"]
 
 # Metrics a benchmark row may carry (seconds, tokens/s, requests/s), in the order they are shown.
 BENCHMARK_METRICS = ("output_tokens_per_s", "requests_per_s", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s",
                      "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_mean_s")
 _REQUIRED = ("model", "quantization", "hardware", "tp", "input_tokens", "output_tokens", "num_requests")
 _LOAD = ("concurrency", "request_rate")
-_KNOWN = frozenset(_REQUIRED + _LOAD + BENCHMARK_METRICS)
+# Optional columns that say how the server was run: its engine (a preset of sim/data/engines.toml,
+# or one of its aliases) and the settings that differ from the preset's, so that each row is
+# simulated under the engine that produced it. Empty cells keep the preset's (or capsim's) defaults.
+ENGINE_COLUMNS = ("engine", "kv_cache_dtype", "kv_memory_fraction", "max_num_seqs", "max_num_batched_tokens",
+                  "admission")
+_ADMISSIONS = ("recompute", "reserve")
+_KNOWN = frozenset(_REQUIRED + _LOAD + BENCHMARK_METRICS + ENGINE_COLUMNS)
 # What each metric measures (the fit weighs families alike; TPOT and ITL need two tokens).
 METRIC_FAMILY = {"output_tokens_per_s": "throughput", "requests_per_s": "throughput", "ttft_mean_s": "ttft",
            "ttft_p50_s": "ttft", "ttft_p99_s": "ttft", "tpot_mean_s": "tpot", "tpot_p50_s": "tpot",
@@ -42,8 +48,12 @@ _VLLM_NAMES = {
 @dataclass(frozen=True)
 class BenchmarkRow:
     """One measured serving run. ``row`` is its 1-based data row in the CSV (the header is row
-    0); exactly one of ``concurrency`` and ``request_rate`` is set; ``metrics`` holds the measured
-    values present (seconds, tokens/s, requests/s), keyed by :data:`BENCHMARK_METRICS` names."""
+    0); exactly one of ``concurrency`` and ``request_rate`` is set (``inf``: every request sent at
+    time 0); ``metrics`` holds the measured values present (seconds, tokens/s, requests/s), keyed by
+    :data:`BENCHMARK_METRICS` names. ``engine`` is the preset the row's ``engine`` cell names (an
+    alias resolved), ``engine_settings`` the scenario ``engine:`` section it was run under (the
+    preset and the row's own settings; empty without engine columns), and ``kv_cache_dtype`` the
+    precision of its KV cache (None: not stated, 16-bit)."""
 
     row: int
     model: str
@@ -56,6 +66,24 @@ class BenchmarkRow:
     request_rate: float | None
     num_requests: int
     metrics: dict[str, float]
+    engine: str | None = None
+    engine_settings: dict[str, Any] = field(default_factory=dict)
+    kv_cache_dtype: str | None = None
+
+    @property
+    def all_at_once(self) -> bool:
+        """Every request is sent at time 0 (concurrency at least the request count, or rate ``inf``):
+        the server sees one queue whose batches do not depend on step times."""
+        return (self.request_rate == math.inf or
+                (self.concurrency is not None and self.concurrency >= self.num_requests))
+
+    @property
+    def users(self) -> int | None:
+        """The closed loop that re-enacts the row: its concurrency, or every request at once (rate
+        ``inf`` is a closed loop of ``num_requests`` users); None for a finite rate."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return self.num_requests if self.request_rate == math.inf else None
 
     @property
     def configuration(self) -> tuple[str, str, str, int]:
@@ -65,7 +93,9 @@ class BenchmarkRow:
     @property
     def load(self) -> str:
         """The load in words: ``concurrency 16`` or ``rate 4/s``."""
-        return f"concurrency {self.concurrency}" if self.concurrency is not None else f"rate {self.request_rate:g}/s"
+        if self.concurrency is not None:
+            return f"concurrency {self.concurrency}"
+        return "rate inf (all at once)" if self.request_rate == math.inf else f"rate {self.request_rate:g}/s"
 
 
 def row_error(path: Path, where: str, message: str) -> ValueError:
@@ -73,12 +103,15 @@ def row_error(path: Path, where: str, message: str) -> ValueError:
     return ValueError(f"{path}: {where}{': ' if where else ''}{message}")
 
 
-def _number(path: Path, row: int, col: str, text: str, *, whole: bool) -> float:
-    """A positive finite number (a whole one if ``whole``) from a cell, or a one-line error."""
+def _number(path: Path, row: int, col: str, text: str, *, whole: bool, infinite: bool = False) -> float:
+    """A positive finite number (a whole one if ``whole``; ``inf`` too if ``infinite``) from a cell,
+    or a one-line error."""
     try:
         v = float(text)
     except ValueError:
         raise row_error(path, f"row {row}, column {col!r}", f"{text!r} is not a number") from None
+    if infinite and v == math.inf:
+        return v
     if not math.isfinite(v):
         raise row_error(path, f"row {row}, column {col!r}", f"{text!r} must be a finite number")
     if v <= 0:
@@ -142,7 +175,8 @@ def _parse_row(path: Path, i: int, cells: dict[str, str]) -> BenchmarkRow:
         raise row_error(path, f"row {i}, columns 'concurrency' and 'request_rate'",
                         "neither is set; give exactly one per row")
     conc = int(_number(path, i, "concurrency", conc_text, whole=True)) if conc_text else None
-    rate = _number(path, i, "request_rate", rate_text, whole=False) if rate_text else None
+    # inf: every request sent at once, as vLLM's and Triton's clients do with --request-rate inf.
+    rate = _number(path, i, "request_rate", rate_text, whole=False, infinite=True) if rate_text else None
     metrics = {m: _number(path, i, m, cells[m], whole=False) for m in BENCHMARK_METRICS if cells.get(m, "")}
     if not metrics:
         raise row_error(path, f"row {i}, metric columns", f"all empty; give at least one of {', '.join(BENCHMARK_METRICS)}")
@@ -159,9 +193,56 @@ def _parse_row(path: Path, i: int, cells: dict[str, str]) -> BenchmarkRow:
         if per_token:
             raise row_error(path, f"row {i}, column {per_token[0]!r}", "needs output_tokens >= 2 (there is no gap "
                             "between tokens in a one-token response)")
+    engine, settings, kv_dtype = _engine_cells(path, i, cells)
     return BenchmarkRow(row=i, model=model, quantization=quant, hardware=hardware, tp=ints["tp"],
                         input_tokens=ints["input_tokens"], output_tokens=ints["output_tokens"], concurrency=conc,
-                        request_rate=rate, num_requests=ints["num_requests"], metrics=metrics)
+                        request_rate=rate, num_requests=ints["num_requests"], metrics=metrics, engine=engine,
+                        engine_settings=settings, kv_cache_dtype=kv_dtype)
+
+
+def _engine_cells(path: Path, i: int, cells: dict[str, str]) -> tuple[str | None, dict[str, Any], str | None]:
+    """The row's engine (a preset name), its scenario ``engine:`` section and its KV precision from
+    the optional :data:`ENGINE_COLUMNS`, each cell checked on its own and then the section as a
+    whole (as a scenario's would be: max_num_batched_tokens >= max_num_seqs, say)."""
+    from sim.config import EngineSpec
+    from sim.engine_presets import preset_names, resolve_preset
+
+    def where(col: str) -> str:
+        return f"row {i}, column {col!r}"
+
+    settings: dict[str, Any] = {}
+    engine = None
+    if text := cells.get("engine", ""):
+        engine = resolve_preset(text)
+        if engine is None:
+            known = preset_names()
+            raise row_error(path, where("engine"), f"unknown engine preset {text!r}{close_matches(text, known)}; "
+                            f"known: {', '.join(known)}")
+        settings["preset"] = engine
+    kv_dtype = cells.get("kv_cache_dtype", "") or None
+    if kv_dtype is not None and kv_dtype not in KV_CACHE_DTYPES:
+        raise row_error(path, where("kv_cache_dtype"), f"unknown KV cache precision {kv_dtype!r}; known: "
+                        f"{', '.join(KV_CACHE_DTYPES)}")
+    if text := cells.get("kv_memory_fraction", ""):
+        frac = _number(path, i, "kv_memory_fraction", text, whole=False)
+        if frac > 1:
+            raise row_error(path, where("kv_memory_fraction"), f"{text!r} must be <= 1 (a share of free GPU memory)")
+        settings["kv_memory_fraction"] = frac
+    for col in ("max_num_seqs", "max_num_batched_tokens"):
+        if text := cells.get(col, ""):
+            settings[col] = int(_number(path, i, col, text, whole=True))
+    if text := cells.get("admission", ""):
+        if text not in _ADMISSIONS:
+            raise row_error(path, where("admission"), f"unknown admission {text!r}; known: {', '.join(_ADMISSIONS)}")
+        settings["admission"] = text
+    if settings:
+        try:
+            EngineSpec.model_validate(settings)
+        except ValueError as e:
+            given = ", ".join(repr(c) for c in ENGINE_COLUMNS if cells.get(c, ""))
+            reason = str(e).splitlines()[-1].strip() if str(e).strip() else type(e).__name__
+            raise row_error(path, f"row {i}, columns {given}", f"not a valid engine: {reason}") from None
+    return engine, settings, kv_dtype
 
 
 def read_benchmarks(path: str | Path) -> list[BenchmarkRow]:

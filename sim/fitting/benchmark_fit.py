@@ -209,6 +209,12 @@ def fit_from_benchmarks(path: str | Path, *, seed: int = 0, progress: Progress |
     p = Path(path)
     eng = engine_settings(engine)
     rows = read_benchmarks(p)
+    for r in rows:
+        if r.request_rate == math.inf:
+            # Re-enactment sizes a run by its rate (sim.fitting.reenact.simulation_plan); every request at
+            # once is what sim.fitting.engine_fit replays instead.
+            raise row_error(p, f"row {r.row}, column 'request_rate'", "inf (every request at once) is not fitted per "
+                            "configuration; fit the engine's rows with `python -m sim.fitting.engine_fit`")
     groups: dict[tuple[str, str, str, int], list[BenchmarkRow]] = {}
     for r in rows:
         groups.setdefault(r.configuration, []).append(r)

@@ -232,7 +232,8 @@ def format_validation(v: BenchmarkValidation) -> str:
     engine = f"preset {v.engine['preset']}" if "preset" in v.engine else ("capsim's defaults" if not v.engine
                                                                            else "as given")
     spec = ", ".join(f"{k}: {val}" for k, val in v.profile.items())
-    lines = [f"{v.path}: {len(v.rows)} row(s) predicted with profile {{{spec}}}, engine {engine}, no fitting"
+    lines = [f"{v.path}: {len(v.rows)} row(s) predicted with profile {{{spec}}}, engine: each row's own where its "
+             f"columns name one, else {engine}; no fitting"
              + (f"; {len(v.skipped)} skipped" if v.skipped else "")]
     table = [("row", "configuration", "load", "in/out", "simulated", "metric", "measured", "predicted", "error")]
     for r in v.rows:

@@ -10,7 +10,10 @@ How a run is re-enacted (the semantics of vLLM's benchmark client):
 - ``concurrency`` C: a closed loop of C users with no think time; the first C requests are sent
   at once, and each later one when an earlier one ends (``--max-concurrency C`` with
   ``--request-rate inf``). ``request_rate`` λ: Poisson arrivals whose gaps are rescaled so that
-  the n-th request is sent at exactly n/λ, as vLLM's client does.
+  the n-th request is sent at exactly n/λ, as vLLM's client does; ``request_rate`` inf: every
+  request at once, a closed loop of ``num_requests`` users (:attr:`BenchmarkRow.users`).
+- The engine the row's columns name (``engine`` preset, batch limits, KV memory fraction,
+  admission, ``kv_cache_dtype``); the caller's engine only for a row that names none.
 - Fixed ``input_tokens`` and ``output_tokens`` per request (the row's means for a dataset whose
   lengths vary).
 - Metrics as the client computes them, by :func:`sim.results.benchmark.client_metrics` (the
@@ -128,9 +131,12 @@ def scenario_data(row: BenchmarkRow, n: int, profile: Mapping[str, Any], seed: i
     """The scenario (as data for :func:`sim.config.load_scenario`) of ``n`` requests of ``row`` on
     one replica priced by ``profile`` (a scenario's profile section); the requests themselves are
     sent by :func:`benchmark_requests`, the workload here only sizes and names them."""
-    arrival: dict[str, Any] = ({"process": "closed_loop", "users": row.concurrency} if row.concurrency is not None
+    arrival: dict[str, Any] = ({"process": "closed_loop", "users": row.users} if row.users is not None
                                else {"process": "poisson", "rate_per_s": row.request_rate})
-    return {
+    # The engine that produced the row, where its columns say (preset and settings): the caller's
+    # ``engine`` stands in only for a row that names none.
+    engine = dict(row.engine_settings) if row.engine_settings else engine
+    data = {
         "name": f"benchmark row {row.row}", "seed": seed, "model": row.model, "quantization": row.quantization,
         "hardware": row.hardware, "tp": row.tp, "profile": dict(profile),
         "engine": engine,
@@ -138,6 +144,9 @@ def scenario_data(row: BenchmarkRow, n: int, profile: Mapping[str, Any], seed: i
                      "classes": [{"name": "bench", "prompt_tokens": {"dist": "fixed", "value": row.input_tokens},
                                   "output_tokens": {"dist": "fixed", "value": row.output_tokens}}]},
     }
+    if row.kv_cache_dtype is not None:
+        data["kv_cache_dtype"] = row.kv_cache_dtype
+    return data
 
 
 def benchmark_requests(row: BenchmarkRow, n: int, seed: int, replicate: int = 0) -> pa.Table:
@@ -145,8 +154,8 @@ def benchmark_requests(row: BenchmarkRow, n: int, seed: int, replicate: int = 0)
     a closed loop (request k sent when request k − C ends; the first C at time 0), or Poisson gaps
     rescaled so that request n is sent at exactly n/λ (drawn from (seed, row, replicate))."""
     k = np.arange(n, dtype=np.int64)
-    if row.concurrency is not None:
-        c = row.concurrency
+    if row.users is not None:
+        c = row.users
         arrival = np.where(k < c, 0.0, np.nan)
         after = np.where(k < c, -1, k - c)
     else:
@@ -185,17 +194,17 @@ def benchmark_metrics(requests: pa.Table, row: BenchmarkRow) -> dict[str, Any]:
     note = None
     if n < total:
         edge = math.ceil(_WARMUP_SHARE * n)
-        if row.concurrency is not None:
+        if row.users is not None:
             # The first round of users starts together (warm-up) and the last ends alone (drain).
-            edge = max(edge, row.concurrency)
+            edge = max(edge, row.users)
         lo, hi = edge, n - edge
         if hi - lo < 2:
             lo, hi = 0, n
         w[lo:hi] += (total - n) / (hi - lo)
-        if row.concurrency is not None:
+        if row.users is not None:
             # Closed loop without think time: C requests always in flight, so by Little's law the
             # steady time per request is the mean latency over C.
-            per_request = float(e2e[lo:hi].mean()) / row.concurrency
+            per_request = float(e2e[lo:hi].mean()) / row.users
         else:
             assert row.request_rate is not None
             # Arrivals come at exactly the rate over the whole run (the client spaces them so);
@@ -232,8 +241,8 @@ def simulation_plan(row: BenchmarkRow, coefficients: Mapping[str, float], *, max
     arrival (that request then waits a whole extra iteration); averaging streams makes the
     metrics, and so the fit, nearly smooth in the factors."""
     total, out = row.num_requests, row.output_tokens
-    if row.concurrency is not None:
-        in_flight, floor = float(row.concurrency), max(3 * row.concurrency, 10)
+    if row.users is not None:
+        in_flight, floor = float(row.users), max(3 * row.users, 10)
     else:
         assert row.request_rate is not None
         # Requests in flight at this rate if each ran alone (Little's law): a lower bound.
@@ -247,9 +256,9 @@ def simulation_plan(row: BenchmarkRow, coefficients: Mapping[str, float], *, max
         in_flight, floor = max(1.0, row.request_rate * alone), 20
     per_request = out / in_flight  # iterations each request adds to a run
     n = int(min(total, max(min(max_requests, math.ceil(iteration_budget / per_request)), floor)))
-    if row.concurrency is not None:
+    if row.users is not None:
         if n < total:  # whole rounds of users, so that the last round is not a partial one
-            n = max(floor, n // row.concurrency * row.concurrency)
+            n = max(floor, n // row.users * row.users)
         return n, 1
     runs = min(8, math.ceil(open_loop_requests / n), int(iteration_budget // (n * per_request)))
     return n, max(1, runs)

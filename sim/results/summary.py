@@ -34,6 +34,12 @@ class ProfileProvenance(TypedDict):
     # serving benchmarks, or to timings of related shapes or precisions), "derived" (datasheet
     # roofline) or "explicit" (coefficients written in the scenario).
     kind: ProvenanceKind
+    # Which kind of profile priced the run: "roofline", "measured", "engine" (a serving engine's
+    # efficiencies fitted over its benchmarks: calibration/data/engine_profiles.toml) or "explicit";
+    # runs compared with each other should share it.
+    family: str
+    # The serving engine whose fitted profile priced the run (family "engine"); "" for other families.
+    engine: str
     # Which measurements or datasheet and model config it came from, and what the scenario
     # overrode; a profile labelled a poor fit starts with "warning:".
     source: str

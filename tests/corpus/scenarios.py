@@ -110,7 +110,8 @@ CASES: list[BadInput] = [
     _key("admission-unknown", r"engine\.admission = 'evict': must be 'recompute' or 'reserve'",
          engine={"admission": "evict"}),
     _key("preset-unknown", r"engine\.preset = 'vllm-0\.9': unknown engine preset \(did you mean 'vllm-0\.8'\?\); "
-         r"known: sglang-0\.4, tensorrt-llm-0\.17, vllm-0\.8$", engine={"preset": "vllm-0.9"}),
+         r"known: sglang-0\.4, tensorrt-llm-0\.14, "
+         r"tensorrt-llm-0\.14-triton, tensorrt-llm-0\.17, vllm-0\.8$", engine={"preset": "vllm-0.9"}),
     _key("preset-number", r"engine\.preset = 8: must be a valid string", engine={"preset": 8}),
     _key("kv-memory-fraction-one", r"engine\.kv_memory_fraction = 1\.0: must be less than 1",
          engine={"kv_memory_fraction": 1.0}),
