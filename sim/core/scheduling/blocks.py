@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -9,7 +10,19 @@ import numpy as np
 from sim.core.fast import constant, total
 from sim.core.state import ReplicaState, RequestState
 
-__all__ = ["Want", "blocks_for", "grow_or_preempt", "sequence_blocks"]
+__all__ = ["BatchLimits", "Want", "blocks_for", "grow_or_preempt", "sequence_blocks"]
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """What every scheduler is given, under vLLM's names: at most ``max_num_seqs`` sequences and
+    ``budget`` tokens (max_num_batched_tokens) per iteration, KV blocks of ``block_size`` tokens.
+    A base of fields only: a scheduler's plan claim (``decode_run``) is its own class's, never
+    inherited from here."""
+
+    max_num_seqs: int
+    budget: int  # max_num_batched_tokens
+    block_size: int
+
 
 # ``want(rep) -> (n, end, total)``: the tokens each request of ``rep.run`` would compute this
 # iteration, the tokens each would then hold (``computed + n``) and ``n``'s sum as a Python int.

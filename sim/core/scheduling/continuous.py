@@ -29,14 +29,14 @@ from typing import ClassVar
 import numpy as np
 
 from sim.core.fast import total
-from sim.core.scheduling.blocks import blocks_for, grow_or_preempt, sequence_blocks
+from sim.core.scheduling.blocks import BatchLimits, blocks_for, grow_or_preempt, sequence_blocks
 from sim.core.state import ReplicaState
 
 __all__ = ["ContinuousScheduler", "ReservingContinuousScheduler"]
 
 
 @dataclass(frozen=True)
-class ContinuousScheduler:
+class ContinuousScheduler(BatchLimits):
     """Continuous batching with recompute preemption (the module docstring states the rule)."""
 
     # Plans (sim.core.plans): once every running request decodes, each iteration decodes them all (at
@@ -47,9 +47,6 @@ class ContinuousScheduler:
     # Whether admission takes the whole sequence's blocks (ReservingContinuousScheduler). Read once
     # per pass, so the recompute path pays one attribute load and one branch per admission tried.
     reserve: ClassVar[bool] = False
-    max_num_seqs: int
-    budget: int  # max_num_batched_tokens
-    block_size: int
     chunked: bool
 
     @property

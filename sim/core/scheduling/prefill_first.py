@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.core.scheduling.blocks import blocks_for, grow_or_preempt, sequence_blocks
+from sim.core.scheduling.blocks import BatchLimits, blocks_for, grow_or_preempt, sequence_blocks
 from sim.core.state import ReplicaState
 
 __all__ = ["PrefillFirstScheduler", "ReservingPrefillFirstScheduler"]
@@ -34,16 +34,13 @@ def _one_each(rep: ReplicaState) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 @dataclass(frozen=True)
-class PrefillFirstScheduler:
+class PrefillFirstScheduler(BatchLimits):
     """Prefill-first batching with recompute preemption (the module docstring states the rule)."""
 
     # Plans (sim.core.plans): when no prompt could be admitted, none can until an arrival or a
     # completion (free blocks only shrink), so decodes of every running request repeat.
     decode_run: ClassVar[str] = "grow"
     reserve: ClassVar[bool] = False  # admission takes the whole sequence's blocks (the reserving subclass)
-    max_num_seqs: int
-    budget: int  # max_num_batched_tokens
-    block_size: int
     max_decodes: ClassVar[None] = None  # decodes are not counted against the token budget
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:

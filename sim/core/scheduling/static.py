@@ -14,21 +14,18 @@ from typing import ClassVar
 
 import numpy as np
 
-from sim.core.scheduling.blocks import sequence_blocks
+from sim.core.scheduling.blocks import BatchLimits, sequence_blocks
 from sim.core.state import ReplicaState
 
 __all__ = ["StaticScheduler"]
 
 
 @dataclass(frozen=True)
-class StaticScheduler:
+class StaticScheduler(BatchLimits):
     # Plans (sim.core.plans): a batch in flight decodes, its blocks reserved, until its last request
     # completes, whatever waits (a closed batch: nothing joins it in flight).
     decode_run: ClassVar[str] = "reserved"
     closed_batch: ClassVar[bool] = True
-    max_num_seqs: int
-    budget: int  # max_num_batched_tokens
-    block_size: int
     max_decodes: ClassVar[None] = None  # decodes are not counted against the token budget
 
     def schedule(self, rep: ReplicaState, now: float) -> tuple[np.ndarray, np.ndarray]:
