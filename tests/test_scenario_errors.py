@@ -133,8 +133,9 @@ CASES = [
         allowed=r"less than or equal to 1")),
     case("unknown_engine_preset", Case(
         "yaml", bad(engine={"preset": "tensorrt-llm-0.71"}), key=r"\bengine\.preset\b", value=r"'tensorrt-llm-0\.71'",
-        allowed=r"unknown engine preset \(did you mean 'tensorrt-llm-0\.17'\?\); "
-                r"known: sglang-0\.4, tensorrt-llm-0\.17, vllm-0\.8$")),
+        allowed=r"unknown engine preset \(did you mean 'tensorrt-llm-0\.17', 'tensorrt-llm-0\.14', "
+                r"'tensorrt-llm-0\.14-triton'\?\); known: sglang-0\.4, tensorrt-llm-0\.14, tensorrt-llm-0\.14-triton, "
+                r"tensorrt-llm-0\.17, vllm-0\.8$")),
     case("unknown_admission", Case(
         "toml", bad(engine={"admission": "no_evict"}), key=r"\bengine\.admission\b", value=r"'no_evict'",
         allowed=r"'recompute' or 'reserve'")),
