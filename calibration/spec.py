@@ -96,15 +96,25 @@ class AutoProfileSpec(BaseModel):
                                "(calibration/data/engine_profiles.toml, e.g. tensorrt-llm-0.17), on a GPU without rows "
                                "the engine-wide fallback; measured profiles are not searched, so a comparison never "
                                "mixes families. Unset: a measured profile where there is one, else the roofline")
+    engine_profiles: str | None = Field(None, min_length=1, description="with engine: a file of engine profiles you "
+                                        "fitted (`capsim calibrate --engine-fit CSV -o FILE.toml`), or a directory "
+                                        "holding engine_profiles.toml, relative to the current directory as dirs are, "
+                                        "read instead of the shipped calibration/data/engine_profiles.toml; the "
+                                        "scenario is refused in one line when the file is missing, does not hold the "
+                                        "engine or holds numbers a roofline cannot take")
 
     @model_validator(mode="after")
     def _known_engine(self) -> AutoProfileSpec:
+        if self.engine_profiles is not None and self.engine is None:
+            raise ValueError(f"engine_profiles = {self.engine_profiles!r} without engine: name the engine whose "
+                             "profile to read from it (engine: NAME)")
         if self.engine is not None:
-            from calibration.engine_profiles import engine_profiles
+            from calibration.engine_profiles import engine_profiles, where_from
 
-            if self.engine not in engine_profiles():
-                raise ValueError(f"engine = {self.engine!r}: no engine profile; known: "
-                                 f"{', '.join(sorted(engine_profiles()))}")
+            known = engine_profiles(self.engine_profiles)  # a missing or unusable file: one line naming it
+            if self.engine not in known:
+                raise ValueError(f"engine = {self.engine!r}: no engine profile; known: {', '.join(sorted(known))} "
+                                 f"({where_from(self.engine_profiles)})")
             if self.dirs:
                 raise ValueError("engine and dirs are both given: an engine profile prices every configuration "
                                  "alike and searches no measured profiles; give one of them")
@@ -154,13 +164,12 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
         return ExplicitProfile(spec.fixed_s, spec.per_token_s, spec.prefill_attention_s,
                                spec.decode_attention_s, spec.kv_capacity_tokens)
     if isinstance(spec, AutoProfileSpec) and spec.engine is not None:
-        from calibration.engine_profiles import EngineRoofline, engine_efficiencies
+        from calibration.engine_profiles import engine_efficiencies, engine_roofline
 
-        eff, where = engine_efficiencies(spec.engine, hardware)
+        eff, where = engine_efficiencies(spec.engine, hardware, spec.engine_profiles)
         base = build_profile(RooflineProfileSpec(**eff), model=model, hardware=hardware, quantization=quantization,
                              tp=tp, kv_cache_dtype=kv_cache_dtype)
-        return EngineRoofline(**{f.name: getattr(base, f.name) for f in fields(base)}, engine=spec.engine,
-                              where=where)
+        return engine_roofline(base, spec.engine, where, spec.engine_profiles)  # type: ignore[arg-type]
     if isinstance(spec, (MeasuredProfileSpec, AutoProfileSpec)):
         from calibration.measured import MeasuredProfile, find_profile, list_profiles, shipped_profile_dir
 

@@ -203,6 +203,51 @@ def test_simulation_plan_bounds_the_work():
     assert simulation_plan(bench_row(1, 512, 32, 4, None, 5), coef) == (5, 1)
 
 
+
+# -- rate inf: every request at once --------------------------------------------------------------
+
+# Single requests (the overhead and the prompt's slope) and two all-at-once runs, sent as
+# ``--request-rate inf`` sends them: the batches fill from one queue at time 0.
+ALL_AT_ONCE = [(128, 64, 1, None, 4), (4096, 32, 1, None, 3), (1024, 32, None, float("inf"), 48),
+               (4096, 32, None, float("inf"), 64)]
+
+
+def test_a_rate_inf_row_is_re_enacted_all_at_once():
+    """Every request of a rate-inf row is sent at time 0 and the run is simulated whole (nothing to
+    extrapolate), so it is the same run as a closed loop of num_requests users; a capped run would
+    not be (its queue would be shorter), and simulation_plan never caps one."""
+    from sim.fitting.reenact import benchmark_requests
+
+    inf = bench_row(1, 1024, 32, None, float("inf"), 48)
+    t = benchmark_requests(inf, 48, seed=0)
+    assert t.column("arrival_s").to_pylist() == [0.0] * 48 and t.column("after_id").to_pylist() == [-1] * 48
+    assert simulation_plan(inf, roofline_coefficients()) == (48, 1)
+    assert simulation_plan(bench_row(1, 512, 128, None, float("inf"), 30000), roofline_coefficients()) == (30000, 1)
+    coef = true_coefficients()
+    assert simulate_benchmark(inf, coef) == simulate_benchmark(bench_row(1, 1024, 32, 48, None, 48), coef)
+
+
+def test_rate_inf_rows_are_fitted(tmp_path):
+    """--from-benchmarks takes rate-inf rows: the truth comes back from a CSV that has them, and the
+    profile's validity counts them as num_requests users (a finite figure, so the JSON stays JSON)."""
+    true = true_coefficients()
+    lines = []
+    for i, spec in enumerate(ALL_AT_ONCE, start=1):
+        m = simulate_benchmark(bench_row(i, *spec), true)
+        lines.append([*CONFIG, spec[0], spec[1], spec[2] or "", "inf" if spec[3] else "", spec[4],
+                      *(repr(m[k]) for k in BENCHMARK_METRICS)])
+    path = write_csv(tmp_path / "inf.csv", HEADER, lines)
+    (f,) = fit_from_benchmarks(path, cv_folds=0)
+    assert f.median_error < 0.005, format_fit(f)
+    assert f.factors["compute"] == pytest.approx(TRUE_FACTORS["compute"], rel=0.03)
+    assert f.factors["memory"] == pytest.approx(TRUE_FACTORS["memory"], rel=0.03)
+    assert f.coefficients["t0"] == pytest.approx(TRUE_T0, rel=0.03)
+    assert [r.load for r in f.rows][2:] == ["rate inf (all at once)"] * 2
+    assert f.record.validity["concurrency_max"] == 64.0 and "request_rate_max" not in f.record.validity
+    assert read_profile(write_profile(tmp_path / "out", f.record, f.table)) == f.record
+    assert "rate inf (all at once)" in format_fit(f)
+
+
 # -- a real-world CSV ----------------------------------------------------------------------------
 
 REAL_WORLD = """\

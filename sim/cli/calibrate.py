@@ -1,4 +1,5 @@
-"""``capsim calibrate``: measure real kernels and fit a profile, or fit one to serving benchmarks.
+"""``capsim calibrate``: measure real kernels and fit a profile, fit one to serving benchmarks, or
+fit serving engines' profiles to their benchmarks (``--engine-fit``).
 
 Registered on the app in :mod:`sim.cli.app`; kept apart because it is the one command that
 needs PyTorch (imported only when a harness run starts).
@@ -28,7 +29,8 @@ def calibrate_command(
     budget: str = typer.Option("5m", "--budget", "-b", help="Time to spend measuring: 300, 90s, 5m, 1h."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Catalog hardware to file the profile under "
                                            "(default: cpu-server for cpu; the GPU's catalog entry for cuda)."),
-    out: Path = typer.Option(Path("profiles"), "--out", "-o", help="Directory for NAME.json + NAME.parquet."),
+    out: Path = typer.Option(Path("profiles"), "--out", "-o", help="Directory for NAME.json + NAME.parquet; with "
+                             "--engine-fit a .toml file, or a directory for engine_profiles.toml."),
     seed: int = typer.Option(0, help="Seeds the random weights, the grid order and the held-out split."),
     from_benchmarks: Optional[Path] = typer.Option(
         None, "--from-benchmarks", help="Fit profiles to measured serving benchmarks in this CSV instead of "
@@ -37,6 +39,14 @@ def calibrate_command(
         None, "--from-operators", help="Fit profiles to published operator-level GPU timings in this directory "
         "(Vidur's data/profiling layout). With --model/--quant/--hardware/--tp: that configuration; without: every "
         "profile capsim ships."),
+    engine_fit: Optional[list[Path]] = typer.Option(
+        None, "--engine-fit", metavar="FILE.csv", help="Fit serving-engine profiles to this benchmark CSV (repeat the "
+        "flag for more files; every row names its engine in an 'engine' column): per engine and GPU, the roofline's "
+        "compute efficiency, memory efficiency and per-iteration overhead, over the rows that send every request at "
+        "once. Writes -o FILE.toml, or -o DIR/engine_profiles.toml. Takes about 2 s per row on one core."),
+    max_requests: Optional[int] = typer.Option(
+        None, "--max-requests", min=1, help="With --engine-fit: requests simulated per row at most (default "
+        "30,000; a capped run stands for the whole one by its steady middle). Lower it for a quick first look."),
     keep_poor_fit: bool = typer.Option(
         False, "--keep-poor-fit", help="With --from-benchmarks: write a profile whose fit error is above the threshold "
         "(median 25%) instead of refusing it; it is labelled poor, and kind: auto skips it."),
@@ -56,13 +66,34 @@ def calibrate_command(
       capsim calibrate --model llama-3.2-1b --quant int8 --layers 2 --budget 3m -o profiles
       capsim calibrate --model llama-3.1-8b --quant fp8 --device cuda --budget 20m -o profiles
       capsim calibrate --from-benchmarks vllm-bench.csv -o profiles
+      capsim calibrate --engine-fit trtllm-bench.csv -o my-engines.toml
       capsim calibrate --from-operators vidur/data/profiling --model llama-3.1-8b --quant fp16 --hardware h100-sxm -o profiles
 
     Use the profile in a scenario with  profile: {kind: measured, path: profiles}  (or kind: auto, with
     profiles among its dirs).
+
+    --engine-fit fits one profile per serving engine instead (the CSV's engine column, e.g.
+    tensorrt-llm-0.17): per GPU, the roofline's compute efficiency and memory efficiency (shares of
+    the datasheet peaks) and overhead per iteration (seconds), shared by every model, quantization
+    and TP on that GPU, plus an engine-wide fallback for other GPUs. They are fitted to the rows that
+    send every request at once (concurrency >= num_requests, or request_rate inf), each simulated
+    once and then replayed, and cross-validated by leaving out one ISL/OSL pair, GPU or model at a
+    time; rows with timed arrivals are predicted by simulation and their errors reported. It takes
+    minutes: about 2 s per row on one core (the 228 shared rows: about 8 minutes). Use the result
+    with  profile: {kind: auto, engine: NAME, engine_profiles: my-engines.toml}.
     """
     if keep_poor_fit and from_benchmarks is None:
         fail("--keep-poor-fit applies only with --from-benchmarks FILE (the other calibrations report held-out error)")
+    if max_requests is not None and not engine_fit:
+        fail("--max-requests applies only with --engine-fit FILE (requests simulated per benchmark row)")
+    if engine_fit:
+        given = [flag for flag, value in (("--from-benchmarks", from_benchmarks), ("--from-operators", from_operators),
+                                          ("--model", model), ("--hardware", hardware), ("--layers", layers),
+                                          ("--plot", plot), ("--collectives", collectives)) if value is not None]
+        if given:
+            fail(f"{given[0]} does not apply with --engine-fit: the CSV names each row's engine, model, quantization, "
+                 "hardware and tp")
+        return _engine_fit(engine_fit, out, max_requests)
     if from_benchmarks is not None:
         # The CSV names each row's model, quantization, hardware and tp: flags that would name
         # them too (or start another calibration) are refused rather than silently ignored.
@@ -176,6 +207,72 @@ def _from_benchmarks(path: Path, out: Path, seed: int, keep_poor_fit: bool = Fal
         except OSError as e:
             fail(f"--out {out}: cannot write the profile there ({e.strerror or e})")
         typer.echo(f"profile: {written}")
+
+
+def _engine_profiles_file(out: Path) -> Path:
+    """Where ``--engine-fit`` writes: ``-o FILE.toml`` as given, any other ``-o`` a directory (made if
+    need be) holding ``engine_profiles.toml``; refused in one line when that cannot be."""
+    from calibration.engine_profiles import FILE_NAME
+
+    if out.suffix.lower() == ".toml":
+        if out.is_dir():
+            fail(f"--out {out}: is a directory; name a .toml file, or a directory without the .toml suffix")
+        target = out
+    else:
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out}: exists and is not a directory; name a .toml file or a directory")
+        target = out / FILE_NAME
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--out {out}: cannot write there ({e.strerror or e})")
+    return target
+
+
+def _engine_fit(paths: list[Path], out: Path, max_requests: Optional[int]) -> None:
+    """Fit the engine profiles of every CSV in ``paths`` (:func:`sim.fitting.engine_fit.fit_file`), write
+    them to one file and print each engine's numbers and held-out errors."""
+    from sim.fitting.benchmark_csv import read_benchmarks
+    from sim.fitting.engine_fit import MAX_REQUESTS, fit_file, write_profiles
+
+    # Every file is read and checked before the first simulation: a bad second file would otherwise be
+    # found only after minutes spent on the first.
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            rows = read_benchmarks(path)
+        except ValueError as e:
+            fail(str(e))
+        engines = sorted({r.engine for r in rows if r.engine is not None})
+        if not engines:
+            fail(f"{path}: no row names its engine (column 'engine', a preset such as tensorrt-llm-0.17); engine "
+                 "profiles are per engine")
+        for engine in engines:
+            if engine in seen:
+                # One profile per engine: its rows are fitted together, so they must come from one file.
+                fail(f"{path}: engine {engine!r} also has rows in {seen[engine]}; put an engine's rows in one CSV")
+            seen[engine] = path
+    target = _engine_profiles_file(out)
+    entries = []
+    for path in paths:
+        try:
+            entries += fit_file(path, max_requests=MAX_REQUESTS if max_requests is None else max_requests,
+                                progress=lambda msg: typer.echo(msg, err=True))["entries"]
+        except ValueError as e:
+            fail(str(e))
+    try:
+        write_profiles(target, entries)
+    except OSError as e:
+        fail(f"--out {out}: cannot write the engine profiles there ({e.strerror or e})")
+    for e in entries:
+        typer.echo(f"{e['engine']}: " + "; ".join(
+            f"{g} e_c {v['compute_efficiency']:.3f} e_m {v['memory_efficiency']:.3f} t0 {v['overhead_s'] * 1e3:.2f} ms "
+            f"({v['rows']} rows)" for g, v in e["gpus"].items()))
+        typer.echo("\n".join("  " + line for line in e["folds"]) or "  not cross-validated: the rows span one "
+                   "ISL/OSL pair, GPU and model")
+    typer.echo(f"engine profiles: {target}")
+    typer.echo("use with  profile: {kind: auto, engine: " + (entries[0]["engine"] if len(entries) == 1 else "NAME")
+               + f", engine_profiles: {target}}}")
 
 
 def _from_operators(path: Path, out: Path, model: Optional[str], quant: Optional[str], hardware: Optional[str],

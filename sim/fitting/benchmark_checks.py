@@ -155,13 +155,13 @@ def _check_hardware(path: Path, r: BenchmarkRow, lim: HardwareLimits) -> None:
         in_requests = col == "requests_per_s"
         unit, scale = ("requests/s", 1.0 / r.output_tokens) if in_requests else ("output tokens/s", 1.0)
         tokens = m[col] / scale
-        if r.concurrency is not None:
-            users = min(r.concurrency, r.num_requests)
+        if r.users is not None:
+            users = min(r.users, r.num_requests)
             cap = users / floor
             if tokens > cap * PEAK_SLACK:
                 seqs = "1 sequence gains" if users == 1 else f"{users} sequences gain"
                 raise row_error(path, _where(r, col), f"{m[col]:g} {unit} is faster than the hardware allows: at "
-                                f"concurrency {r.concurrency} at most {seqs} one token per decode step, and "
+                                f"{_load(r)} at most {seqs} one token per decode step, and "
                                 f"{lim.reads()}: at most {cap * scale:.4g} {unit}")
         cap = r.output_tokens / per_request
         if tokens > cap * PEAK_SLACK:
@@ -202,7 +202,8 @@ def _check_agreement(path: Path, r: BenchmarkRow) -> None:
     if thr is None:
         return
     rps = m["requests_per_s"] if thr == "requests_per_s" else m["output_tokens_per_s"] / out
-    if r.request_rate is not None:
+    if r.users is None:
+        assert r.request_rate is not None
         # The n-th request is sent at n/rate (vLLM spaces them so; plain Poisson gaps put it
         # within 3/sqrt(n) of there), so n requests cannot complete in less time.
         tol = max(1.5, 1.0 + 3.0 / math.sqrt(r.num_requests))
@@ -210,14 +211,13 @@ def _check_agreement(path: Path, r: BenchmarkRow) -> None:
             raise row_error(path, _where(r, "request_rate", thr), f"requests complete at {rps:.4g}/s but are sent at "
                             f"{r.request_rate:g}/s; a run cannot complete requests faster than it sends them")
         return
-    assert r.concurrency is not None
     per_col = "itl_mean_s" if "itl_mean_s" in m else "tpot_mean_s" if "tpot_mean_s" in m else None
     lat = [c for c in ("ttft_mean_s", per_col) if c is not None and c in m]
     if not lat:
         return
     latency = m.get("ttft_mean_s", 0.0) + (m[per_col] * (out - 1) if per_col is not None else 0.0)
     whole = "ttft_mean_s" in m and (per_col is not None or out == 1)
-    users = min(r.concurrency, r.num_requests)
+    users = min(r.users, r.num_requests)
     flight = rps * latency
     lo, hi = LITTLE_RANGE
     if flight <= users * hi and (flight >= users * lo or not whole):
@@ -227,12 +227,25 @@ def _check_agreement(path: Path, r: BenchmarkRow) -> None:
     if flight > users and users * lo <= flight / 1000 <= users * hi:
         raise row_error(path, cols, f"{values} {'look' if len(lat) > 1 else 'looks'} like milliseconds: in seconds, by "
                         f"Little's law {rps:.4g} requests/s × {latency:.4g} s of latency = {flight:.4g} requests in "
-                        f"flight, but concurrency {r.concurrency} keeps at most {users}; give seconds "
+                        f"flight, but {_load(r)} keeps at most {users}; give seconds "
                         f"({' and '.join(f'{m[c] / 1000:g}' for c in lat)})")
     raise row_error(path, cols, f"by Little's law {rps:.4g} requests/s × {latency:.4g} s of latency "
                     f"({' + '.join(lat)}{' × (output_tokens − 1)' if per_col in lat else ''}) = {flight:.4g} requests "
-                    f"in flight, but a closed loop of concurrency {r.concurrency} keeps {users} (refused outside "
+                    f"in flight, but {_closed_loop(r)} keeps {users} (refused outside "
                     f"{lo:g}–{hi:g}× that)")
+
+
+def _load(r: BenchmarkRow) -> str:
+    """``r``'s closed loop as its column says it: ``concurrency C`` or ``request_rate inf``."""
+    return f"concurrency {r.concurrency}" if r.concurrency is not None else "request_rate inf"
+
+
+def _closed_loop(r: BenchmarkRow) -> str:
+    """The closed loop that re-enacts ``r``, in words: its concurrency, or request_rate inf (every
+    request at once, a closed loop of num_requests users)."""
+    if r.concurrency is not None:
+        return f"a closed loop of concurrency {r.concurrency}"
+    return f"request_rate inf (all {r.num_requests} requests at once)"
 
 
 def _check_units(path: Path, r: BenchmarkRow, lim: HardwareLimits, budget: int) -> None:

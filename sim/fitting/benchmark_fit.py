@@ -78,12 +78,15 @@ def _check_configuration(path: Path, rows: Sequence[BenchmarkRow], engine: dict[
 
 
 def _validity(rows: Sequence[BenchmarkRow]) -> dict[str, float]:
-    """The lengths and loads the rows span (``<name>_min``/``<name>_max``): where the profile was fitted."""
+    """The lengths and loads the rows span (``<name>_min``/``<name>_max``): where the profile was fitted.
+    A row at rate inf counts as the closed loop that re-enacts it (``num_requests`` users at once), so
+    that every figure is finite (the profile is JSON)."""
     v: dict[str, float] = {}
     for name, vals in (("input_tokens", [r.input_tokens for r in rows]),
                        ("output_tokens", [r.output_tokens for r in rows]),
-                       ("concurrency", [r.concurrency for r in rows if r.concurrency is not None]),
-                       ("request_rate", [r.request_rate for r in rows if r.request_rate is not None])):
+                       ("concurrency", [r.users for r in rows if r.users is not None]),
+                       ("request_rate", [r.request_rate for r in rows
+                                         if r.request_rate is not None and math.isfinite(r.request_rate)])):
         if vals:
             v[f"{name}_min"], v[f"{name}_max"] = float(min(vals)), float(max(vals))  # type: ignore[type-var]
     return v
@@ -209,12 +212,6 @@ def fit_from_benchmarks(path: str | Path, *, seed: int = 0, progress: Progress |
     p = Path(path)
     eng = engine_settings(engine)
     rows = read_benchmarks(p)
-    for r in rows:
-        if r.request_rate == math.inf:
-            # Re-enactment sizes a run by its rate (sim.fitting.reenact.simulation_plan); every request at
-            # once is what sim.fitting.engine_fit replays instead.
-            raise row_error(p, f"row {r.row}, column 'request_rate'", "inf (every request at once) is not fitted per "
-                            "configuration; fit the engine's rows with `python -m sim.fitting.engine_fit`")
     groups: dict[tuple[str, str, str, int], list[BenchmarkRow]] = {}
     for r in rows:
         groups.setdefault(r.configuration, []).append(r)

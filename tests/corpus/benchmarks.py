@@ -81,8 +81,9 @@ CASES: list[BadInput] = [
     _case("zero-tp", r"row 1, column 'tp': '0' must be > 0", _row(tp="0")),
     _case("zero-throughput", r"row 1, column 'output_tokens_per_s': '0' must be > 0", _row(output_tokens_per_s="0")),
     _case("nan-tpot", r"row 1, column 'tpot_mean_s': 'nan' must be a finite number", _row(tpot_mean_s="nan")),
-    _case("infinite-rate",
-          r"row 1, column 'request_rate': inf \(every request at once\) is not fitted per configuration",
+    # Concurrency-1 numbers labelled rate inf: Little's law against every request at once refuses them.
+    _case("infinite-rate-with-concurrency-1-latencies",
+          r"row 1, columns .*: by Little's law .* requests in flight, but request_rate inf \(all \d+ requests at once\) keeps",
           _row(concurrency="", request_rate="inf")),
     _case("text-in-number", r"row 3, column 'input_tokens': '1k' is not a number", _GOOD, _GOOD, _row(input_tokens="1k")),
     _case("ms-suffix-in-cell", r"row 1, column 'ttft_mean_s': '23\.1ms' is not a number", _row(ttft_mean_s="23.1ms")),
