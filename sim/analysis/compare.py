@@ -43,7 +43,8 @@ from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
 from sim.results.waste import PARTS, WasteReference, waste_of
 
-__all__ = ["FAMILIES", "Comparison", "CompareError", "compare"]
+__all__ = ["FAMILIES", "Comparison", "CompareError", "check_search", "compare", "fleet_scenario", "one_family",
+           "option_scenario", "target_load"]
 
 FAMILIES = ("auto", "roofline", "measured")
 _MEASURED = ("measured", "derived-from-measured")
@@ -91,14 +92,20 @@ def _label(hw: str, quant: str, tp: int) -> str:
     return f"{hw} {quant} tp{tp}"
 
 
-def _option(base: dict[str, Any], hw: str, quant: str, tp: int, family: str) -> Scenario:
+def option_scenario(base: dict[str, Any], hw: str, quant: str, tp: int, family: str,
+                    engine: dict[str, Any] | None = None) -> Scenario:
+    """``base`` (a scenario as plain data) on hardware ``hw`` with ``quant`` at ``tp``, one replica;
+    ``engine`` keys (e.g. ``max_num_seqs``) replace the scenario's; ``family`` ``roofline`` prices
+    it with the datasheet roofline. Raises ScenarioError when it does not fit (the validator's words)."""
     data = {**base, "hardware": hw, "quantization": quant, "tp": tp, "replicas": 1}
+    if engine:
+        data["engine"] = {**data.get("engine", {}), **engine}
     if family == "roofline":
         data["profile"] = {"kind": "roofline"}
     return load_scenario(data)
 
 
-def _one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Sequence[str],
+def one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Sequence[str],
                 tp: Sequence[int]) -> tuple[str, str]:
     """The one profile family ``kind: auto`` prices a whole comparison with, and why: measured where
     every option that fits has a measured (or derived-from-measured) profile, else the datasheet
@@ -108,7 +115,7 @@ def _one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Seq
         for q in quantization:
             for t in tp:
                 try:
-                    kind = _option(base, hw, q, t, "auto").build_profile().provenance.kind
+                    kind = option_scenario(base, hw, q, t, "auto").build_profile().provenance.kind
                 except ScenarioError:
                     continue  # does not fit: listed as such, whatever the family
                 fits += 1
@@ -121,6 +128,48 @@ def _one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Seq
     if not fits:
         return "roofline", "profile kind auto: no option fits its hardware"
     return "measured", "profile kind auto: every option has a measured profile, and each is priced with its own"
+
+
+def check_search(scenario: Scenario, hardware: Sequence[str], quantization: Sequence[str], tp: Sequence[int]) -> None:
+    """Refuse, in one line (:class:`CompareError`), a search over ``hardware × quantization × tp``
+    that cannot be made: an unknown hardware or quantization (with close matches), an empty list, a
+    TP that is not a whole number >= 1, or a cost section that names one hardware's price while
+    the search spans several."""
+    from calibration import GPUS, QUANTIZATIONS
+    from calibration.catalog import close_matches
+
+    for what, values, table in (("hardware", hardware, GPUS), ("quantization", quantization, QUANTIZATIONS)):
+        if not values:
+            raise CompareError(f"{what}: give at least one")
+        for v in values:
+            if v not in table:  # the scenario validator's words (sim.config._known), with the list it came from
+                raise CompareError(f"{what} {v!r} is not in the catalog{close_matches(v, table)}; known: "
+                                   f"{', '.join(sorted(table))}")
+    if not tp or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tp):
+        raise CompareError(f"tp {list(tp)!r}: give whole numbers >= 1")
+    if scenario.cost.usd_per_gpu_hour is not None and len(set(hardware)) > 1:
+        raise CompareError(f"cost.usd_per_gpu_hour = {scenario.cost.usd_per_gpu_hour:g} is one hardware's price and "
+                           "this comparison spans several: remove it (catalog prices apply, with cost.discount if given)")
+
+
+def target_load(scenario: Scenario, rate_per_s: float | None) -> tuple[float, float, Any]:
+    """The target load of a search: ``(rate, sizing rate, rate profile)``. With ``rate_per_s``
+    given, it is both the rate and the sizing rate, and the profile is None (the fleet runs at that
+    constant rate). Without it, the scenario's own arrivals are kept: the rate is their mean, and a
+    time-varying rate (``rate_profile``) is returned with its peak as the sizing rate (a static
+    fleet is sized for the peak). Raises :class:`CompareError` for an arrival process without a
+    rate, or a rate that is not a number > 0."""
+    own = rate_per_s is None
+    if own:
+        rate_per_s = getattr(scenario.workload.arrival, "mean_rate_per_s", None)
+        if rate_per_s is None:
+            raise CompareError("the scenario's arrival process has no rate: give the target rate (--rate)")
+    if isinstance(rate_per_s, bool) or not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s)
+                                            and rate_per_s > 0):
+        raise CompareError(f"rate {rate_per_s!r}: must be a number of requests/s > 0")
+    profile = getattr(scenario.workload.arrival, "rate_profile", None) if own else None
+    sizing = max(float(profile.knots().rate.max()), rate_per_s) if profile is not None else rate_per_s
+    return float(rate_per_s), float(sizing), profile
 
 
 def _empty_row(label: str, hw: str, quant: str, tp: int) -> dict[str, Any]:
@@ -148,8 +197,6 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
 
     Raises :class:`CompareError` (one line) for an unknown hardware or quantization, an empty
     list, a bad family or rate, or a cost section that names one hardware's price."""
-    from calibration import GPUS, QUANTIZATIONS
-    from calibration.catalog import close_matches
     from sim.analysis.curve import load_curve, with_rate
     from sim.engine import simulate
     from sim.analysis.executor import local_executor
@@ -158,33 +205,14 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     say = progress or (lambda _m: None)
     if family not in FAMILIES:
         raise CompareError(f"family {family!r}: must be one of {', '.join(FAMILIES)}")
-    for what, values, table in (("hardware", hardware, GPUS), ("quantization", quantization, QUANTIZATIONS)):
-        if not values:
-            raise CompareError(f"{what}: give at least one")
-        for v in values:
-            if v not in table:  # the scenario validator's words (sim.config._known), with the list it came from
-                raise CompareError(f"{what} {v!r} is not in the catalog{close_matches(v, table)}; known: "
-                                   f"{', '.join(sorted(table))}")
-    if not tp or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tp):
-        raise CompareError(f"tp {list(tp)!r}: give whole numbers >= 1")
-    if scenario.cost.usd_per_gpu_hour is not None and len(set(hardware)) > 1:
-        raise CompareError(f"cost.usd_per_gpu_hour = {scenario.cost.usd_per_gpu_hour:g} is one hardware's price and "
-                           "this comparison spans several: remove it (catalog prices apply, with cost.discount if given)")
-    own = rate_per_s is None  # the scenario's own arrivals: a time-varying rate is kept, the fleet sized for its peak
-    if own:
-        rate_per_s = getattr(scenario.workload.arrival, "mean_rate_per_s", None)
-        if rate_per_s is None:
-            raise CompareError("the scenario's arrival process has no rate: give the target rate (--rate)")
-    if not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s) and rate_per_s > 0):
-        raise CompareError(f"rate {rate_per_s!r}: must be a number of requests/s > 0")
+    check_search(scenario, hardware, quantization, tp)
+    rate_per_s, sizing, profile = target_load(scenario, rate_per_s)
     slo_list = list(slos) if slos is not None else None
-    profile = getattr(scenario.workload.arrival, "rate_profile", None) if own else None
-    sizing = max(float(profile.knots().rate.max()), rate_per_s) if profile is not None else rate_per_s
 
     base = scenario.to_dict()
     notes = []
     if family == "auto" and scenario.profile.kind == "auto":
-        family, why = _one_family(base, hardware, quantization, tp)
+        family, why = one_family(base, hardware, quantization, tp)
         notes.append(why)
     rows: list[dict[str, Any]] = []
     windows: dict[str, pa.Table] = {}
@@ -197,7 +225,7 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
                     row = _empty_row(label, hw, q, t)
                     rows.append(row)
                     try:
-                        opt = _option(base, hw, q, t, family)
+                        opt = option_scenario(base, hw, q, t, family)
                     except ScenarioError as e:
                         row["reason"] = f"does not fit: {e}"
                         continue
@@ -219,7 +247,7 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
                                max_rate_max_per_s=best.max, output_tokens_per_s_per_replica=ref.output_tokens_per_s)
                     needed = max(1, math.ceil(sizing / best.mean - 1e-9))
                     say(f"{label}: fleet of {needed} at {rate_per_s:g} requests/s")
-                    fleet = _fleet(opt if profile is not None else with_rate(opt, rate_per_s), needed,
+                    fleet = fleet_scenario(opt if profile is not None else with_rate(opt, rate_per_s), needed,
                                    scenario.seed + 1000, scale=profile is None)
                     sm = simulate(fleet, records="summary").summary
                     ok, reasons = meets(sm, curve.slos)
@@ -251,7 +279,7 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     return Comparison(scenario, float(rate_per_s), slo_text, family, options, tuple(notes), windows)
 
 
-def _fleet(one: Scenario, replicas: int, seed: int, scale: bool) -> Scenario:
+def fleet_scenario(one: Scenario, replicas: int, seed: int, scale: bool) -> Scenario:
     """``one`` (a single replica) as a fleet of ``replicas`` with ``seed``. With ``scale``, a
     workload counted in requests gets ``replicas`` times as many, so that the fleet's run at the
     target rate spans as many requests per replica as each point of the curve (a short run of a

@@ -2,7 +2,7 @@
 
 Each command group lives in its own module (``sim.cli.run``, ``sim.cli.workload``,
 ``sim.cli.catalog``, ``sim.cli.calibrate``, ``sim.cli.validate``, ``sim.cli.curve``,
-``sim.cli.compare``) over the helpers they share (``sim.cli.common``). This module imports them;
+``sim.cli.compare``, ``sim.cli.plan``) over the helpers they share (``sim.cli.common``). This module imports them;
 none of them, and nothing else in capsim, imports this one.
 
 Errors in what the user gave (a bad scenario, a bad ``--set``) print one line and exit 2;
@@ -21,6 +21,7 @@ from sim.cli.calibrate import calibrate_command
 from sim.cli.catalog import catalog_app
 from sim.cli.compare import compare_command
 from sim.cli.curve import curve as curve_command
+from sim.cli.plan import plan_command
 from sim.cli.run import run
 from sim.cli.validate import validate_command
 from sim.cli.workload import workload_app
@@ -82,6 +83,7 @@ app.command("calibrate")(calibrate_command)
 app.command("validate")(validate_command)
 app.command("curve")(curve_command)
 app.command("compare")(compare_command)
+app.command("plan")(plan_command)
 app.add_typer(workload_app, name="workload")
 app.add_typer(catalog_app, name="catalog")
 

@@ -3,7 +3,7 @@
 
 The command line is layered: :mod:`sim.cli.app` (the app) imports the command modules
 (``sim.cli.run``, ``sim.cli.workload``, ``sim.cli.catalog``, ``sim.cli.calibrate``,
-``sim.cli.validate``, ``sim.cli.curve``, ``sim.cli.compare``), each of which imports this module
+``sim.cli.validate``, ``sim.cli.curve``, ``sim.cli.compare``, ``sim.cli.plan``), each of which imports this module
 and the rest of capsim; nothing imports upwards (the import contracts in ``pyproject.toml``).
 """
 
@@ -19,7 +19,8 @@ import yaml
 if TYPE_CHECKING:
     from sim.config import Scenario
 
-__all__ = ["UsageError", "apply_set", "fail", "fmt", "measuring_progress", "parse_duration", "scenario_from_args"]
+__all__ = ["UsageError", "apply_set", "fail", "fmt", "measuring_progress", "parse_duration", "scenario_from_args",
+           "split_list"]
 
 T = TypeVar("T")
 
@@ -88,6 +89,14 @@ def scenario_from_args(scenario: Optional[Path], sets: list[str], seed: Optional
             raise ScenarioError(f"{scenario or 'default scenario'}: {e}") from None
     except (ScenarioError, UsageError) as e:
         fail(str(e))
+
+
+def split_list(text: str, option: str) -> list[str]:
+    """``a,b,c`` -> ["a", "b", "c"] (spaces trimmed); ValueError naming the option when empty."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ValueError(f"{option} {text!r}: give a comma-separated list, e.g. h100-sxm,h200")
+    return items
 
 
 def fmt(x: Any, unit: str = "s") -> str:

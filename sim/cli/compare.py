@@ -11,17 +11,9 @@ from typing import Optional
 
 import typer
 
-from sim.cli.common import fail, scenario_from_args
+from sim.cli.common import fail, scenario_from_args, split_list  # split_list: also capsim plan's
 
 __all__ = ["compare_command", "split_list"]
-
-
-def split_list(text: str, option: str) -> list[str]:
-    """``a,b,c`` -> ["a", "b", "c"] (spaces trimmed); ValueError naming the option when empty."""
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    if not items:
-        raise ValueError(f"{option} {text!r}: give a comma-separated list, e.g. h100-sxm,h200")
-    return items
 
 
 def compare_command(

@@ -18,7 +18,8 @@ __all__ = ["run"]
 
 def run(
     scenario: Optional[Path] = typer.Argument(
-        None, help="Scenario file (.yaml, .yml or .toml). Omit it to run the embedded default: Llama-3.1-8B bf16 "
+        None, help="Scenario file (.yaml, .yml or .toml), or a plan directory (capsim plan -o DIR: its fleet.yaml, "
+                   "the recommended fleet). Omit it to run the embedded default: Llama-3.1-8B bf16 "
                    "on one H100 SXM under chat-like Poisson traffic for four simulated minutes."),
     out_name: str = typer.Option("capsim-out", "--out", "-o", metavar="DIR",
                                  help="Directory for requests/iterations/timeline Parquet, summary.json and "
@@ -59,7 +60,9 @@ def run(
       capsim run my.yaml --set workload.classes.0.slo.ttft_s=0.5 --seed 3 --no-write
       capsim run my.yaml --set workload.duration_s=null --set workload.num_requests=5000
       capsim run my.yaml --set profile.kind=roofline --set profile.hbm_tb_s=6.7
+      capsim run capsim-plan                            # a plan's recommended fleet (capsim-plan/fleet.yaml)
     """
+    scenario = _plan_fleet(scenario)
     sc = scenario_from_args(scenario, set_, seed)
     if show_scenario:
         typer.echo(yaml.safe_dump(sc.to_dict(), sort_keys=False), nl=False)
@@ -97,6 +100,17 @@ def run(
     if not quiet:
         _print_summary(result, out, written)
     _warn(result)
+
+
+def _plan_fleet(path: Optional[Path]) -> Optional[Path]:
+    """A plan directory (one holding plan.json) stands for its fleet.yaml; anything else is itself."""
+    if path is None or not path.is_dir() or not (path / "plan.json").is_file():
+        return path
+    fleet = path / "fleet.yaml"
+    if not fleet.is_file():
+        fail(f"{path}: this plan has no fleet.yaml: no configuration met its SLOs (plan.json's \"infeasible\" "
+             "says why)")
+    return fleet
 
 
 def _simulate(sc, quiet: bool, simulate):  # type: ignore[no-untyped-def]

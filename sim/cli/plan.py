@@ -1,0 +1,186 @@
+"""``capsim plan``: the cheapest fleet that meets the SLOs, searched smartly and confirmed whole
+(the method: :mod:`sim.analysis.plan`; the saved directory: docs/planning.md).
+
+Registered on the app in :mod:`sim.cli.app`; thin over :func:`sim.analysis.plan.plan`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sim.cli.common import fail, scenario_from_args, split_list
+
+__all__ = ["plan_command"]
+
+
+def _ints(text: str, option: str) -> list[int]:
+    """``1,2`` -> [1, 2]; one line naming the option when not whole numbers >= 1."""
+    try:
+        values = [int(x) for x in split_list(text, option)]
+    except ValueError:
+        fail(f"{option} {text!r}: give whole numbers >= 1, comma-separated, e.g. 1,2")
+    if any(v < 1 for v in values):
+        fail(f"{option} {text!r}: give whole numbers >= 1, comma-separated, e.g. 1,2")
+    return values
+
+
+def plan_command(
+    scenario: Optional[Path] = typer.Argument(None, help="Scenario file (.yaml, .yml, .toml); omit it for the embedded "
+                                              "default. Its workload, engine and cost section apply to every option."),
+    slo: list[str] = typer.Option([], "--slo", metavar="[CLASS:]METRIC_STAT=LIMIT", help="An SLO target, e.g. "
+                                  "ttft_p99=1s, tpot_p99=60ms, chat:e2e_p90=20s (repeatable; default: p99 of each "
+                                  "class's own SLOs)."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Target load in requests/s (default: the scenario's own "
+                                         "arrivals; a time-varying rate is sized for its peak)."),
+    hardware: str = typer.Option("h100-sxm,h200,a100-80gb,l40s", "--hardware", metavar="H1,H2,...",
+                                 help="Catalog hardware to search (capsim catalog), comma-separated."),
+    quant: Optional[str] = typer.Option(None, "--quant", metavar="Q1,Q2,...", help="Quantizations, comma-separated "
+                                        "(default: the scenario's)."),
+    tp: str = typer.Option("1,2", "--tp", metavar="N1,N2,...", help="Tensor-parallel degrees, comma-separated."),
+    max_num_seqs: Optional[str] = typer.Option(None, "--max-num-seqs", metavar="N1,N2,...", help="Batch limits to try "
+                                               "where they can change the ranking (default: the scenario's and twice "
+                                               "it)."),
+    max_num_batched_tokens: Optional[str] = typer.Option(None, "--max-num-batched-tokens", metavar="N1,N2,...",
+                                                         help="Token budgets to try likewise (default: the "
+                                                              "scenario's and half of it)."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds per load-curve point of the search."),
+    confirm_seeds: int = typer.Option(2, "--confirm-seeds", help="Fresh seeds each chosen fleet is confirmed with "
+                                      "(simulated whole; never seeds of the search)."),
+    family: str = typer.Option("auto", "--family", metavar="auto|roofline|measured", help="Step-time model family, "
+                               "one for every option (as in capsim compare)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the simulations (default: all cores)."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a scenario key, as in "
+                                   "capsim run. Repeatable."),
+    out_name: str = typer.Option("capsim-plan", "--out", "-o", metavar="DIR", help="The plan directory: plan.json, "
+                                 "options.parquet, curves.parquet, fleet.yaml (docs/planning.md)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no tables; still writes the plan."),
+) -> None:
+    """Plan the cheapest fleet that meets the SLOs: search hardware × quantization × TP × engine
+    settings, size replicas from each option's load curve, confirm the chosen fleet by simulating
+    it whole with fresh seeds (correcting the count where it disagrees), and rank what meets the
+    SLOs by $/hour. Prints the ranking and each hardware's best configuration (with why, where it
+    cannot meet the SLOs), and writes the plan directory; run its fleet with `capsim run DIR`.
+
+    \b
+    Examples:
+      capsim plan --slo ttft_p99=1s --slo tpot_p99=50ms --rate 12
+      capsim plan my.yaml --hardware h100-sxm,h200,a100-80gb,l40s --quant bf16,fp8 --tp 1,2 --rate 40 -o plans/chat
+      capsim plan my.yaml --slo chat:ttft_p99=500ms --max-num-seqs 128,256,512 --max-num-batched-tokens 4096,8192
+      capsim plan diurnal.yaml --slo ttft_p99=2s        # no --rate: sized for the workload's own peak
+      capsim run capsim-plan                             # the recommended fleet, simulated
+    """
+    from sim.analysis.plan import PlanError, plan
+    from sim.analysis.slo import parse_slo
+    from sim.results.records import OutputError, check_output_dir
+
+    try:
+        hw = split_list(hardware, "--hardware")
+    except ValueError as e:
+        fail(str(e))
+    tps = _ints(tp, "--tp")
+    grid = {}
+    if max_num_seqs is not None:
+        grid["max_num_seqs"] = _ints(max_num_seqs, "--max-num-seqs")
+    if max_num_batched_tokens is not None:
+        grid["max_num_batched_tokens"] = _ints(max_num_batched_tokens, "--max-num-batched-tokens")
+    if rate is not None and not rate > 0:
+        fail(f"--rate {rate:g}: must be a number of requests/s > 0")
+    for name, v in (("--seeds", seeds), ("--confirm-seeds", confirm_seeds)):
+        if v < 1:
+            fail(f"{name} {v}: must be >= 1")
+    if workers is not None and workers < 1:
+        fail(f"--workers {workers}: must be >= 1")
+    targets = []
+    for text in slo:
+        try:
+            targets.append(parse_slo(text))
+        except ValueError as e:
+            fail(f"--slo {e}")
+    sc = scenario_from_args(scenario, set_, None)
+    try:
+        quants = split_list(quant, "--quant") if quant is not None else [sc.quantization]
+        check_output_dir(out_name, "replace")
+    except OutputError as e:
+        fail(f"--out {e}")
+    except ValueError as e:
+        fail(str(e))
+    say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
+    try:
+        result = plan(sc, slos=targets or None, rate_per_s=rate, hardware=hw, quantization=quants, tp=tps,
+                      engine_grid=grid or None, seeds=seeds, confirm_seeds=confirm_seeds, family=family,
+                      workers=workers, progress=say)
+    except PlanError as e:
+        flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
+                                    ("--rate", "rate"), ("--family", "family"), ("--slo", "SLO")) if str(e).startswith(k)),
+                    None)
+        fail(f"{flag}: {e}" if flag else str(e))
+    out = Path(out_name)
+    try:
+        written = result.write(out)
+    except OSError as e:
+        fail(f"--out {out}: cannot write the plan there ({e.strerror or e})")
+    if not quiet:
+        _print(result)
+        typer.echo(f"plan: {out}/ ({', '.join(p.name for p in written)}); {result.simulations} simulations in "
+                   f"{result.data['wall_s']:.1f} s")
+    for note in result.data["notes"]:
+        typer.echo(f"capsim: note: {note}", err=True)
+
+
+def _money(x: Optional[float]) -> str:
+    return "-" if x is None else f"${x:,.2f}" if x >= 1 else f"${x:.3g}"
+
+
+def _share(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _print(result) -> None:  # type: ignore[no-untyped-def]
+    """The ranking and the per-hardware table (140 columns when not on a terminal)."""
+    import os
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console()
+    if not (con.is_terminal or "COLUMNS" in os.environ):
+        con = Console(width=140)
+    con.print(escape(result.data["question"]), style="bold", highlight=False)
+    inf = result.infeasible
+    if inf is not None:
+        con.print(f"[bold red]no configuration meets the SLOs[/] (binding constraint: {inf['binding_constraint']}): "
+                  f"{escape(inf['detail'])}", highlight=False)
+    else:
+        t = Table(title="configurations meeting the SLOs, cheapest fleet first", title_justify="left")
+        for col in ("rank", "option", "replicas", "$/hour", "$/1M out", "headroom", "utilisation", "not useful",
+                    "ttft p99", "tpot p99", "confirmed"):
+            t.add_column(col, justify="left" if col == "option" else "right")
+        for r in result.ranked:
+            t.add_row(str(r["rank"]), r["option"], str(r["replicas"]), _money(r["usd_per_hour"]),
+                      _money(r["usd_per_million_output_tokens"]), f"{r['headroom']:.2f}x", _share(r["utilisation"]),
+                      _share(r["waste_share"]), _ms(r["ttft_p99_s"]), _ms(r["tpot_p99_s"]),
+                      "yes" if r["confirmed"] else "no (estimate)")
+        con.print(t)
+        m = result.data["margin"]
+        if m is not None:
+            con.print(f"runner-up costs {_money(m['usd_per_hour'])}/hour more ({m['share']:.0%})", highlight=False)
+    h = Table(title="each hardware's best configuration", title_justify="left")
+    for col in ("hardware", "option", "replicas", "$/hour", "meets", "why not / notes"):
+        h.add_column(col, justify="right" if col in ("replicas", "$/hour") else "left")
+    for r in result.per_hardware:
+        h.add_row(r["hardware"], r["option"], "-" if r["replicas"] is None else str(r["replicas"]),
+                  _money(r["usd_per_hour"]), "yes" if r["rank"] is not None else f"no ({r['binding'] or '-'})",
+                  escape(r["reason"] or ""))
+    con.print(h)
+    con.print("headroom: the fleet's highest sustainable rate (replicas x highest rate per replica under the SLOs) "
+              "over the rate it is sized for; not useful: the idle-capacity waste share of its GPU time; figures of "
+              "a confirmed fleet are from its runs with fresh seeds, others estimated from the load curve",
+              style="dim")
+
+
+def _ms(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x * 1e3:.0f} ms" if x < 1 else f"{x:.2f} s"

@@ -1,0 +1,160 @@
+"""The planner: its choice meets the SLOs on seeds it never used while one replica fewer does not,
+an unservable workload names its binding constraint, bad input is one line, and a saved plan
+reads back and runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from calibration import GPUS
+from sim import load_scenario
+from sim.analysis.plan import CONFIRM_SEED_OFFSET, PlanError, load_plan, plan
+from sim.analysis.slo import meets, parse_slo
+from tests.helpers import run_app
+
+# Llama-3.1-8B, short chat-like requests: each simulation is a few hundred requests.
+BASE = {
+    "model": "llama-3.1-8b",
+    "quantization": "bf16",
+    "hardware": "h100-sxm",
+    "profile": {"kind": "roofline"},
+    "engine": {"max_num_seqs": 64, "max_num_batched_tokens": 2048},
+    "workload": {"arrival": {"rate_per_s": 10.0}, "num_requests": 300,
+                 "classes": [{"name": "chat", "prompt_tokens": {"dist": "uniform", "low": 100, "high": 600},
+                              "output_tokens": {"dist": "uniform", "low": 20, "high": 120},
+                              "slo": {"ttft_s": 0.5}}]},
+}
+SLOS = ["ttft_p99=500ms"]
+FRESH = (2000, 2001, 2002)  # neither search seeds (0, ...) nor confirmation seeds (1000, ...)
+
+
+@pytest.fixture(scope="module")
+def h100_plan():
+    # One H100 sustains about 26 requests/s under the SLO here: 35/s needs two.
+    return plan(load_scenario(BASE), slos=SLOS, rate_per_s=35.0, hardware=["h100-sxm"], quantization=["bf16"], tp=[1],
+                engine_grid={"max_num_seqs": [64], "max_num_batched_tokens": [2048]}, seeds=1, confirm_seeds=2,
+                workers=1)
+
+
+def _fleet_meets(fleet, replicas: int, seed: int) -> tuple[bool, list[str]]:
+    """The fleet with ``replicas`` replicas and ``seed``, as many requests per replica as the search's runs."""
+    from sim.engine import simulate
+
+    data = fleet.to_dict()
+    data.update(replicas=replicas, seed=seed)
+    data["workload"]["num_requests"] = fleet.workload.num_requests * replicas
+    return meets(simulate(load_scenario(data), records="summary").summary, [parse_slo(s) for s in SLOS])
+
+
+def test_the_choice_meets_the_slos_on_fresh_seeds_and_one_replica_fewer_does_not(h100_plan):
+    rec = h100_plan.recommendation
+    assert rec is not None and rec["rank"] == 1 and rec["confirmed"] and rec["meets_slo"]
+    assert rec["replicas"] == 2, rec
+    assert h100_plan.data["inputs"]["confirm_seeds"] == [CONFIRM_SEED_OFFSET, CONFIRM_SEED_OFFSET + 1]
+    assert h100_plan.fleet.replicas == rec["replicas"]
+    for seed in FRESH:
+        ok, why = _fleet_meets(h100_plan.fleet, rec["replicas"], seed)
+        assert ok, (seed, why)
+        ok, why = _fleet_meets(h100_plan.fleet, rec["replicas"] - 1, seed)
+        assert not ok, seed
+    # Ranked cheapest first; everything considered cheaper than the choice fails the SLOs.
+    ranked = h100_plan.ranked
+    assert [r["usd_per_hour"] for r in ranked] == sorted(r["usd_per_hour"] for r in ranked)
+    cheaper = [r for r in h100_plan.options.to_pylist() if r["usd_per_hour"] is not None
+               and r["usd_per_hour"] < rec["usd_per_hour"]]
+    assert all(r["rank"] is None for r in cheaper)
+    assert rec["usd_per_hour"] == pytest.approx(2 * GPUS["h100-sxm"].price_usd_per_hour)  # two H100s on demand
+    assert rec["headroom"] == pytest.approx(2 * rec["max_rate_per_replica_per_s"] / 35.0)
+    assert 0 < rec["utilisation"] <= 1 and 0 <= rec["waste_share"] < 1
+    assert h100_plan.simulations > 0 and h100_plan.per_hardware[0]["option"] == rec["option"]
+    assert h100_plan.infeasible is None
+
+
+def test_a_latency_floor_above_the_slo_is_named_the_binding_constraint():
+    res = plan(load_scenario(BASE), slos=["ttft_p99=1ms"], rate_per_s=5.0, hardware=["h100-sxm"],
+               quantization=["bf16"], tp=[1], engine_grid={"max_num_seqs": [64], "max_num_batched_tokens": [2048]},
+               seeds=1, confirm_seeds=1, workers=1)
+    assert res.recommendation is None and res.ranked == [] and res.fleet is None
+    assert res.infeasible["binding_constraint"] == "latency"
+    assert "latency floor above the SLO" in res.infeasible["detail"] and "ttft_p99" in res.infeasible["detail"]
+    (row,) = res.per_hardware
+    assert row["binding"] == "latency" and row["reason"]
+
+
+def test_a_model_that_fits_nowhere_is_infeasible_for_memory(tmp_path):
+    big = load_scenario({**BASE, "model": "llama-3.1-70b", "hardware": "h200", "quantization": "fp8"})
+    res = plan(big, slos=SLOS, rate_per_s=1.0, hardware=["l4", "a10g"], quantization=["bf16"], tp=[1], workers=1)
+    assert res.infeasible["binding_constraint"] == "memory"
+    assert "fits none" in res.infeasible["detail"] and "GiB" in res.infeasible["detail"]
+    assert res.simulations == 0 and len(res.per_hardware) == 2
+    res.write(tmp_path)
+    assert not (tmp_path / "fleet.yaml").exists()
+    assert json.loads((tmp_path / "plan.json").read_text())["infeasible"]["binding_constraint"] == "memory"
+    out = run_app("run", str(tmp_path), "--no-write", "-q")
+    assert out.exit_code == 2 and "no configuration met" in out.stderr
+
+
+def test_bad_arguments_raise_one_line():
+    sc = load_scenario(BASE)
+    with pytest.raises(PlanError, match=r"hardware 'h100' is not in the catalog \(did you mean"):
+        plan(sc, slos=SLOS, rate_per_s=1.0, hardware=["h100"], quantization=["bf16"])
+    with pytest.raises(PlanError, match=r"rate -1.0: must be a number of requests/s > 0"):
+        plan(sc, slos=SLOS, rate_per_s=-1.0, hardware=["h100-sxm"], quantization=["bf16"])
+    with pytest.raises(PlanError, match=r"unknown metric 'latency'"):
+        plan(sc, slos=["latency_p99=1s"], rate_per_s=1.0, hardware=["h100-sxm"], quantization=["bf16"])
+    with pytest.raises(PlanError, match=r"engine_grid max_num_seqs 0"):
+        plan(sc, slos=SLOS, rate_per_s=1.0, hardware=["h100-sxm"], quantization=["bf16"],
+             engine_grid={"max_num_seqs": [0]})
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--slo", "latency_p99=1s"], r"--slo SLO 'latency_p99=1s': unknown metric 'latency'"),
+    (["--rate", "-2"], r"--rate -2: must be a number of requests/s > 0"),
+    (["--hardware", "h100-sxm,h100"], r"--hardware: hardware 'h100' is not in the catalog \(did you mean 'h200', "),
+    (["--tp", "0"], r"--tp '0': give whole numbers >= 1"),
+    (["--max-num-seqs", "many"], r"--max-num-seqs 'many'"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(BASE))
+    res = run_app("plan", str(f), "--hardware", "h100-sxm", *args, "-o", str(tmp_path / "out"), "-q")
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("capsim: error: "), res.stderr
+    assert __import__("re").search(pattern, lines[0]), lines[0]
+    assert not (tmp_path / "out" / "plan.json").exists()
+
+
+def test_a_saved_plan_reads_back_and_its_fleet_runs(h100_plan, tmp_path):
+    d = tmp_path / "plan"
+    names = {p.name for p in h100_plan.write(d)}
+    assert names == {"plan.json", "options.parquet", "curves.parquet", "fleet.yaml"}
+    back = load_plan(d)
+    assert back.data == json.loads(json.dumps(h100_plan.data))
+    assert back.options.equals(h100_plan.options) and back.curves.equals(h100_plan.curves)
+    assert back.fleet == h100_plan.fleet and back.hourly is None
+    assert back.recommendation["option"] == h100_plan.recommendation["option"]
+    data = back.data
+    assert data["kind"] == "capsim-plan" and data["version"] == 1
+    assert data["time_varying"] is None and data["deployments"] is None and data["breakeven"] is None
+    assert data["inputs"]["slos"] == SLOS and data["inputs"]["target_rate_per_s"] == 35.0
+    assert set(back.curves.column("option").to_pylist()) <= set(back.options.column("option").to_pylist())
+    for target in (d / "fleet.yaml", d):  # the scenario file, or the plan directory standing for it
+        res = run_app("run", str(target), "--no-write", "-q")
+        assert res.exit_code == 0, res.stderr
+    with pytest.raises(PlanError, match="no plan.json here"):
+        load_plan(tmp_path)
+
+
+def test_the_cli_writes_a_plan_and_prints_both_tables(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(BASE))
+    res = run_app("plan", str(f), "--hardware", "h100-sxm,l4", "--tp", "1", "--rate", "10", "--slo", "ttft_p99=500ms",
+                  "--seeds", "1", "--confirm-seeds", "1", "--max-num-seqs", "64", "--max-num-batched-tokens", "2048",
+                  "--workers", "1", "-o", str(tmp_path / "p"))
+    assert res.exit_code == 0, res.stderr
+    assert "cheapest fleet first" in res.stdout and "each hardware's best configuration" in res.stdout
+    assert (tmp_path / "p" / "plan.json").exists() and (tmp_path / "p" / "fleet.yaml").exists()
