@@ -31,11 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.config import Scenario
+from sim.config import CostSpec, Scenario
 
-__all__ = ["HOURS_PER_YEAR", "cost_of", "usd_per_million"]
+__all__ = ["HOURS_PER_YEAR", "DEFAULT_AMORTISATION_YEARS", "cloud_usd_per_gpu_hour", "cost_of", "gpu_energy_kwh",
+           "owned_usd_per_gpu_hour", "power_watts", "usd_per_million"]
 
 HOURS_PER_YEAR = 8760.0  # a 365-day year, the amortisation's unit
+DEFAULT_AMORTISATION_YEARS = 4.0  # owned hardware, when cost.amortisation_years is unset
 
 
 def usd_per_million(usd_per_hour: float, tokens_per_s: float) -> float:
@@ -46,6 +48,55 @@ def usd_per_million(usd_per_hour: float, tokens_per_s: float) -> float:
     return usd_per_hour / (tokens_per_s * 3600.0) * 1e6
 
 
+def power_watts(cost: CostSpec, hardware: str) -> tuple[float, float]:
+    """``(idle_w, tdp_w)`` per device of ``hardware``: the cost section's overrides, else the
+    catalog's figures. Refuses an idle draw at or above the TDP (the power model needs room
+    between them)."""
+    from calibration import GPUS
+
+    gpu = GPUS[hardware]
+    idle_w = cost.idle_w if cost.idle_w is not None else gpu.idle_w
+    tdp_w = cost.tdp_w if cost.tdp_w is not None else gpu.tdp_w
+    if idle_w >= tdp_w:
+        raise ValueError(f"cost.idle_w = {idle_w:g} is not below the TDP {tdp_w:g} W of {hardware}")
+    return idle_w, tdp_w
+
+
+def gpu_energy_kwh(idle_w: float, tdp_w: float, *, tp: int, replicas: int, seconds: float,
+                   active_s: float) -> float:
+    """Energy drawn at the GPUs, kWh, by the power model (module docstring): ``replicas`` groups of
+    ``tp`` GPUs each idle at ``idle_w`` for ``seconds``, plus ``tdp_w − idle_w`` for ``active_s``
+    activity-weighted seconds per GPU of a replica, summed over replicas (Σ a·t):
+    ``tp × (idle_w × seconds × replicas + (tdp_w − idle_w) × active_s) / 3.6e6``."""
+    # Idle floor all window long, plus the load-dependent part while active.
+    return tp * (idle_w * seconds * replicas + (tdp_w - idle_w) * active_s) / 3.6e6
+
+
+def cloud_usd_per_gpu_hour(cost: CostSpec, hardware: str) -> tuple[float, str]:
+    """A cloud price per GPU-hour of ``hardware`` and its source: ``cost.usd_per_gpu_hour`` when
+    given, else the catalog's on-demand price less ``cost.discount`` (none: 0)."""
+    from calibration import GPUS
+
+    if cost.usd_per_gpu_hour is not None:
+        return cost.usd_per_gpu_hour, f"cost.usd_per_gpu_hour ({cost.pricing})"
+    gpu = GPUS[hardware]
+    rate = gpu.price_usd_per_hour * (1.0 - (cost.discount or 0.0))
+    src = gpu.sources.get("price_usd_per_hour", gpu.sources.get("default", ""))
+    source = (f"catalog on-demand ${gpu.price_usd_per_hour:g}/GPU-hour" +
+              (f" less {cost.discount:.0%} ({cost.pricing})" if cost.discount else "") + f": {src}")
+    return rate, source
+
+
+def owned_usd_per_gpu_hour(cost: CostSpec) -> tuple[float, float, float]:
+    """Owned hardware's hourly charges per GPU, energy apart: ``(amortisation, hosting, years)``,
+    amortisation = (purchase + server share) / (years × 8,760 h), hosting = per GPU-month × 12 /
+    8,760; years = ``cost.amortisation_years``, unset: :data:`DEFAULT_AMORTISATION_YEARS`."""
+    years = cost.amortisation_years if cost.amortisation_years is not None else DEFAULT_AMORTISATION_YEARS
+    capex = ((cost.purchase_usd_per_gpu or 0.0) + (cost.server_usd_per_gpu or 0.0)) / (years * HOURS_PER_YEAR)
+    hosting = (cost.hosting_usd_per_gpu_month or 0.0) * 12.0 / HOURS_PER_YEAR
+    return capex, hosting, years
+
+
 def _per(total: float, count: float, scale: float) -> float | None:
     return total / count * scale if count > 0 else None
 
@@ -54,39 +105,24 @@ def cost_of(summary: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """The summary's ``cost`` block: prices, GPU-hours, dollars, dollars per request and per
     million tokens, energy (see the module docstring for every rule). Reads the summary's
     window, throughput and ``windows`` only: it can be recomputed from a written summary."""
-    from calibration import GPUS
-
     c = scenario.cost
-    gpu = GPUS[scenario.hardware]
     gpus = scenario.replicas * scenario.tp
     seconds = float(summary["window"]["duration_s"])
     gpu_hours = gpus * seconds / 3600.0
-    idle_w = c.idle_w if c.idle_w is not None else gpu.idle_w
-    tdp_w = c.tdp_w if c.tdp_w is not None else gpu.tdp_w
-    if idle_w >= tdp_w:
-        raise ValueError(f"cost.idle_w = {idle_w:g} is not below the TDP {tdp_w:g} W of {scenario.hardware}")
+    idle_w, tdp_w = power_watts(c, scenario.hardware)
     windows = summary["windows"]
     active = windows["active_s"]
-    # Energy at the GPUs: idle floor all window long, plus the load-dependent part while active.
-    gpu_kwh = None if active is None else \
-        scenario.tp * (idle_w * seconds * scenario.replicas + (tdp_w - idle_w) * sum(active)) / 3.6e6
+    gpu_kwh = None if active is None else gpu_energy_kwh(idle_w, tdp_w, tp=scenario.tp, replicas=scenario.replicas,
+                                                         seconds=seconds, active_s=sum(active))
     facility_kwh = None if gpu_kwh is None else gpu_kwh * c.pue
 
     price: dict[str, Any]
     if c.model == "cloud":
-        if c.usd_per_gpu_hour is not None:
-            rate, source = c.usd_per_gpu_hour, f"cost.usd_per_gpu_hour ({c.pricing})"
-        else:
-            rate = gpu.price_usd_per_hour * (1.0 - (c.discount or 0.0))
-            src = gpu.sources.get("price_usd_per_hour", gpu.sources.get("default", ""))
-            source = (f"catalog on-demand ${gpu.price_usd_per_hour:g}/GPU-hour" +
-                      (f" less {c.discount:.0%} ({c.pricing})" if c.discount else "") + f": {src}")
+        rate, source = cloud_usd_per_gpu_hour(c, scenario.hardware)
         total = rate * gpu_hours
         price = {"model": "cloud", "pricing": c.pricing, "usd_per_gpu_hour": rate, "source": source}
     else:
-        years = c.amortisation_years if c.amortisation_years is not None else 4.0
-        capex = ((c.purchase_usd_per_gpu or 0.0) + (c.server_usd_per_gpu or 0.0)) / (years * HOURS_PER_YEAR)
-        hosting = (c.hosting_usd_per_gpu_month or 0.0) * 12.0 / HOURS_PER_YEAR
+        capex, hosting, years = owned_usd_per_gpu_hour(c)
         if facility_kwh is None:
             raise ValueError("cost.model = 'owned' needs the energy the run drew, and this profile has no FLOPs or "
                              "bytes to model power from (an explicit profile): use a roofline or measured profile, "
