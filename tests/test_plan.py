@@ -5,6 +5,7 @@ reads back and runs."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
@@ -110,7 +111,68 @@ def test_bad_arguments_raise_one_line():
              engine_grid={"max_num_seqs": [0]})
 
 
+def test_deployment_patterns_price_the_recommended_fleet_and_break_even_where_the_bills_cross():
+    from sim.analysis.deployment import ManagedAPI, managed_api_cost
+    from sim.analysis.plan import DeploymentInputs
+    from sim.config import CostSpec
+
+    api = ManagedAPI(0.20, 0.60)
+    owned = CostSpec(model="owned", purchase_usd_per_gpu=30000.0, usd_per_kwh=0.12)
+    res = plan(load_scenario(BASE), slos=SLOS, rate_per_s=35.0, hardware=["h100-sxm"], quantization=["bf16"], tp=[1],
+               engine_grid={"max_num_seqs": [64], "max_num_batched_tokens": [2048]}, seeds=1, confirm_seeds=1,
+               workers=1, deployment=DeploymentInputs(api=api, committed=CostSpec(pricing="committed", discount=0.4),
+                                                      owned=owned))
+    rec, pats = res.recommendation, {d["kind"]: d for d in res.data["deployments"]}
+    assert all(pats[k]["usd_per_month"] is not None for k in ("cloud-on-demand", "cloud-committed", "owned",
+                                                               "managed-api"))
+    assert pats["cloud-committed"]["usd_per_month"] == pytest.approx(0.6 * pats["cloud-on-demand"]["usd_per_month"])
+    # The managed API costs exactly the month's tokens at its prices: 35 requests/s for 730 hours, at the
+    # confirmed fleet's tokens per request.
+    a = pats["managed-api"]
+    in_tokens, out_tokens = (a["assumptions"][f"{k}_tokens_per_month"]["value"] for k in ("input", "output"))
+    assert a["usd_per_month"] == in_tokens * 0.20 / 1e6 + out_tokens * 0.60 / 1e6
+    assert out_tokens / (35.0 * 730 * 3600) == pytest.approx(70.0, rel=0.1)  # uniform 20..120 output tokens
+    assert in_tokens / (35.0 * 730 * 3600) == pytest.approx(350.0, rel=0.1)  # uniform 100..600 prompt tokens
+    ratio = in_tokens / out_tokens
+    # Break-even: where the on-demand fleet's month equals the API's bill (or None, said, beyond its capacity).
+    be = res.data["breakeven"]
+    v = be["managed_api_tokens_per_month"]
+    if v is None:
+        assert "cheaper at every volume" in be["detail"]
+    else:
+        assert managed_api_cost(ratio * v, v, api) == pytest.approx(pats["cloud-on-demand"]["usd_per_month"], rel=1e-9)
+    u = be["owned_vs_cloud_utilisation"]
+    assert u is not None and 0 < u < 1 and f"{u:.1%}" in be["detail"]
+    assert res.data["inputs"]["deployment"]["api"]["usd_per_million_output"] == 0.60
+
+
+def test_a_time_varying_workload_gets_its_fleet_per_hour(tmp_path):
+    diurnal = {**BASE, "workload": {**BASE["workload"], "num_requests": None, "duration_s": 120,
+                                    "arrival": {"process": "poisson", "rate_profile": {
+                                        "shape": "diurnal", "mean_rate_per_s": 40.0, "peak_to_trough": 4.0}}}}
+    del diurnal["workload"]["num_requests"]
+    res = plan(load_scenario(diurnal), slos=SLOS, hardware=["h100-sxm"], quantization=["bf16"], tp=[1],
+               engine_grid={"max_num_seqs": [64], "max_num_batched_tokens": [2048]}, seeds=1, confirm_seeds=1,
+               workers=1)
+    tv, rec = res.data["time_varying"], res.recommendation
+    assert res.data["inputs"]["time_varying"] and res.hourly is not None and res.hourly.num_rows == 24
+    needed = res.hourly.column("replicas_needed").to_pylist()
+    # Sized per hour by the recommended option's highest rate per replica; the static fleet holds the peak.
+    rates = res.hourly.column("rate_per_s").to_pylist()
+    per = rec["max_rate_per_replica_per_s"]
+    assert needed == [max(1, math.ceil(r / per - 1e-9)) for r in rates]
+    assert tv["static_replicas"] == max(needed) and max(rates) == pytest.approx(64.0, rel=0.01)  # 40 × 2·4/(4+1)
+    assert tv["usd_per_day_resized"] <= tv["usd_per_day_static"]
+    assert 0 <= tv["overprovisioned_share"] < 1 and tv["scale_up_delay_s"] == 600.0
+    names = {p.name for p in res.write(tmp_path)}
+    assert "hourly.parquet" in names and load_plan(tmp_path).hourly.equals(res.hourly)
+
+
 @pytest.mark.parametrize("args, pattern", [
+    (["--api-price", "0.2"], r"--api-price '0\.2': give USD per 1M input and per 1M output tokens"),
+    (["--committed-discount", "1.5"], r"--committed-discount 1\.5: must be a share in \[0, 1\)"),
+    (["--owned-purchase", "30000"], r"--owned-purchase and --owned-kwh go together"),
+    (["--scale-up-delay", "soon"], r"--scale-up-delay 'soon': expected a positive duration"),
     (["--slo", "latency_p99=1s"], r"--slo SLO 'latency_p99=1s': unknown metric 'latency'"),
     (["--rate", "-2"], r"--rate -2: must be a number of requests/s > 0"),
     (["--hardware", "h100-sxm,h100"], r"--hardware: hardware 'h100' is not in the catalog \(did you mean 'h200', "),
@@ -139,7 +201,13 @@ def test_a_saved_plan_reads_back_and_its_fleet_runs(h100_plan, tmp_path):
     assert back.recommendation["option"] == h100_plan.recommendation["option"]
     data = back.data
     assert data["kind"] == "capsim-plan" and data["version"] == 1
-    assert data["time_varying"] is None and data["deployments"] is None and data["breakeven"] is None
+    assert data["time_varying"] is None and back.hourly is None  # a constant rate
+    # Without deployment inputs every pattern is listed, only cloud on demand priced, each other with its reason.
+    kinds = {d["kind"]: d for d in data["deployments"]}
+    assert list(kinds) == ["cloud-on-demand", "cloud-committed", "cloud-spot", "owned", "managed-api", "cpu"]
+    assert kinds["cloud-on-demand"]["usd_per_month"] == pytest.approx(2 * GPUS["h100-sxm"].price_usd_per_hour * 730)
+    assert all(d["usd_per_month"] is None and d["reason"] for k, d in kinds.items() if k != "cloud-on-demand")
+    assert data["breakeven"]["managed_api_tokens_per_month"] is None and "no price given" in data["breakeven"]["detail"]
     assert data["inputs"]["slos"] == SLOS and data["inputs"]["target_rate_per_s"] == 35.0
     assert set(back.curves.column("option").to_pylist()) <= set(back.options.column("option").to_pylist())
     for target in (d / "fleet.yaml", d):  # the scenario file, or the plan directory standing for it

@@ -1,6 +1,8 @@
 """Charts of load curves and hardware comparisons (issue 17, item 5): latency percentiles against
 throughput, cost per 1M output tokens against offered load, and idle-capacity waste per hardware
-option and per time window.
+option and per time window. For the capacity-planning document (issue 20, :mod:`sim.analysis.report`)
+besides: the workload's arrival rate over time and its length histograms, several options' load
+curves overlaid, busy and wasted shares per option, and the fleet per hour of time-varying traffic.
 
 Each chart is written twice from one figure: ``<out_stem>.png`` for a glance and
 ``<out_stem>.svg`` for reports. The SVG keeps its text as text (``svg.fonttype: none``), so a
@@ -44,10 +46,15 @@ import pyarrow.compute as pc
 __all__ = [
     "WASTE_PARTS",
     "WastePart",
+    "arrival_rate_chart",
     "cost_load_chart",
+    "fleet_by_hour_chart",
     "latency_throughput_chart",
+    "length_histogram_chart",
+    "option_curves_chart",
     "waste_by_option_chart",
     "waste_by_window_chart",
+    "waste_share_chart",
 ]
 
 
@@ -546,3 +553,233 @@ def _save(fig: Any, paths: tuple[Path, Path]) -> list[Path]:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "capsim"}):
         fig.savefig(svg, metadata={"Date": None})
     return [png, svg]
+
+
+# ------------------------------------------------------------------- charts for the report (issue 20)
+
+# One colour per option in the overlays, Okabe-Ito first, then tab10's for more options than that.
+_OPTION_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
+                  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+_NICE_BINS_S = (1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+_TARGET_BINS = 120  # arrival bins over the span: enough to see a surge, few enough to read a count
+
+
+def arrival_rate_chart(requests: Any, out_stem: str | Path, caption: str,
+                       expected: tuple[Sequence[float], Sequence[float]] | None = None) -> list[Path]:
+    """Arrivals per second over time: the requests' ``arrival_s`` counted in windows and divided
+    by the window's length, as steps.
+
+    The window is the nicest of 1 s … 1 h that gives about 120 windows over the span; the last,
+    partial window is left out (it would read as a drop). ``expected``: the rate the workload was
+    drawn from, as (times in s, requests/s), drawn as a line over the counts (a rate profile's
+    curve, or a constant rate as two points). Rows without an arrival time (a closed loop's,
+    set by the engine) are left out, and a chart with none says so. Time is in hours when the span
+    exceeds 2 h, else minutes. Returns the PNG and SVG paths written.
+    """
+    paths = _out_paths(out_stem)
+    table = _table(requests, "requests")
+    t = _floats(table, "arrival_s", "requests")
+    t = np.sort(t[np.isfinite(t)])
+    exp_t = exp_r = np.array([])
+    if expected is not None:
+        exp_t, exp_r = (np.asarray(v, dtype=np.float64) for v in expected)
+        if exp_t.shape != exp_r.shape:
+            raise ValueError(f"expected: {exp_t.size} times but {exp_r.size} rates; give one rate per time")
+    span = max(float(t[-1]) if t.size else 0.0, float(exp_t.max()) if exp_t.size else 0.0)
+    scale, unit = (3600.0, "hours") if span > 2 * 3600 else (60.0, "minutes")
+    fig, area = _figure(11, 4.2, caption)
+    ax = area.subplots()
+    if t.size >= 2:
+        width = next((w for w in _NICE_BINS_S if span / w <= _TARGET_BINS), _NICE_BINS_S[-1])
+        full = max(int(t[-1] // width), 1)
+        counts = np.bincount((t // width).astype(np.int64), minlength=full)[:full]
+        edges = np.arange(full + 1) * width
+        ax.stairs(counts / width, edges / scale, baseline=None, color="#0072B2", linewidth=1.2,
+                  label=f"arrivals per {_duration(width)} window, as requests/s")
+    else:
+        _say_empty(ax, "no arrival times to count (a closed loop's are set by the engine)")
+    if exp_t.size:
+        ax.plot(exp_t / scale, exp_r, color="black", linestyle="--", linewidth=1.2, label="rate drawn from")
+    ax.set_xlabel(f"time since the start of the workload ({unit})")
+    ax.set_ylabel("arrival rate (requests/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    area.suptitle("Arrival rate over time")
+    return _save(fig, paths)
+
+
+def length_histogram_chart(requests: Any, out_stem: str | Path, caption: str) -> list[Path]:
+    """Prompt and output lengths (tokens) as two histograms side by side.
+
+    Bins are logarithmic where a panel's lengths span more than a factor of 20, else even; the
+    p50 and p99 are dashed lines, labelled with their values, and the mean is in the legend.
+    Returns the PNG and SVG paths written.
+    """
+    paths = _out_paths(out_stem)
+    table = _table(requests, "requests")
+    panels = [("prompt", _floats(table, "prompt_tokens", "requests"), "#0072B2"),
+              ("output", _floats(table, "output_tokens", "requests"), "#D55E00")]
+    fig, area = _figure(11, 4.2, caption)
+    axes = area.subplots(1, 2, squeeze=False).ravel()
+    for ax, (name, v, color) in zip(axes, panels):
+        v = v[np.isfinite(v)]
+        if not v.size:
+            _say_empty(ax, f"no {name} lengths")
+        else:
+            lo, hi = max(float(v.min()), 1.0), max(float(v.max()), 1.0)
+            log = hi / lo > _LOG_SPAN
+            bins = np.geomspace(lo, hi * 1.0001, 50) if log else np.linspace(float(v.min()), float(v.max()) + 1, 50)
+            ax.hist(v, bins=bins, color=color, alpha=0.75, label=f"{v.size:,} requests, mean {v.mean():,.0f}")
+            for q, style in (("p50", "--"), ("p99", ":")):
+                x = float(np.quantile(v, 0.5 if q == "p50" else 0.99))
+                ax.axvline(x, color="black", linestyle=style, linewidth=1.1, label=f"{q} {x:,.0f}")
+            if log:
+                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+                ax.set_xscale("log")
+                # Plain token counts at 1, 2 and 5 per decade: "2×10²"-style minor labels collide.
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:,.0f}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.legend(fontsize=8, loc="best")
+        ax.set_xlabel(f"{name} length (tokens)")
+        ax.set_ylabel("requests")
+        ax.set_title(f"{name} tokens")
+        ax.grid(True, alpha=0.3)
+    area.suptitle("Request lengths")
+    return _save(fig, paths)
+
+
+def option_curves_chart(points: Any, out_stem: str | Path, caption: str, slos: Sequence[Any] = (),
+                        highlight: Sequence[str] = ()) -> list[Path]:
+    """Several configurations' load curves on one figure: p99 TTFT and p99 TPOT against achieved
+    output throughput, and $ per 1M output tokens against offered load, one line per option.
+
+    ``points``: load-curve points (:data:`sim.analysis.curve.POINT_SCHEMA`) with an ``option``
+    column naming the configuration of each row. Each line is the mean over seeds per offered
+    rate of the unsaturated rows; an option whose rows are all saturated is left out of the
+    latency panels. ``highlight``: options drawn thicker and named first in the legend (the
+    recommendation and its runner-up). ``slos``: as :func:`latency_throughput_chart` takes them; the
+    p99 targets on TTFT and TPOT are dashed lines on their panels. Returns the PNG and SVG paths.
+    """
+    paths = _out_paths(out_stem)
+    table = _table(points, "points")
+    names = [str(v) for v in _strings(table, "option", "points")]
+    rate = _floats(table, "rate_per_s", "points")
+    thr = _floats(table, "output_tokens_per_s", "points")
+    sat = _flags(table, "saturated", "points")
+    ttft = _floats(table, "ttft_p99_s", "points")
+    tpot = _floats(table, "tpot_p99_s", "points")
+    usd = _floats(table, "usd_per_million_output_tokens", "points")
+    lines = [_slo_line(slo, i) for i, slo in enumerate(slos)]
+    order = list(dict.fromkeys([h for h in highlight if h in names] + names))
+    option_of = np.array(names, dtype=object)
+
+    fig, area = _figure(13, 4.6, caption)
+    axes = area.subplots(1, 3, squeeze=False).ravel()
+    panels = ((axes[0], "ttft", ttft, "p99 TTFT (s)"), (axes[1], "tpot", tpot, "p99 TPOT (s)"))
+    for k, opt in enumerate(order):
+        mine = option_of == opt
+        color = _OPTION_COLORS[k % len(_OPTION_COLORS)]
+        bold = opt in highlight
+        style = {"color": color, "linewidth": 2.4 if bold else 1.0, "alpha": 1.0 if bold else 0.75,
+                 "marker": "o", "markersize": 3}
+        for ax, _, y, _label in panels:
+            g = _over_seeds(rate, {"x": thr, "y": y}, mine & ~sat & np.isfinite(thr) & np.isfinite(y))
+            if g.rates.size:
+                ax.plot(g.mean["x"], g.mean["y"], **style)
+        g = _over_seeds(rate, {"y": usd}, mine & np.isfinite(usd))
+        if g.rates.size:
+            axes[2].plot(g.rates, g.mean["y"], label=_plain(opt), **style)
+    for ax, metric, y, label in panels:
+        for line in (ln for ln in lines if ln.metric == metric and "p99" in ln.label):
+            ax.axhline(line.limit_s, linestyle="--", color="black", linewidth=1.2, label=_plain(line.label))
+        _auto_log(ax, "y", y[~sat])
+        ax.set_xlabel("achieved output throughput (tokens/s)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper left")
+    _auto_log(axes[2], "y", usd)
+    axes[2].set_xlabel("offered load per replica (requests/s)")
+    axes[2].set_ylabel("\\$ per 1M output tokens")
+    axes[2].grid(True, alpha=0.3, which="both")
+    if axes[2].get_legend_handles_labels()[0]:
+        area.legend(*axes[2].get_legend_handles_labels(), loc="outside lower center",
+                    ncols=min(len(order), 4), fontsize=8)
+    area.suptitle("Load curves of the options compared (mean over seeds per offered rate; saturated points left out)")
+    return _save(fig, paths)
+
+
+def waste_share_chart(options: Any, out_stem: str | Path, caption: str) -> list[Path]:
+    """Per option, the share of its fleet's GPU-hours that is idle-capacity waste and the share
+    that is busy (``waste_share`` and ``utilisation`` columns, 0–1), as paired horizontal bars in
+    the order given (top to bottom); what :func:`waste_by_option_chart` draws when the parts of
+    the waste are not in the table. An option without figures (it does not fit, or misses the
+    SLOs at any rate) gets its ``reason`` as text. Returns the PNG and SVG paths written."""
+    paths = _out_paths(out_stem)
+    table = _or_nulls(_table(options, "options"), {"reason": pa.string(), "utilisation": pa.float64(),
+                                                   "waste_share": pa.float64()})
+    names = [_plain(str(v)) for v in _strings(table, "option", "options")]
+    waste = _floats(table, "waste_share", "options")
+    util = _floats(table, "utilisation", "options")
+    reasons = _strings(table, "reason", "options")
+    n = table.num_rows
+    fig, area = _figure(11, 1.6 + 0.5 * n, caption)
+    ax = area.subplots()
+    y = np.arange(n)
+    ok = np.isfinite(waste) | np.isfinite(util)
+    ax.barh(y[ok] - 0.18, np.nan_to_num(util[ok]), height=0.34, color="#009E73", label="utilisation (busy share)")
+    ax.barh(y[ok] + 0.18, np.nan_to_num(waste[ok]), height=0.34, color="#999999", label="idle-capacity waste share")
+    for i in range(n):
+        if not ok[i]:
+            ax.text(0.01, y[i], _plain(reasons[i] or "no figures"), transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=9, style="italic", color="#444444")
+    ax.set_yticks(y, labels=names)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the fleet's GPU-hours")
+    ax.grid(True, axis="x", alpha=0.3)
+    area.legend(loc="outside lower center", ncols=2, fontsize=9)
+    area.suptitle("Busy and wasted GPU time, per option")
+    return _save(fig, paths)
+
+
+def fleet_by_hour_chart(hourly: Any, out_stem: str | Path, caption: str) -> list[Path]:
+    """Replicas per hour of a day of time-varying traffic: those needed, those of a fleet resized
+    every hour, and the static fleet sized for the peak, as steps; the offered rate on a second
+    axis. ``hourly`` has one row per hour: ``hour``, ``rate_per_s``, ``replicas_needed``,
+    ``replicas_resized`` and ``replicas_static`` (as a saved plan's ``hourly.parquet``).
+    Returns the PNG and SVG paths written."""
+    paths = _out_paths(out_stem)
+    table = _table(hourly, "hourly")
+    hour = _floats(table, "hour", "hourly")
+    order = np.argsort(hour)
+    hour = hour[order]
+    edges = np.append(hour, hour[-1] + 1 if hour.size else 1)
+    series = (("replicas_static", "static fleet, sized for the peak", "#56B4E9", 2.0),
+              ("replicas_resized", "fleet resized hourly", "#009E73", 2.0),
+              ("replicas_needed", "replicas needed", "black", 1.0))
+    fig, area = _figure(11, 4.5, caption)
+    ax = area.subplots()
+    for column, label, color, width in series:
+        v = _floats(table, column, "hourly")[order]
+        ax.stairs(np.nan_to_num(v), edges, baseline=None, color=color, linewidth=width, label=label,
+                  linestyle=":" if column == "replicas_needed" else "-")
+    rate = _floats(table, "rate_per_s", "hourly")[order]
+    twin = ax.twinx()
+    twin.stairs(np.nan_to_num(rate), edges, color="#E69F00", alpha=0.25, fill=True, label="offered rate")
+    twin.set_ylabel("offered rate (requests/s)")
+    twin.set_ylim(bottom=0)
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)  # the rate's area shows through, behind the fleet's lines
+    ax.set_xlabel("hour of the day")
+    ax.set_ylabel("replicas")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    area.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)
+    area.suptitle("Fleet per hour: static against resized")
+    return _save(fig, paths)

@@ -48,10 +48,18 @@ A workload no configuration can serve gets :attr:`Plan.infeasible`, naming the b
 constraint, never an empty table.
 
 Time-varying traffic (the scenario's arrival has a ``rate_profile`` and no rate is given): the
-static fleet is sized for the peak and confirmed on the scenario's own arrivals. The hourly
-fleet, the resized fleet's cost and the deployment patterns come from ``sim.analysis.hourly`` and
-``sim.analysis.deployment`` through :func:`_time_varying_and_deployments` (not yet written: the
-plan's ``time_varying``, ``deployments`` and ``breakeven`` are null until then).
+static fleet is sized for the peak and confirmed on the scenario's own arrivals; the fleet needed
+per hour, a fleet resized hourly (started a scale-up delay ahead) against the static one, and the
+static fleet's over-provisioned share come from :mod:`sim.analysis.hourly`, on the recommended
+configuration's highest rate per replica.
+
+Deployment patterns (:mod:`sim.analysis.deployment`): the recommended fleet's month priced as
+cloud on-demand, committed and spot, owned hardware, the managed API at the user's prices, and CPU
+serving where a CPU device was searched; the month's tokens are the mean target rate × the
+confirmed fleet's tokens per request × 730 hours. Break-even: the monthly volume at which the
+fleet (on demand) costs what the API bills, up to what the fleet serves flat out, and the
+utilisation at which owned hardware beats a cloud that scales to zero. What the user gives for
+these is :class:`DeploymentInputs`.
 
 A plan is saved as a directory (:meth:`Plan.write`, read back by :func:`load_plan`): plan.json,
 options.parquet, curves.parquet and fleet.yaml, the recommended fleet as a runnable scenario
@@ -76,8 +84,8 @@ from sim.analysis.compare import (CompareError, check_search, fleet_scenario, on
 from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
 
-__all__ = ["CONFIRM_SEED_OFFSET", "ENGINE_TOP", "KEEP", "OPTION_SCHEMA", "PLAN_FILES", "Plan", "PlanError",
-           "load_plan", "plan"]
+__all__ = ["CONFIRM_SEED_OFFSET", "DEFAULT_SCALE_UP_DELAY_S", "ENGINE_TOP", "KEEP", "OPTION_SCHEMA", "PLAN_FILES",
+           "DeploymentInputs", "Plan", "PlanError", "load_plan", "plan"]
 
 KEEP = 2
 """How many of the cheapest configurations the search makes sure of: the recommendation and its runner-up."""
@@ -89,6 +97,35 @@ _BOUND_SLACK = 1.25  # the probe reads capacity a little low; the saturation rul
 _REL_TOL = 0.03  # the curves' bisection: the confirmation corrects what a 3% bracket leaves
 _MAX_CORRECTIONS = 6  # replicas added at most while confirming before the fleet is declared failing
 _VARIANT_FACTORS = (0.8, 1.0, 1.25)  # a variant's rates, as multiples of its base option's highest rate
+DEFAULT_SCALE_UP_DELAY_S = 600.0
+"""An assumption, stated in every time-varying plan: a cloud GPU instance takes about ten minutes
+from the request to serving (instance start, container pull, weights loaded, warm-up)."""
+
+
+@dataclass(frozen=True)
+class DeploymentInputs:
+    """What the user gives for the deployment patterns (every one optional; a pattern without its
+    inputs is listed unpriced, with the reason): the managed API's prices, committed and spot
+    cloud cost sections (``CostSpec(pricing="committed", discount=0.4)``), an owned cost section
+    (``CostSpec(model="owned", purchase_usd_per_gpu=..., usd_per_kwh=...)``), and the scale-up
+    delay of an hourly-resized fleet."""
+
+    api: Any = None            # sim.analysis.deployment.ManagedAPI
+    committed: Any = None      # sim.config.CostSpec, pricing committed
+    spot: Any = None           # sim.config.CostSpec, pricing spot
+    owned: Any = None          # sim.config.CostSpec, model owned
+    scale_up_delay_s: float = DEFAULT_SCALE_UP_DELAY_S
+
+    def as_dict(self) -> dict[str, Any]:
+        def spec(c: Any) -> Any:
+            return None if c is None else c.model_dump(exclude_none=True)
+        api = None if self.api is None else {"name": self.api.name, "source": self.api.source,
+                                             "usd_per_million_input": self.api.usd_per_million_input,
+                                             "usd_per_million_output": self.api.usd_per_million_output}
+        return {"api": api, "committed": spec(self.committed), "spot": spec(self.spot), "owned": spec(self.owned),
+                "scale_up_delay_s": self.scale_up_delay_s}
+
+
 PLAN_FILES = ("plan.json", "options.parquet", "curves.parquet", "fleet.yaml", "hourly.parquet")
 """The files of a saved plan (hourly.parquet only for time-varying traffic, fleet.yaml only with a recommendation)."""
 
@@ -319,6 +356,7 @@ class _Search:
         self.simulations = 0
         self.prices: dict[str, dict[str, Any]] = {}
         self.notes: list[str] = []
+        self.deployment = DeploymentInputs()
 
     # -- thresholds ---------------------------------------------------------------------------
     def threshold(self) -> float:
@@ -533,6 +571,10 @@ class _Search:
                      ttft_p99_s=max(s["latency_s"]["ttft"]["p99"] for s in runs),
                      tpot_p99_s=max(s["latency_s"]["tpot"]["p99"] or 0.0 for s in runs),
                      confirmed=True, meets_slo=True, stage="confirmed")
+        done = [s["throughput"] for s in runs if s["throughput"]["requests_per_s"]]
+        per_request = {k: sum(t[f"{k}_tokens_per_s"] for t in done) / sum(t["requests_per_s"] for t in done)
+                       for k in ("input", "output")} if done else None
+        o.fleet = {"tokens_per_request": per_request}
 
 
 def _interp(curve: Any, rate: float, column: str) -> float | None:
@@ -588,7 +630,7 @@ def plan(scenario: Scenario, *, slos: Iterable[Any] | None, rate_per_s: float | 
          hardware: Sequence[str], quantization: Sequence[str], tp: Sequence[int] = (1, 2),
          engine_grid: Mapping[str, Iterable[int]] | None = None, seeds: int = 2, confirm_seeds: int = 2,
          family: str = "auto", executor: Executor | None = None, workers: int | None = None,
-         progress: Callable[[str], None] | None = None) -> Plan:
+         progress: Callable[[str], None] | None = None, deployment: DeploymentInputs | None = None) -> Plan:
     """The cheapest fleet for ``scenario``'s workload under ``slos`` at ``rate_per_s`` (the method:
     the module docstring).
 
@@ -600,7 +642,9 @@ def plan(scenario: Scenario, *, slos: Iterable[Any] | None, rate_per_s: float | 
     batch limit and half the token budget). ``seeds``: per load-curve point; ``confirm_seeds``:
     fresh seeds the chosen fleets are confirmed with. ``family``: the step-time model family, as
     :func:`sim.analysis.compare.compare` takes it. Simulations run on ``executor`` (None: a local
-    pool of ``workers`` processes). ``progress(message)`` hears each stage.
+    pool of ``workers`` processes). ``progress(message)`` hears each stage. ``deployment``: the
+    managed API's prices, committed/spot/owned cost sections and the scale-up delay for the
+    deployment patterns and the hourly fleet (:class:`DeploymentInputs`; None: none given).
 
     Raises :class:`PlanError` (one line) for bad input: an unknown hardware or quantization (with
     close matches), a bad TP, rate, seed count, SLO or engine grid.
@@ -613,6 +657,9 @@ def plan(scenario: Scenario, *, slos: Iterable[Any] | None, rate_per_s: float | 
     say = progress or (lambda _m: None)
     if family not in FAMILIES:
         raise PlanError(f"family {family!r}: must be one of {', '.join(FAMILIES)}")
+    delay = (deployment or DeploymentInputs()).scale_up_delay_s
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < 3600 * 24:
+        raise PlanError(f"scale_up_delay_s = {delay!r}: must be seconds in [0, 86400)")
     for name, v in (("seeds", seeds), ("confirm_seeds", confirm_seeds)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise PlanError(f"{name} = {v!r}: must be a whole number >= 1")
@@ -646,6 +693,7 @@ def plan(scenario: Scenario, *, slos: Iterable[Any] | None, rate_per_s: float | 
     confirm = tuple(scenario.seed + CONFIRM_SEED_OFFSET + k for k in range(confirm_seeds))
     ex = local_executor(workers) if executor is None else executor
     search = _Search(scenario, targets, rate, sizing, profile, seeds, confirm, ex, say, base, family)
+    search.deployment = deployment or DeploymentInputs()
     try:
         _search(search, scenario, hardware, quantization, tp, grid, base, family)
     finally:
@@ -747,7 +795,7 @@ def _result(s: _Search, scenario: Scenario, targets: tuple[Any, ...], rate: floa
     for hw in hardware:
         if hw not in s.prices:
             s.prices[hw] = _catalog_price(scenario, hw)
-    tv, deployments, breakeven, hourly = _time_varying_and_deployments(s, profile)
+    tv, deployments, breakeven, hourly = _time_varying_and_deployments(s, rec, profile)
     data: dict[str, Any] = {
         "kind": "capsim-plan", "version": 1,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -758,7 +806,8 @@ def _result(s: _Search, scenario: Scenario, targets: tuple[Any, ...], rate: floa
                    "search": {"hardware": list(hardware), "quantization": list(quantization), "tp": list(tp),
                               "engine": {"max_num_seqs": sorted({g[0] for g in grid}),
                                          "max_num_batched_tokens": sorted({g[1] for g in grid})}},
-                   "seeds": seeds, "confirm_seeds": list(confirm), "prices": s.prices, "deployment": {}},
+                   "seeds": seeds, "confirm_seeds": list(confirm), "prices": s.prices,
+                   "deployment": s.deployment.as_dict()},
         "recommendation": None if rec is None else dict(rec.row),
         "runner_up": None if runner is None else dict(runner.row),
         "margin": None if rec is None or runner is None else {
@@ -775,16 +824,81 @@ def _result(s: _Search, scenario: Scenario, targets: tuple[Any, ...], rate: floa
     return Plan(_plain(data), options, curves, fleet, hourly)
 
 
-def _time_varying_and_deployments(s: _Search, profile: Any) -> tuple[Any, Any, Any, pa.Table | None]:
-    """The hook for time-varying traffic and deployment patterns: (plan.json's ``time_varying``,
-    ``deployments``, ``breakeven``, hourly.parquet's table).
+def _time_varying_and_deployments(s: _Search, rec: _Option | None, profile: Any
+                                  ) -> tuple[Any, Any, Any, pa.Table | None]:
+    """plan.json's ``time_varying``, ``deployments`` and ``breakeven``, and hourly.parquet's table,
+    for the recommended configuration ``rec`` (all None without one; see the module docstring)."""
+    from sim.analysis.deployment import (CpuServing, Fleet, breakeven_tokens_per_month, breakeven_utilisation,
+                                         deployments, CPU_HARDWARE, HOURS_PER_MONTH)
+    from sim.analysis.hourly import hourly_fleet
+    from sim.config import CostSpec
+    from sim.results.cost import cloud_usd_per_gpu_hour
 
-    To be filled by ``sim.analysis.hourly`` (for a ``profile``: the fleet needed per hour from the
-    recommended option's highest rate per replica, a static fleet sized for the peak against one
-    resized hourly with a scale-up delay, the over-provisioned share) and ``sim.analysis.deployment``
-    (cloud on-demand/committed/spot, owned, managed API, CPU, and the break-even volumes). Until
-    those land, every one is None."""
-    return None, None, None, None
+    if rec is None:
+        return None, None, None, None
+    row, inputs = rec.row, s.deployment
+    per_replica = row["max_rate_per_replica_per_s"]
+    tv = hourly = None
+    if profile is not None:
+        hf = hourly_fleet(profile, per_replica, row["usd_per_hour"] / row["replicas"], inputs.scale_up_delay_s,
+                          gpus_per_replica=row["tp"])
+        tv = {"scale_up_delay_s": inputs.scale_up_delay_s, "static_replicas": hf.replicas_static,
+              "usd_per_day_static": hf.usd_static_per_day, "usd_per_day_resized": hf.usd_resized_per_day,
+              "overprovisioned_share": hf.over_provisioned_share,
+              "assumption": f"a replica takes {inputs.scale_up_delay_s:g} s from the request to serving; the "
+                            "resized fleet starts it that far ahead of the hour that needs it",
+              **{k: v for k, v in hf.as_dict().items() if k != "table"}}
+        hourly = hf.table
+    per_request = (rec.fleet or {}).get("tokens_per_request")
+    if not per_request or not per_request["output"] > 0:
+        s.notes.append("deployment patterns not priced: the confirmed fleet completed no request")
+        return tv, None, None, hourly
+    month_s = HOURS_PER_MONTH * 3600.0
+    requests = s.rate * month_s  # the mean target rate over a month
+    fleet = Fleet(gpus=row["gpus"], hardware=row["hardware"], utilisation=min(max(row["utilisation"], 1e-9), 1.0),
+                  input_tokens_per_month=requests * per_request["input"],
+                  output_tokens_per_month=requests * per_request["output"])
+    cpu = CpuServing(fits=False, reason=f"not searched: add {CPU_HARDWARE} to the hardware searched to price CPU "
+                                        "serving")
+    cpu_rows = [o for o in s.options if o.row["hardware"] == CPU_HARDWARE]
+    if cpu_rows:
+        best = min(cpu_rows, key=_closeness)
+        if best.row["max_rate_per_replica_per_s"]:
+            cpu = CpuServing(fits=True, output_tokens_per_s=best.row["max_rate_per_replica_per_s"] * per_request["output"],
+                             servers=max(1, math.ceil(s.sizing / best.row["max_rate_per_replica_per_s"] - 1e-9)))
+        else:
+            cpu = CpuServing(fits=False, reason=best.row["reason"] or "cannot meet the SLOs")
+    cloud = CostSpec() if s.scenario.cost.model != "cloud" or s.scenario.cost.pricing != "on-demand" \
+        else s.scenario.cost
+    owned = inputs.owned if inputs.owned is not None else (s.scenario.cost if s.scenario.cost.model == "owned" else None)
+    pats = deployments(fleet, on_demand=cloud, committed=inputs.committed, spot=inputs.spot, owned=owned,
+                       api=inputs.api, cpu=cpu)
+    on_demand = pats[0]
+    capacity = row["replicas"] * per_replica * per_request["output"] * month_s
+    volume = None
+    if inputs.api is not None:
+        volume = breakeven_tokens_per_month(on_demand.fixed_usd_per_month or 0.0, inputs.api,
+                                            input_per_output=fleet.input_per_output,
+                                            capacity_output_tokens_per_month=capacity,
+                                            marginal_usd_per_million_output=on_demand.marginal_usd_per_million_output
+                                            or 0.0)
+    cloud_rate = cloud_usd_per_gpu_hour(cloud, row["hardware"])[0]
+    util = None
+    if owned is not None:
+        util = breakeven_utilisation(owned, row["hardware"], cloud_rate)
+    detail = []
+    detail.append("managed API: no price given" if inputs.api is None else
+                  f"the {row['replicas']}-replica fleet on demand beats the managed API above {volume:.4g} output "
+                  f"tokens a month" if volume is not None else
+                  "the managed API is cheaper at every volume this fleet can serve "
+                  f"(up to {capacity:.4g} output tokens a month)")
+    detail.append("owned: no purchase or electricity price given" if owned is None else
+                  f"owned {row['hardware']} beats cloud at ${cloud_rate:.2f}/GPU-hour (scaling to zero) "
+                  f"above {util:.1%} utilisation" if util is not None else
+                  "owned hardware never beats this cloud price, even fully busy")
+    breakeven = {"managed_api_tokens_per_month": volume, "owned_vs_cloud_utilisation": util,
+                 "capacity_output_tokens_per_month": capacity, "detail": "; ".join(detail)}
+    return tv, [d.as_dict() for d in pats], breakeven, hourly
 
 
 def _closeness(o: _Option) -> tuple[int, Any, Any]:

@@ -22,6 +22,7 @@ from sim.cli.catalog import catalog_app
 from sim.cli.compare import compare_command
 from sim.cli.curve import curve as curve_command
 from sim.cli.plan import plan_command
+from sim.cli.report import report_command
 from sim.cli.run import run
 from sim.cli.validate import validate_command
 from sim.cli.workload import workload_app
@@ -84,6 +85,7 @@ app.command("validate")(validate_command)
 app.command("curve")(curve_command)
 app.command("compare")(compare_command)
 app.command("plan")(plan_command)
+app.command("report")(report_command)
 app.add_typer(workload_app, name="workload")
 app.add_typer(catalog_app, name="catalog")
 

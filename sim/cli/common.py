@@ -112,11 +112,12 @@ def fmt(x: Any, unit: str = "s") -> str:
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``300``, ``90s``, ``5m``, ``1.5h``; ValueError naming the text otherwise."""
+def parse_duration(text: str, option: str = "--budget") -> float:
+    """Seconds in ``text``: ``300``, ``90s``, ``5m``, ``1.5h``; ValueError naming ``option`` and the
+    text otherwise."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(s|m|min|h)?\s*", text)
     if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"--budget {text!r}: expected a positive duration such as 300, 90s, 5m or 1.5h")
+        raise ValueError(f"{option} {text!r}: expected a positive duration such as 300, 90s, 5m or 1.5h")
     return float(m.group(1)) * _UNITS[m.group(2) or ""]
 
 

@@ -57,6 +57,23 @@ def plan_command(
     out_name: str = typer.Option("capsim-plan", "--out", "-o", metavar="DIR", help="The plan directory: plan.json, "
                                  "options.parquet, curves.parquet, fleet.yaml (docs/planning.md)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no tables; still writes the plan."),
+    api_price: Optional[str] = typer.Option(None, "--api-price", metavar="IN,OUT", help="A managed API's price in USD "
+                                            "per 1M input and per 1M output tokens, e.g. 0.20,0.60: priced beside the "
+                                            "fleet, with the monthly volume at which self-hosting breaks even."),
+    committed_discount: Optional[float] = typer.Option(None, "--committed-discount", metavar="SHARE", help="Committed-"
+                                                       "use discount off the catalog's on-demand price, e.g. 0.4."),
+    spot_discount: Optional[float] = typer.Option(None, "--spot-discount", metavar="SHARE", help="Spot discount off "
+                                                  "the catalog's on-demand price, e.g. 0.6."),
+    owned_purchase: Optional[float] = typer.Option(None, "--owned-purchase", metavar="USD", help="Owned hardware: "
+                                                   "purchase price per GPU (with --owned-kwh: the owned pattern and "
+                                                   "the utilisation at which it beats cloud)."),
+    owned_kwh: Optional[float] = typer.Option(None, "--owned-kwh", metavar="USD", help="Owned hardware: electricity "
+                                              "price per kWh."),
+    owned_hosting: Optional[float] = typer.Option(None, "--owned-hosting", metavar="USD", help="Owned hardware: "
+                                                  "hosting per GPU per month (default 0)."),
+    scale_up_delay: str = typer.Option("10m", "--scale-up-delay", metavar="DURATION", help="Time-varying traffic: how "
+                                       "long a new replica takes to serve (600, 90s, 10m); the hourly-resized fleet "
+                                       "starts replicas that far ahead."),
 ) -> None:
     """Plan the cheapest fleet that meets the SLOs: search hardware × quantization × TP × engine
     settings, size replicas from each option's load curve, confirm the chosen fleet by simulating
@@ -70,7 +87,9 @@ def plan_command(
       capsim plan my.yaml --hardware h100-sxm,h200,a100-80gb,l40s --quant bf16,fp8 --tp 1,2 --rate 40 -o plans/chat
       capsim plan my.yaml --slo chat:ttft_p99=500ms --max-num-seqs 128,256,512 --max-num-batched-tokens 4096,8192
       capsim plan diurnal.yaml --slo ttft_p99=2s        # no --rate: sized for the workload's own peak
+      capsim plan --rate 40 --api-price 0.20,0.60 --committed-discount 0.4 --owned-purchase 30000 --owned-kwh 0.12
       capsim run capsim-plan                             # the recommended fleet, simulated
+      capsim report capsim-plan -o report                # the capacity-planning document
     """
     from sim.analysis.plan import PlanError, plan
     from sim.analysis.slo import parse_slo
@@ -107,11 +126,13 @@ def plan_command(
         fail(f"--out {e}")
     except ValueError as e:
         fail(str(e))
+    deployment = _deployment(api_price, committed_discount, spot_discount, owned_purchase, owned_kwh, owned_hosting,
+                             scale_up_delay)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
     try:
         result = plan(sc, slos=targets or None, rate_per_s=rate, hardware=hw, quantization=quants, tp=tps,
                       engine_grid=grid or None, seeds=seeds, confirm_seeds=confirm_seeds, family=family,
-                      workers=workers, progress=say)
+                      workers=workers, progress=say, deployment=deployment)
     except PlanError as e:
         flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
                                     ("--rate", "rate"), ("--family", "family"), ("--slo", "SLO")) if str(e).startswith(k)),
@@ -128,6 +149,55 @@ def plan_command(
                    f"{result.data['wall_s']:.1f} s")
     for note in result.data["notes"]:
         typer.echo(f"capsim: note: {note}", err=True)
+
+
+def _deployment(api_price: Optional[str], committed: Optional[float], spot: Optional[float],
+                owned_purchase: Optional[float], owned_kwh: Optional[float], owned_hosting: Optional[float],
+                delay: str):  # type: ignore[no-untyped-def]
+    """The deployment inputs from the options, each checked in one line naming its option."""
+    from pydantic import ValidationError
+
+    from sim.analysis.deployment import ManagedAPI
+    from sim.analysis.plan import DeploymentInputs
+    from sim.cli.common import parse_duration
+    from sim.config import CostSpec
+
+    api = None
+    if api_price is not None:
+        try:
+            p_in, p_out = (float(x) for x in split_list(api_price, "--api-price"))
+            api = ManagedAPI(p_in, p_out)
+        except ValueError as e:
+            fail(f"--api-price {api_price!r}: give USD per 1M input and per 1M output tokens, e.g. 0.20,0.60 ({e})")
+    specs = {}
+    for flag, value, kw in (("--committed-discount", committed, {"pricing": "committed"}),
+                            ("--spot-discount", spot, {"pricing": "spot"})):
+        if value is not None:
+            try:
+                specs[flag] = CostSpec(discount=value, **kw)
+            except ValidationError:
+                fail(f"{flag} {value:g}: must be a share in [0, 1), e.g. 0.4 for 40% off on-demand")
+    owned = None
+    if (owned_purchase is None) != (owned_kwh is None):
+        fail("--owned-purchase and --owned-kwh go together: the owned pattern needs both prices")
+    if owned_purchase is not None:
+        for flag, value in (("--owned-purchase", owned_purchase), ("--owned-kwh", owned_kwh),
+                            ("--owned-hosting", owned_hosting)):
+            if value is not None and not value >= 0:
+                fail(f"{flag} {value:g}: must be a price >= 0")
+        try:
+            owned = CostSpec(model="owned", purchase_usd_per_gpu=owned_purchase, usd_per_kwh=owned_kwh,
+                             hosting_usd_per_gpu_month=owned_hosting)
+        except ValidationError as e:
+            fail(f"--owned-purchase/--owned-kwh: {e.errors()[0]['msg']}")
+    elif owned_hosting is not None:
+        fail("--owned-hosting needs --owned-purchase and --owned-kwh")
+    try:
+        seconds = parse_duration(delay, "--scale-up-delay")
+    except ValueError as e:
+        fail(str(e))
+    return DeploymentInputs(api=api, committed=specs.get("--committed-discount"), spot=specs.get("--spot-discount"),
+                            owned=owned, scale_up_delay_s=seconds)
 
 
 def _money(x: Optional[float]) -> str:
