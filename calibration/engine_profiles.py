@@ -31,6 +31,8 @@ __all__ = ["FILE_NAME", "EngineRoofline", "engine_efficiencies", "engine_profile
 _DATA = "data/engine_profiles.toml"
 FILE_NAME = "engine_profiles.toml"  # what `-o DIR` writes, and what a directory given as the file stands for
 _KEYS = ("compute_efficiency", "memory_efficiency", "overhead_s")
+# Fitted where the file has them; absent, the roofline's defaults (calibration.roofline.RooflineProfile).
+_OPTIONAL = ("overlap", "moe_compute_efficiency", "allreduce_efficiency")
 
 
 def engine_profiles(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -108,6 +110,15 @@ def _check_numbers(label: str, where: str, eff: Any) -> None:
             raise ValueError(f"{label}: {where} {k} = {v!r}: must be >= 0")
         if k != "overhead_s" and not 0 < v <= 1:
             raise ValueError(f"{label}: {where} {k} = {v!r}: must be in (0, 1], a share of the datasheet peak")
+    for k in _OPTIONAL:  # absent: the roofline's default (see _OPTIONAL)
+        v = eff.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{label}: {where} {k} = {v!r}: expected a number")
+        if not (0 <= v <= 1 if k == "overlap" else 0 < v <= 1):
+            raise ValueError(f"{label}: {where} {k} = {v!r}: must be in {'[0, 1]' if k == 'overlap' else '(0, 1]'}, "
+                             "a share")
 
 
 def engine_efficiencies(engine: str, gpu: str, path: str | Path | None = None) -> tuple[dict[str, float], str]:
@@ -124,7 +135,12 @@ def engine_efficiencies(engine: str, gpu: str, path: str | Path | None = None) -
         where = f"fitted on {own['rows']} {gpu} rows"
     else:
         own, where = e["fallback"], f"no {gpu} rows: the engine-wide fallback over {', '.join(sorted(e.get('gpus', {})))}"
-    return {k: float(own[k]) for k in _KEYS}, where
+    out = {k: float(own[k]) for k in _KEYS}
+    for k in _OPTIONAL:  # one a GPU's rows could not fit (no MoE model, no TP > 1): the engine-wide fallback's
+        v = own.get(k, e["fallback"].get(k))
+        if v is not None:
+            out[k] = float(v)
+    return out, where
 
 
 @dataclass(frozen=True)

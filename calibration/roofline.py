@@ -23,6 +23,22 @@ per GPU, i.e. per TP shard):
 Parts are summed, not overlapped. ``compute_efficiency`` and ``memory_efficiency`` turn peak
 figures into achievable ones: assumptions until calibration fits them, and recorded in the
 provenance. Embedding lookups read only the rows they use and are left out.
+
+Three further shares, each 1 (or unset) by default, where the pricing above is unchanged, are
+fitted to serving engines (``sim.fitting.engine_fit``); none can make a part faster than the
+datasheet at full efficiency:
+
+- ``overlap``: the share of the shorter of a part's compute time and memory time that runs under
+  the longer one. 1 is the roofline's max(compute, memory); below it a part costs
+  max + (1 − overlap)·min, as a kernel near the ridge point does (a decode batch of a few hundred
+  tokens, or an expert GEMM with a few hundred tokens per expert), where neither the tensor cores
+  nor HBM are kept busy through the whole kernel;
+- ``moe_compute_efficiency``: the share of peak FLOP/s of a mixture of experts' expert GEMMs
+  (grouped GEMMs of a few tokens per expert, with routing, permutation and the weighted
+  combine), apart from the dense layers' ``compute_efficiency``; unset: the same;
+- ``allreduce_efficiency``: the share of the all-reduce's bandwidth (measured NCCL or the datasheet
+  link) achieved inside the engine, its latency stretched alike: the collectives there share
+  the GPU with compute and synchronise every rank twice per layer.
 """
 
 from __future__ import annotations
@@ -78,6 +94,9 @@ class _StepConstants(NamedTuple):
     kv_tok: float         # KV bytes per token
     ar_latency: float     # all-reduce seconds per iteration
     ar_per_token: float   # all-reduce seconds per token
+    serial: float         # 1 − overlap: the share of a part's shorter side added to its longer
+    moe_rate: float       # achievable FLOP/s of the expert GEMMs (flop_rate unless set apart)
+    expert_flops: float   # expert GEMM FLOPs per token (0 if dense)
 
 
 class IterationWork(NamedTuple):
@@ -114,6 +133,10 @@ class RooflineProfile:
     overrides: tuple[str, ...] = ()
     # Measured all-reduce (latency s, algorithm bandwidth B/s) at this TP; None: the datasheet link.
     allreduce: tuple[float, float] | None = None
+    # Shares fitted to serving engines (the module docstring); the defaults leave the roofline as is.
+    overlap: float = 1.0
+    moe_compute_efficiency: float | None = None   # None: compute_efficiency
+    allreduce_efficiency: float = 1.0
 
     def __post_init__(self) -> None:
         # Decode iterations' parts that depend on the batch size alone, by size (decode_steps).
@@ -163,6 +186,9 @@ class RooflineProfile:
                 "overhead_s": self.overhead_s,
                 **({"allreduce_latency_s": self.allreduce_latency_s} if self.allreduce is None else
                    {"allreduce_latency_s": self.allreduce[0], "allreduce_algbw_gb_s": self.allreduce[1] / 1e9}),
+                **{k: v for k, v in (("overlap", self.overlap), ("moe_compute_efficiency", self.moe_compute_efficiency),
+                                     ("allreduce_efficiency", self.allreduce_efficiency))
+                   if v is not None and v != 1.0},
             },
         )
 
@@ -216,8 +242,10 @@ class RooflineProfile:
         io = L * (2 * m.hidden + 2 * m.heads * m.head_dim + 2 * m.hidden
                   + 3 * m.intermediate * m.experts_per_token) / tp * self.activation_bytes_per_element
         head = m.vocab * m.hidden / tp
+        flop_rate = self.peak_flops * self.compute_efficiency
+        moe = self.moe_compute_efficiency
         return _StepConstants(
-            self.peak_flops * self.compute_efficiency,
+            flop_rate,
             self.gpu.bf16_tflops * 1e12 * self.compute_efficiency,  # attention and LM head: 16-bit matmuls
             self.peak_bytes_per_s * self.memory_efficiency,
             shared + active_expert,      # matmul params per token
@@ -228,6 +256,9 @@ class RooflineProfile:
             4.0 * L * m.heads * m.head_dim / tp,        # attention FLOPs per (query, key) pair
             self.kv_bytes_per_token_per_gpu,
             *self._allreduce_terms,
+            1.0 - self.overlap,
+            flop_rate if moe is None or not m.is_moe else self.peak_flops * moe,
+            2.0 * active_expert if m.is_moe else 0.0,
         )
 
     @property
@@ -235,15 +266,15 @@ class RooflineProfile:
         """Seconds per iteration and per token of the two all-reduces per layer: measured NCCL
         latency and bandwidth where the catalog has them, else the datasheet link with a ring's
         2(p−1)/p traffic and the assumed latency."""
-        m, tp, L = self.model, self.tp, self.model.layers
+        m, tp, L, e = self.model, self.tp, self.model.layers, self.allreduce_efficiency
         if tp == 1:
             return 0.0, 0.0
         message = m.hidden * _ALLREDUCE_BYTES_PER_ELEMENT   # bytes per token
         if self.allreduce is not None:
             latency, algbw = self.allreduce
-            return 2.0 * L * latency, 2.0 * L * message / algbw
-        return (2.0 * L * self.allreduce_latency_s,
-                2.0 * L * 2.0 * (tp - 1) / tp * message / max(self.gpu.interconnect_gb_s * 1e9, 1.0))
+            return 2.0 * L * latency / e, 2.0 * L * message / algbw / e
+        return (2.0 * L * self.allreduce_latency_s / e,
+                2.0 * L * 2.0 * (tp - 1) / tp * message / max(self.gpu.interconnect_gb_s * 1e9, 1.0) / e)
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct experts per layer that ``tokens`` tokens route to (uniform routing):
@@ -260,13 +291,34 @@ class RooflineProfile:
         return (2.0 * n_tok * tok_params, shared_wbytes + touched * expert_wbytes + n_tok * io_bytes,
                 2.0 * n_logits * head_params, head_wbytes + n_logits * logit_bytes)
 
+    @staticmethod
+    def _part(compute, memory, serial, top=max, bottom=min):
+        """Seconds of one part: the longer of its compute and memory times, plus ``serial`` (1 −
+        overlap) of the shorter (floats, or arrays with ``top=np.maximum, bottom=np.minimum``)."""
+        if serial:
+            return top(compute, memory) + serial * bottom(compute, memory)
+        return top(compute, memory)  # the roofline's max: the common case, kept as cheap as it was
+
+    def _linear_compute(self, lin_flops, n_tok):
+        """Seconds of the linear layers' FLOPs over ``n_tok`` tokens (floats or arrays): the expert
+        GEMMs' share at ``moe_rate`` when it is set apart (exactly lin_flops / flop_rate when not)."""
+        c = self._array_constants if isinstance(n_tok, np.ndarray) else self._constants
+        if c.moe_rate == c.flop_rate:
+            return lin_flops / c.flop_rate
+        expert = c.expert_flops * n_tok
+        return (lin_flops - expert) / c.flop_rate + expert / c.moe_rate
+
     def _dense_part(self, n_tok: int, n_logits: int) -> tuple[float, float, float]:
         """Seconds, FLOPs and bytes of the linear layers over ``n_tok`` tokens and the LM head
         over ``n_logits`` sampling sequences."""
         lin_flops, lin_bytes, head_flops, head_bytes = self._dense_work(n_tok, n_logits)
         c = self._constants
-        t = (max(lin_flops / c.flop_rate, lin_bytes / c.byte_rate)
-             + max(head_flops / c.rate16, head_bytes / c.byte_rate))
+        lin = lin_flops / c.flop_rate if c.moe_rate == c.flop_rate else self._linear_compute(lin_flops, n_tok)
+        if c.serial:
+            t = (self._part(lin, lin_bytes / c.byte_rate, c.serial)
+                 + self._part(head_flops / c.rate16, head_bytes / c.byte_rate, c.serial))
+        else:
+            t = max(lin, lin_bytes / c.byte_rate) + max(head_flops / c.rate16, head_bytes / c.byte_rate)
         return t, lin_flops + head_flops, lin_bytes + head_bytes
 
     def _prefill_traffic(self, pairs: float, tokens: int) -> tuple[float, float]:
@@ -293,8 +345,8 @@ class RooflineProfile:
         scalar = isinstance(ctx, float)
         c = self._constants if scalar else self._array_constants
         dc_flops, dc_bytes = self._decode_traffic(ctx)
-        top = max if scalar else np.maximum
-        return top(dc_flops / c.rate16, dc_bytes / c.byte_rate), dc_flops, dc_bytes
+        top, bottom = (max, min) if scalar else (np.maximum, np.minimum)
+        return self._part(dc_flops / c.rate16, dc_bytes / c.byte_rate, c.serial, top, bottom), dc_flops, dc_bytes
 
     def step(self, batch: BatchShape) -> StepCost:
         chunk, dctx = batch.prefill_chunk, batch.decode_context
@@ -319,7 +371,7 @@ class RooflineProfile:
         t, flops, nbytes = self._dense_part(n_tok, n_dec + n_pre)
         if n_pre:
             pf_flops, pf_bytes = self._prefill_traffic(pairs, start_tokens + chunk_tokens)
-            t += max(pf_flops / c.rate16, pf_bytes / c.byte_rate)
+            t += self._part(pf_flops / c.rate16, pf_bytes / c.byte_rate, c.serial)
             flops, nbytes = flops + pf_flops, nbytes + pf_bytes
         if n_dec:
             dt, dc_flops, dc_bytes = self._decode_attention(float(context))
@@ -368,10 +420,12 @@ class RooflineProfile:
         all-reduce: :meth:`step`'s sum of parts, each max(FLOPs / FLOP/s, bytes / bytes/s), on
         arrays (equal to :meth:`step` to rounding; the tests compare them)."""
         c = self._constants
-        t = (np.maximum(work.lin_flops / c.flop_rate, work.lin_bytes / c.byte_rate)
-             + np.maximum(work.head_flops / c.rate16, work.head_bytes / c.byte_rate))
-        t = t + np.maximum(work.prefill_flops / c.rate16, work.prefill_bytes / c.byte_rate)
-        t = t + np.maximum(work.decode_flops / c.rate16, work.decode_bytes / c.byte_rate)
+        mx, mn = np.maximum, np.minimum
+        t = (self._part(self._linear_compute(work.lin_flops, work.tokens), work.lin_bytes / c.byte_rate, c.serial,
+                        mx, mn)
+             + self._part(work.head_flops / c.rate16, work.head_bytes / c.byte_rate, c.serial, mx, mn))
+        t = t + self._part(work.prefill_flops / c.rate16, work.prefill_bytes / c.byte_rate, c.serial, mx, mn)
+        t = t + self._part(work.decode_flops / c.rate16, work.decode_bytes / c.byte_rate, c.serial, mx, mn)
         if self.tp > 1:
             t = t + np.where(work.tokens > 0, c.ar_latency + c.ar_per_token * work.tokens, 0.0)
         return t + self.overhead_s

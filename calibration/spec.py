@@ -70,6 +70,12 @@ class RooflineProfileSpec(BaseModel):
                                     "launches, sampling)")
     allreduce_latency_s: StrictFloat = Field(10e-6, ge=0, description="seconds of latency of one tensor-parallel "
                                              "all-reduce")
+    overlap: StrictFloat = Field(1.0, ge=0, le=1, description="share of the shorter of a part's compute and memory "
+                                 "time hidden under the longer (1: the roofline's max; below: max + (1 - overlap) * min)")
+    moe_compute_efficiency: StrictFloat | None = Field(None, gt=0, le=1, description="share of peak FLOP/s achieved by "
+                                                       "a mixture of experts' expert GEMMs (unset: compute_efficiency)")
+    allreduce_efficiency: StrictFloat = Field(1.0, gt=0, le=1, description="share of the all-reduce's bandwidth "
+                                              "(measured NCCL or the link) achieved in the engine, latency alike")
 
 
 class MeasuredProfileSpec(BaseModel):
@@ -206,6 +212,8 @@ def build_profile(spec: ExplicitProfileSpec | RooflineProfileSpec, *, model: str
         model=model_arch(model), gpu=gpu, tp=tp, precision=precision, kv_bytes_per_element=kv,
         compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency,
         overhead_s=spec.overhead_s, allreduce_latency_s=spec.allreduce_latency_s,
+        overlap=spec.overlap, moe_compute_efficiency=spec.moe_compute_efficiency,
+        allreduce_efficiency=spec.allreduce_efficiency,
         overrides=tuple(sorted(changed)),
         # Measured NCCL all-reduce unless the scenario sets the link or the latency itself.
         allreduce=None if {"interconnect_gb_s", "allreduce_latency_s"} & spec.model_fields_set or tp == 1

@@ -26,10 +26,13 @@ from tests.helpers import assert_one_line_error, run_app
 ENGINE = "tensorrt-llm-0.17"
 HEADER = ["engine", "model", "quantization", "hardware", "tp", "input_tokens", "output_tokens", "concurrency",
           "request_rate", "num_requests", "output_tokens_per_s", "kv_cache_dtype", "kv_memory_fraction"]
-# (input, output, concurrency, request_rate, num_requests): three all-at-once rows (two as a full
-# concurrency, one as rate inf) at different ISL/OSL, so the fit is cross-validated by ISL/OSL.
-ROWS = [(128, 128, "200", "", 200), (1024, 128, "", "inf", 100), (128, 512, "300", "", 300)]
-TRUE = {"compute_efficiency": 0.5, "memory_efficiency": 0.7, "overhead_s": 0.004}
+# (input, output, concurrency, request_rate, num_requests): five all-at-once rows (as a full
+# concurrency, or as rate inf) at different ISL/OSL and batch sizes, so that the four numbers a
+# dense model at TP 1 has (sim.fitting.engine_fit._free) are pinned down, and the fit is
+# cross-validated by ISL/OSL.
+ROWS = [(128, 128, "200", "", 200), (1024, 128, "", "inf", 100), (128, 512, "300", "", 300),
+        (512, 256, "40", "", 40), (2048, 64, "", "inf", 60)]
+TRUE = {"compute_efficiency": 0.5, "memory_efficiency": 0.7, "overhead_s": 0.004, "overlap": 0.6}
 WORKLOAD = {"arrival": {"rate_per_s": 2.0}, "num_requests": 5,
             "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 64},
                          "output_tokens": {"dist": "fixed", "value": 8}}]}
@@ -81,15 +84,15 @@ def test_the_command_writes_the_profiles_with_progress_on_stderr(fitted, tiny_cs
     assert calls == [(tiny_csv, 300)]  # --max-requests passed through
     stderr = result.stderr.splitlines()
     assert [line.split(" (")[0] for line in stderr if line.startswith("simulated row")] == [
-        "simulated row 1", "simulated row 2", "simulated row 3"]
+        "simulated row 1", "simulated row 2", "simulated row 3", "simulated row 4", "simulated row 5"]
     assert any(line.startswith("cross-validation by isl/osl: 128/512 held out") for line in stderr)
-    assert f"{ENGINE}: h100-sxm e_c " in result.stdout and "(3 rows)" in result.stdout
+    assert f"{ENGINE}: h100-sxm e_c " in result.stdout and "(5 rows)" in result.stdout
     assert f"engine profiles: {out}" in result.stdout
     assert f"profile: {{kind: auto, engine: {ENGINE}, engine_profiles: {out}}}" in result.stdout
     data = tomllib.loads(out.read_text())
     assert list(data) == [ENGINE] and data[ENGINE]["data"] == "tiny.csv"
     own = data[ENGINE]["gpus"]["h100-sxm"]
-    assert own["rows"] == 3
+    assert own["rows"] == 5
     for k, v in TRUE.items():  # the truth comes back (every row's throughput was replayed at it)
         assert own[k] == pytest.approx(v, rel=0.05), (k, own)
 
@@ -105,7 +108,7 @@ def test_a_scenario_is_priced_by_the_written_file(fitted):
         (own["compute_efficiency"], own["memory_efficiency"], own["overhead_s"]))
     prov = sim.simulate(s).summary["profile"]
     assert (prov["kind"], prov["family"], prov["engine"]) == ("derived-from-measured", "engine", ENGINE)
-    assert "fitted on 3 h100-sxm rows; 3 all-at-once rows of tiny.csv" in prov["source"]
+    assert "fitted on 5 h100-sxm rows; 5 all-at-once rows of tiny.csv" in prov["source"]
     assert str(out) in prov["source"] and "calibration/data/engine_profiles.toml" not in prov["source"]
     # Another GPU takes the file's engine-wide fallback; the shipped profiles are untouched.
     a100 = sim.load_scenario({"hardware": "a100-80gb", "workload": WORKLOAD,

@@ -57,11 +57,16 @@ __all__ = ["EFFICIENCIES", "EngineFit", "Fold", "Schedule", "cross_validate", "f
            "predict_timed", "replay", "row_schedule", "write_profiles"]
 
 # What is fitted per (engine, GPU), and the bounds each is held in: an efficiency is a share of a
-# datasheet peak (so never above 1: no engine beats the datasheet); the overhead is seconds.
-EFFICIENCIES = ("compute_efficiency", "memory_efficiency", "overhead_s")
-_LOWER = np.array([0.02, 0.02, 0.0])
-_UPPER = np.array([1.0, 1.0, 0.05])
-_START = np.array([0.6, 0.8, 0.0015])  # the roofline's defaults (calibration.spec.RooflineProfileSpec)
+# datasheet peak (so never above 1: no engine beats the datasheet); the overhead is seconds; the
+# overlap a share of a part's shorter side hidden under its longer (1: the roofline's max), the
+# all-reduce's efficiency a share of its measured (or datasheet) bandwidth (calibration.roofline).
+EFFICIENCIES = ("compute_efficiency", "memory_efficiency", "overhead_s", "overlap", "moe_compute_efficiency",
+                "allreduce_efficiency")
+_LOWER = np.array([0.02, 0.02, 0.0, 0.0, 0.02, 0.02])
+_UPPER = np.array([1.0, 1.0, 0.05, 1.0, 1.0, 1.0])
+# The roofline's defaults (calibration.spec.RooflineProfileSpec), but the overlap's mid-range (from
+# its bound, 1, the fit finds no way in); an all-reduce efficiency with no TP rows stays at 1.
+_START = np.array([0.6, 0.8, 0.0015, 0.5, 0.6, 1.0])
 # Requests simulated per row at most (see the module docstring); the steady middle of a capped run.
 MAX_REQUESTS = 30000
 _STEADY = (0.1, 0.9)
@@ -153,7 +158,9 @@ def row_schedule(row: BenchmarkRow, *, max_requests: int = MAX_REQUESTS, seed: i
 
 
 def _profile(base: RooflineProfile, eff: Mapping[str, float]) -> RooflineProfile:
-    return dataclasses.replace(base, **{k: float(eff[k]) for k in EFFICIENCIES})
+    # A number ``eff`` leaves out keeps the base's (the roofline's default: 1 for the overlap and the
+    # all-reduce's efficiency, the dense layers' for the experts').
+    return dataclasses.replace(base, **{k: float(eff[k]) for k in EFFICIENCIES if k in eff})
 
 
 def replay(schedule: Schedule, eff: Mapping[str, float]) -> dict[str, float]:
@@ -186,16 +193,31 @@ def _residuals(schedules: Sequence[Schedule], eff: Mapping[str, float]) -> np.nd
     return np.asarray(res)
 
 
+def _free(schedules: Sequence[Schedule]) -> list[str]:
+    """The numbers one GPU's rows can pin down: the all-reduce's efficiency only with a row at TP
+    above 1, the experts' compute efficiency only with a mixture-of-experts model; the others take
+    the engine-wide fallback (:meth:`EngineFit.for_gpu`)."""
+    keys = list(EFFICIENCIES)
+    if not any(s.row.tp > 1 for s in schedules):
+        keys.remove("allreduce_efficiency")
+    if not any(s.base.model.experts > 1 for s in schedules):
+        keys.remove("moe_compute_efficiency")
+    return keys
+
+
 def _fit_gpu(schedules: Sequence[Schedule]) -> Efficiencies:
-    """Least squares (scipy, soft-L1 at 5%) of one GPU's three numbers over its rows."""
+    """Least squares (scipy, soft-L1 at 5%) of one GPU's numbers (:func:`_free`) over its rows."""
     from scipy.optimize import least_squares
 
-    def f(x: np.ndarray) -> np.ndarray:
-        return _residuals(schedules, dict(zip(EFFICIENCIES, x)))
+    free = _free(schedules)
+    at = [EFFICIENCIES.index(k) for k in free]
 
-    sol = least_squares(f, _START, bounds=(_LOWER, _UPPER), loss="soft_l1", f_scale=0.05, x_scale=_START,
-                        diff_step=1e-3)
-    return {k: float(v) for k, v in zip(EFFICIENCIES, sol.x)}
+    def f(x: np.ndarray) -> np.ndarray:
+        return _residuals(schedules, dict(zip(free, x)))
+
+    sol = least_squares(f, _START[at], bounds=(_LOWER[at], _UPPER[at]), loss="soft_l1", f_scale=0.05,
+                        x_scale=_START[at], diff_step=1e-3)
+    return {k: float(v) for k, v in zip(free, sol.x)}
 
 
 @dataclass(frozen=True)
@@ -210,13 +232,19 @@ class EngineFit:
     def fallback(self) -> Efficiencies:
         """Geometric mean of the GPUs' efficiencies (a share of a peak: they multiply) and the
         arithmetic mean of their overheads (which may be 0)."""
-        effs = list(self.per_gpu.values())
-        out = {k: float(np.exp(np.mean([np.log(e[k]) for e in effs]))) for k in EFFICIENCIES[:2]}
-        out["overhead_s"] = float(np.mean([e["overhead_s"] for e in effs]))
+        out = {}
+        for k in EFFICIENCIES:
+            # Over the GPUs whose rows fitted it (:func:`_free`); overhead and overlap may be 0:
+            # arithmetic means; the shares of a peak: geometric.
+            vals = [e[k] for e in self.per_gpu.values() if k in e]
+            if vals:
+                out[k] = float(np.mean(vals) if k in ("overhead_s", "overlap") else np.exp(np.mean(np.log(vals))))
         return out
 
     def for_gpu(self, gpu: str) -> Efficiencies:
-        return self.per_gpu.get(gpu, self.fallback)
+        """The GPU's fitted numbers, the fallback's for those its rows could not fit (or for all,
+        without rows)."""
+        return {**self.fallback, **self.per_gpu.get(gpu, {})}
 
 
 def fit_engine(schedules: Sequence[Schedule], engine: str = "") -> EngineFit:
@@ -291,7 +319,7 @@ def predict_timed(row: BenchmarkRow, eff: Mapping[str, float], *, seed: int = 0,
 
     n = row.num_requests if requests is None else requests
     data = _scenario(row, n, seed)
-    data["profile"] = {"kind": "roofline", **{k: float(eff[k]) for k in EFFICIENCIES}}
+    data["profile"] = {"kind": "roofline", **{k: float(eff[k]) for k in EFFICIENCIES if k in eff}}
     if row.request_rate is not None and math.isfinite(row.request_rate):
         data["workload"]["arrival"] = {"process": "poisson", "rate_per_s": row.request_rate}
     result = simulate(load_scenario(data), requests=benchmark_requests(row, n, seed))
@@ -315,9 +343,11 @@ def _toml_value(v: Any) -> str:
 def write_profiles(path: str | Path, entries: Sequence[Mapping[str, Any]]) -> None:
     """Write engine profiles as ``calibration/data/engine_profiles.toml`` holds them: one table per
     engine (its source, date, fallback and fold errors), one sub-table per GPU."""
-    lines = ["# Engine profiles: per serving engine, the roofline's efficiencies fitted to its published",
-             "# benchmark rows (compute_efficiency, memory_efficiency: shares of the datasheet peaks;",
-             "# overhead_s: seconds per iteration), per GPU, and an engine-wide fallback for GPUs without rows.",
+    lines = ["# Engine profiles: per serving engine, the roofline's numbers fitted to its published benchmark",
+             "# rows, per GPU (compute_efficiency, memory_efficiency, moe_compute_efficiency, allreduce_efficiency:",
+             "# shares of the datasheet peaks; overlap: share of a part's shorter side hidden under its longer;",
+             "# overhead_s: seconds per iteration), and an engine-wide fallback for GPUs without rows and for",
+             "# the numbers a GPU's rows cannot fit (no TP above 1, no mixture of experts).",
              "# Written by `python -m sim.fitting.engine_fit`; read by calibration/engine_profiles.py.",
              "# Labelled derived-from-measured: fitted to serving benchmarks by replaying simulated runs.", ""]
     for e in entries:
@@ -381,7 +411,8 @@ def fit_file(path: str | Path, *, max_requests: int = MAX_REQUESTS, progress: Ca
             "source": (f"{len(closed)} all-at-once rows of {Path(path).name} ({engine}), replayed "
                        "(sim.fitting.engine_fit)"),
             "data": Path(path).name, "fitted": _dt.date.today().isoformat(),
-            "model": "roofline with compute_efficiency, memory_efficiency, overhead_s per GPU",
+            "model": (f"roofline with {', '.join(EFFICIENCIES)} per GPU (one its rows cannot fit, with no TP above 1 "
+                      "or no mixture of experts: the fallback's)"),
             "folds": _flat_folds(folds), "fallback": fit.fallback,
             "gpus": {g: {**eff, "rows": len(fit.rows[g])} for g, eff in fit.per_gpu.items()},
             "fit": fit, "schedules": schedules, "timed_errors": dict(timed_errors),
