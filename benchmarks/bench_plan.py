@@ -31,7 +31,8 @@ TP = (1, 2)
 
 
 def bench_plan(workers: int | None, out: Path) -> dict:
-    """``capsim plan`` of the default scenario over :data:`HARDWARE` × :data:`QUANTIZATIONS` × :data:`TP`."""
+    """``capsim plan`` of the default scenario over :data:`HARDWARE` × :data:`QUANTIZATIONS` × :data:`TP`,
+    then ``capsim report`` of the plan (each timed as a fresh process)."""
     cmd = [sys.executable, "-m", "sim.cli", "plan", "--hardware", ",".join(HARDWARE), "--quant", ",".join(QUANTIZATIONS),
            "--tp", ",".join(map(str, TP)), "--slo", "ttft_p99=1s", "--slo", "tpot_p99=50ms", "-o", str(out), "-q"]
     if workers is not None:
@@ -40,10 +41,15 @@ def bench_plan(workers: int | None, out: Path) -> dict:
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
     data = json.loads((out / "plan.json").read_text())
+    t1 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "sim.cli", "report", str(out), "-o", str(out.parent / "report"), "-q"],
+                   check=True)
+    report_wall = time.perf_counter() - t1
     rec = data["recommendation"]
     rows = {r["stage"] for r in data["per_hardware"]}
     return {"what": f"plan ({len(HARDWARE)} hardware x {len(QUANTIZATIONS)} quantizations x tp {TP})",
-            "wall_s": wall, "search_wall_s": data["wall_s"], "simulations": data["simulations"],
+            "wall_s": wall, "search_wall_s": data["wall_s"], "report_wall_s": report_wall,
+            "plan_and_report_wall_s": wall + report_wall, "simulations": data["simulations"],
             "options": len(HARDWARE) * len(QUANTIZATIONS) * len(TP),
             "recommendation": None if rec is None else f"{rec['option']} x{rec['replicas']} ${rec['usd_per_hour']:.2f}/h",
             "per_hardware_stages": ",".join(sorted(s or "-" for s in rows))}

@@ -226,3 +226,21 @@ def test_the_cli_writes_a_plan_and_prints_both_tables(tmp_path):
     assert res.exit_code == 0, res.stderr
     assert "cheapest fleet first" in res.stdout and "each hardware's best configuration" in res.stdout
     assert (tmp_path / "p" / "plan.json").exists() and (tmp_path / "p" / "fleet.yaml").exists()
+
+
+def test_a_real_plan_reports_its_recommendation_exactly(h100_plan, tmp_path):
+    # The report's figures are the plan's own, read back from its directory (tests/test_report.py
+    # checks the document's shape and Chromium's view of it on a plan written by hand).
+    from sim.analysis.report import report
+    from tests.test_report import REC_FIELDS, _page
+
+    h100_plan.write(tmp_path / "plan")
+    written = report(tmp_path / "plan", tmp_path / "report")
+    assert {p.name for p in written} >= {"report.html", "report.md"}
+    data = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    cells = {(a["data-role"], a["data-field"]): json.loads(a["data-value"])
+             for _, a in _page(tmp_path / "report" / "report.html").elements if a.get("data-role") and a.get("data-field")}
+    for key in ("option", *(k for k, _ in REC_FIELDS)):
+        assert cells[("recommendation", key)] == data["recommendation"][key], key
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert data["recommendation"]["option"] in md and "Deployment patterns" in md
