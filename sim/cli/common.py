@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sim.config import Scenario
 
 __all__ = ["UsageError", "apply_set", "fail", "fmt", "measuring_progress", "parse_duration", "scenario_from_args",
+           "search_inputs",
            "split_list"]
 
 T = TypeVar("T")
@@ -89,6 +90,36 @@ def scenario_from_args(scenario: Optional[Path], sets: list[str], seed: Optional
             raise ScenarioError(f"{scenario or 'default scenario'}: {e}") from None
     except (ScenarioError, UsageError) as e:
         fail(str(e))
+
+
+def search_inputs(scenario: Optional[Path], sets: list[str], slo: list[str], quant: Optional[str], out_name: str,
+                  rate: Optional[float], workers: Optional[int]) -> tuple[Scenario, list[Any], list[str]]:
+    """What a search over options (``capsim compare``, ``capsim plan``) takes from its command line,
+    each checked in one line naming its option: the scenario (with ``--set``), the SLO targets, the
+    quantizations (default: the scenario's), a target rate > 0 and a worker count >= 1 when given,
+    and an output directory that can be written (checked before any simulation)."""
+    from sim.analysis.slo import parse_slo
+    from sim.results.records import OutputError, check_output_dir
+
+    if rate is not None and not rate > 0:
+        fail(f"--rate {rate:g}: must be a number of requests/s > 0")
+    if workers is not None and workers < 1:
+        fail(f"--workers {workers}: must be >= 1")
+    targets = []
+    for text in slo:
+        try:
+            targets.append(parse_slo(text))
+        except ValueError as e:
+            fail(f"--slo {e}")
+    sc = scenario_from_args(scenario, sets, None)
+    try:
+        quants = split_list(quant, "--quant") if quant is not None else [sc.quantization]
+        check_output_dir(out_name, "replace")
+    except OutputError as e:
+        fail(f"--out {e}")
+    except ValueError as e:
+        fail(str(e))
+    return sc, targets, quants
 
 
 def split_list(text: str, option: str) -> list[str]:

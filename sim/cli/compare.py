@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from sim.cli.common import fail, scenario_from_args, split_list  # split_list: also capsim plan's
+from sim.cli.common import fail, search_inputs, split_list  # split_list: also capsim plan's
 
 __all__ = ["compare_command", "split_list"]
 
@@ -53,8 +53,6 @@ def compare_command(
       capsim compare my.yaml --hardware h100-sxm,h200 --family roofline -o out/cmp
     """
     from sim.analysis.compare import CompareError, compare
-    from sim.results.records import OutputError, check_output_dir
-    from sim.analysis.slo import parse_slo
 
     try:
         hw = split_list(hardware, "--hardware")
@@ -65,26 +63,9 @@ def compare_command(
         tps = [int(t) for t in tps_text]
     except ValueError:
         fail(f"--tp {tp!r}: give whole numbers, comma-separated, e.g. 1,2")
-    if rate is not None and not rate > 0:
-        fail(f"--rate {rate:g}: must be a number of requests/s > 0")
     if seeds < 1:
         fail(f"--seeds {seeds}: must be >= 1")
-    if workers is not None and workers < 1:
-        fail(f"--workers {workers}: must be >= 1")
-    targets = []
-    for text in slo:
-        try:
-            targets.append(parse_slo(text))
-        except ValueError as e:
-            fail(f"--slo {e}")
-    sc = scenario_from_args(scenario, set_, None)
-    try:
-        quants = split_list(quant, "--quant") if quant is not None else [sc.quantization]
-        check_output_dir(out_name, "replace")
-    except OutputError as e:
-        fail(f"--out {e}")
-    except ValueError as e:
-        fail(str(e))
+    sc, targets, quants = search_inputs(scenario, set_, slo, quant, out_name, rate, workers)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
     try:
         result = compare(sc, hardware=hw, quantization=quants, tp=tps, rate_per_s=rate,

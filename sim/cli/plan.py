@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from sim.cli.common import fail, scenario_from_args, split_list
+from sim.cli.common import fail, search_inputs, split_list
 
 __all__ = ["plan_command"]
 
@@ -92,8 +92,6 @@ def plan_command(
       capsim report capsim-plan -o report                # the capacity-planning document
     """
     from sim.analysis.plan import PlanError, plan
-    from sim.analysis.slo import parse_slo
-    from sim.results.records import OutputError, check_output_dir
 
     try:
         hw = split_list(hardware, "--hardware")
@@ -105,27 +103,10 @@ def plan_command(
         grid["max_num_seqs"] = _ints(max_num_seqs, "--max-num-seqs")
     if max_num_batched_tokens is not None:
         grid["max_num_batched_tokens"] = _ints(max_num_batched_tokens, "--max-num-batched-tokens")
-    if rate is not None and not rate > 0:
-        fail(f"--rate {rate:g}: must be a number of requests/s > 0")
     for name, v in (("--seeds", seeds), ("--confirm-seeds", confirm_seeds)):
         if v < 1:
             fail(f"{name} {v}: must be >= 1")
-    if workers is not None and workers < 1:
-        fail(f"--workers {workers}: must be >= 1")
-    targets = []
-    for text in slo:
-        try:
-            targets.append(parse_slo(text))
-        except ValueError as e:
-            fail(f"--slo {e}")
-    sc = scenario_from_args(scenario, set_, None)
-    try:
-        quants = split_list(quant, "--quant") if quant is not None else [sc.quantization]
-        check_output_dir(out_name, "replace")
-    except OutputError as e:
-        fail(f"--out {e}")
-    except ValueError as e:
-        fail(str(e))
+    sc, targets, quants = search_inputs(scenario, set_, slo, quant, out_name, rate, workers)
     deployment = _deployment(api_price, committed_discount, spot_discount, owned_purchase, owned_kwh, owned_hosting,
                              scale_up_delay)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
