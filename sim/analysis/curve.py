@@ -64,7 +64,7 @@ from sim.analysis.executor import ProgressFn, local_executor, map_points
 from sim.analysis.slo import METRICS, SLOTarget, check_classes, default_slos, meets, parse_slo
 
 __all__ = ["COST_COLUMNS", "CurveError", "GRID_FRACTIONS", "LoadCurve", "MAX_EXTENSIONS", "MaxRate", "POINT_SCHEMA",
-           "Reference", "WASTE_PARTS", "load_curve", "point_row", "with_rate"]
+           "Reference", "WASTE_PARTS", "load_curve", "point_row", "probe_scenario", "with_rate"]
 
 GRID_FRACTIONS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.3)
 """The automatic grid as fractions of the probe's capacity estimate (see the module docstring)."""
@@ -142,7 +142,7 @@ def _with_seed(scenario: Scenario, seed: int) -> dict[str, Any]:
     return {**scenario.to_dict(), "seed": int(seed)}
 
 
-def _probe(scenario: Scenario) -> Scenario:
+def probe_scenario(scenario: Scenario) -> Scenario:
     """The capacity probe: the scenario's classes, engine and fleet, with a burst of requests
     (8 per batch slot of the fleet, 200 to 5000) all arriving at once."""
     n = min(max(_PROBE_PER_SLOT * scenario.engine.max_num_seqs * scenario.replicas, _PROBE_MIN), _PROBE_MAX)
@@ -480,8 +480,8 @@ def _run_probe(data: dict[str, Any]) -> tuple[int, float]:
 
 
 def _probe_capacity(scenario: Scenario, runner: _Runner) -> float:
-    """Requests/s the configuration completes flat out, from a burst (see :func:`_probe`)."""
-    probe = _probe(scenario)
+    """Requests/s the configuration completes flat out, from a burst (see :func:`probe_scenario`)."""
+    probe = probe_scenario(scenario)
     (done, end), = map_points(_run_probe, [probe.to_dict()], executor=runner.executor)
     runner.done += 1
     if runner.progress is not None:

@@ -367,13 +367,13 @@ class _Search:
 
     # -- step 2: screening ----------------------------------------------------------------------
     def screen(self, options: list[_Option]) -> None:
-        from sim.analysis.curve import _probe  # the load curve's own burst, so that the bound and the curve agree
+        from sim.analysis.curve import probe_scenario  # the load curve's own burst, so that the bound and the curve agree
         from sim.analysis.executor import map_points
 
         if not options:
             return
         self.say(f"screening {len(options)} options with a capacity probe each")
-        results = list(map_points(_probe_point, [_probe(o.scenario).to_dict() for o in options],
+        results = list(map_points(_probe_point, [probe_scenario(o.scenario).to_dict() for o in options],
                                   executor=self.executor))
         self.simulations += len(results)
         for o, res in zip(options, results):
