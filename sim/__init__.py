@@ -7,6 +7,7 @@
     options = compare(default_scenario(), hardware=["h100-sxm", "l40s"], quantization=["bf16", "fp8"])
     p = plan(default_scenario(), slos=["ttft_p99=1s"], hardware=["h100-sxm", "l40s"], quantization=["bf16", "fp8"])
     p.write("my-plan"); report("my-plan", "my-report")                  # report.html, report.md, charts
+    table = sweep("sweep.yaml", "out/sweep", workers=2)               # resumable; one Parquet partition per point
 
 Heavy modules load on first use so that ``import sim`` stays cheap.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["Comparison", "DeploymentInputs", "LoadCurve", "Plan", "SLOTarget", "Scenario", "ScenarioError", "SimResult",
            "WasteReference", "compare", "default_scenario", "load_curve", "load_plan", "load_scenario", "parse_slo", "plan",
-           "report", "simulate", "waste_of"]
+           "report", "simulate", "sweep", "waste_of"]
 
 if TYPE_CHECKING:
     from sim.config import Scenario, default_scenario, load_scenario
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from sim.analysis.curve import LoadCurve, load_curve
     from sim.analysis.plan import DeploymentInputs, Plan, load_plan, plan
     from sim.analysis.report import report
+    from sim.analysis.sweep import sweep
     from sim.results.records import SimResult
     from sim.analysis.slo import SLOTarget, parse_slo
     from sim.results.waste import WasteReference, waste_of
@@ -36,7 +38,7 @@ _WHERE = {"Scenario": "sim.config", "default_scenario": "sim.config", "load_scen
           "load_curve": "sim.analysis.curve", "LoadCurve": "sim.analysis.curve", "compare": "sim.analysis.compare", "Comparison": "sim.analysis.compare",
           "SLOTarget": "sim.analysis.slo", "parse_slo": "sim.analysis.slo", "WasteReference": "sim.results.waste", "waste_of": "sim.results.waste",
           "plan": "sim.analysis.plan", "Plan": "sim.analysis.plan", "load_plan": "sim.analysis.plan",
-          "DeploymentInputs": "sim.analysis.plan", "report": "sim.analysis.report"}
+          "DeploymentInputs": "sim.analysis.plan", "report": "sim.analysis.report", "sweep": "sim.analysis.sweep"}
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from sim.cli.curve import curve as curve_command
 from sim.cli.plan import plan_command
 from sim.cli.report import report_command
 from sim.cli.run import run
+from sim.cli.sweep import sweep_command
 from sim.cli.validate import validate_command
 from sim.cli.workload import workload_app
 
@@ -86,6 +87,7 @@ app.command("curve")(curve_command)
 app.command("compare")(compare_command)
 app.command("plan")(plan_command)
 app.command("report")(report_command)
+app.command("sweep")(sweep_command)
 app.add_typer(workload_app, name="workload")
 app.add_typer(catalog_app, name="catalog")
 
