@@ -274,7 +274,7 @@ def run_sweep(spec: SweepSpec | str | Path | Mapping[str, Any], out_dir: str | P
         raise SweepError(f"records = {records!r}: must be one of {', '.join(RECORDS)}")
     spec = spec if isinstance(spec, SweepSpec) else load_sweep_spec(spec)
     say = notify or (lambda line: None)
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()  # workers elsewhere (a Ray cluster) run in their own directory
     points, excluded = spec.points()
     if not points:
         raise SweepSpecError("the spec leaves no point to run (every assignment is excluded)")

@@ -1,5 +1,6 @@
 """What the ``capsim`` command modules share: the one-line refusal, loading a scenario with its
-``--set`` overrides, number formatting, durations and the measuring progress bar.
+``--set`` overrides, the executor from ``--workers``/``--ray``, number formatting, durations and
+the measuring progress bar.
 
 The command line is layered: :mod:`sim.cli.app` (the app) imports the command modules
 (``sim.cli.run``, ``sim.cli.workload``, ``sim.cli.catalog``, ``sim.cli.calibrate``,
@@ -17,11 +18,12 @@ import typer
 import yaml
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from sim.config import Scenario
 
-__all__ = ["UsageError", "apply_set", "fail", "fmt", "measuring_progress", "parse_duration", "scenario_from_args",
-           "search_inputs",
-           "split_list"]
+__all__ = ["UsageError", "apply_set", "executor_from_args", "fail", "fmt", "measuring_progress", "parse_duration",
+           "ray_option", "scenario_from_args", "search_inputs", "split_list"]
 
 T = TypeVar("T")
 
@@ -120,6 +122,37 @@ def search_inputs(scenario: Optional[Path], sets: list[str], slo: list[str], qua
     except ValueError as e:
         fail(str(e))
     return sc, targets, quants
+
+
+def ray_option() -> Any:
+    """The ``--ray auto|ADDRESS`` option, the same on every command that runs simulations in
+    parallel (sweep, curve, compare, plan)."""
+    return typer.Option(None, "--ray", metavar="auto|ADDRESS", help="Run the simulations on a Ray cluster instead "
+                        "of local processes: auto joins the cluster this machine belongs to, HOST:PORT (or "
+                        "ray://HOST:PORT) a given one, local starts a Ray instance here. Needs pip install "
+                        "'capsim[ray]', and capsim on every node. Not with --workers.")
+
+
+def executor_from_args(workers: Optional[int], ray: Optional[str]) -> Executor:
+    """The executor a command's ``--workers N`` and ``--ray ADDRESS`` ask for: a Ray executor
+    (:class:`sim.analysis.ray_executor.RayExecutor`) with ``--ray``, else a local pool of N
+    processes (default: every core; 1 runs in this process). Both given is refused, as is a bad
+    count, missing Ray or an address that cannot be reached: one line each. Make it before any
+    progress bar starts (a local pool forks its workers now), and shut it down when done."""
+    from sim.analysis.executor import local_executor
+
+    if workers is not None and workers < 1:
+        fail(f"--workers {workers}: must be >= 1")
+    if ray is None:
+        return local_executor(workers)
+    if workers is not None:
+        fail(f"--workers {workers} with --ray {ray}: give one; on Ray the cluster's CPUs set the parallelism")
+    from sim.analysis.ray_executor import RayExecutor, RayUnavailable
+
+    try:
+        return RayExecutor(ray)
+    except RayUnavailable as e:
+        fail(f"--ray: {e}")
 
 
 def split_list(text: str, option: str) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from sim.cli.common import fail, search_inputs, split_list  # split_list: also capsim plan's
+from sim.cli.common import executor_from_args, fail, ray_option, search_inputs, split_list  # split_list: also plan's
 
 __all__ = ["compare_command", "split_list"]
 
@@ -35,6 +35,7 @@ def compare_command(
                                "profile."),
     seeds: int = typer.Option(2, "--seeds", help="Seeds per load-curve point (the spread of the highest rate)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the curve points (default: all cores)."),
+    ray: Optional[str] = ray_option(),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a scenario key, as in "
                                    "capsim run. Repeatable."),
     out_name: str = typer.Option("capsim-compare", "--out", "-o", metavar="DIR", help="Directory for compare.parquet, "
@@ -51,6 +52,7 @@ def compare_command(
       capsim compare --hardware h100-sxm,h200,a100-80gb,l40s --quant bf16,fp8 --rate 40
       capsim compare my.yaml --hardware h100-sxm,l40s --quant fp8,int4-awq --tp 1,2 --slo ttft_p99=1s --slo tpot_p99=60ms
       capsim compare my.yaml --hardware h100-sxm,h200 --family roofline -o out/cmp
+      capsim compare my.yaml --hardware h100-sxm,h200,l40s --quant bf16,fp8 --ray auto
     """
     from sim.analysis.compare import CompareError, compare
 
@@ -67,13 +69,16 @@ def compare_command(
         fail(f"--seeds {seeds}: must be >= 1")
     sc, targets, quants = search_inputs(scenario, set_, slo, quant, out_name, rate, workers)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
+    ex = executor_from_args(workers, ray)
     try:
         result = compare(sc, hardware=hw, quantization=quants, tp=tps, rate_per_s=rate,
-                         slos=targets or None, family=family, seeds=seeds, workers=workers, progress=say)
+                         slos=targets or None, family=family, seeds=seeds, executor=ex, progress=say)
     except CompareError as e:
         flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
                                     ("--rate", "rate"), ("--family", "family")) if str(e).startswith(k)), None)
         fail(f"{flag}: {e}" if flag else str(e))
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
     out = Path(out_name)
     written = result.write(out)
     written += _charts(result, out)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from sim.cli.common import fail, fmt, scenario_from_args
+from sim.cli.common import executor_from_args, fail, fmt, ray_option, scenario_from_args
 
 if TYPE_CHECKING:
     from sim.analysis.curve import LoadCurve
@@ -56,6 +56,7 @@ def curve(
     workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N",
                                           help="Processes running points in parallel (default: every core; 1: in "
                                                "this process)."),
+    ray: Optional[str] = ray_option(),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Relative tolerance of the bisection for the highest "
                                                               "rate (0.01: within 1%)."),
     out_name: str = typer.Option("capsim-curve", "--out", "-o", metavar="DIR",
@@ -75,12 +76,12 @@ def curve(
       capsim curve                                        # the default scenario and its own SLOs
       capsim curve my.yaml --slo ttft_p99=1s --slo tpot_p99=60ms -o out/curve
       capsim curve my.yaml --slo chat:ttft_p90=500ms --seeds 5 --workers 8
+      capsim curve my.yaml --seeds 5 --ray auto             # the points on the Ray cluster this machine belongs to
       capsim curve my.yaml --rates 2,4,8,16,24 --slo none   # given loads; highest rate = saturation knee
       capsim curve my.yaml --set replicas=2 --set engine.max_num_seqs=128 -q
     """
     from sim.analysis.curve import CurveError, with_rate
     from sim.errors import ScenarioError
-    from sim.analysis.executor import local_executor
     from sim.results.records import OutputError, check_output_dir
     from sim.analysis.slo import check_classes, parse_slo
 
@@ -111,7 +112,7 @@ def curve(
     except ValueError as e:
         fail(f"{scenario or 'default scenario'}: {e}")
     out = Path(out_name)
-    ex = local_executor(workers)  # before the progress bar's thread starts: the pool forks its workers now
+    ex = executor_from_args(workers, ray)  # before the progress bar's thread starts: a local pool forks its workers now
     try:
         result = _run(sc, targets, given, seeds, tolerance, ex, quiet)
     except (CurveError, ScenarioError) as e:

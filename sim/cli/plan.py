@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from sim.cli.common import fail, search_inputs, split_list
+from sim.cli.common import executor_from_args, fail, ray_option, search_inputs, split_list
 
 __all__ = ["plan_command"]
 
@@ -52,6 +52,7 @@ def plan_command(
     family: str = typer.Option("auto", "--family", metavar="auto|roofline|measured", help="Step-time model family, "
                                "one for every option (as in capsim compare)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the simulations (default: all cores)."),
+    ray: Optional[str] = ray_option(),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a scenario key, as in "
                                    "capsim run. Repeatable."),
     out_name: str = typer.Option("capsim-plan", "--out", "-o", metavar="DIR", help="The plan directory: plan.json, "
@@ -87,6 +88,7 @@ def plan_command(
       capsim plan my.yaml --hardware h100-sxm,h200,a100-80gb,l40s --quant bf16,fp8 --tp 1,2 --rate 40 -o plans/chat
       capsim plan my.yaml --slo chat:ttft_p99=500ms --max-num-seqs 128,256,512 --max-num-batched-tokens 4096,8192
       capsim plan diurnal.yaml --slo ttft_p99=2s        # no --rate: sized for the workload's own peak
+      capsim plan my.yaml --rate 40 --ray auto           # the simulations on the Ray cluster this machine belongs to
       capsim plan --rate 40 --api-price 0.20,0.60 --committed-discount 0.4 --owned-purchase 30000 --owned-kwh 0.12
       capsim run capsim-plan                             # the recommended fleet, simulated
       capsim report capsim-plan -o report                # the capacity-planning document
@@ -110,15 +112,18 @@ def plan_command(
     deployment = _deployment(api_price, committed_discount, spot_discount, owned_purchase, owned_kwh, owned_hosting,
                              scale_up_delay)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
+    ex = executor_from_args(workers, ray)
     try:
         result = plan(sc, slos=targets or None, rate_per_s=rate, hardware=hw, quantization=quants, tp=tps,
                       engine_grid=grid or None, seeds=seeds, confirm_seeds=confirm_seeds, family=family,
-                      workers=workers, progress=say, deployment=deployment)
+                      executor=ex, progress=say, deployment=deployment)
     except PlanError as e:
         flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
                                     ("--rate", "rate"), ("--family", "family"), ("--slo", "SLO")) if str(e).startswith(k)),
                     None)
         fail(f"{flag}: {e}" if flag else str(e))
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
     out = Path(out_name)
     try:
         written = result.write(out)

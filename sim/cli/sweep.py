@@ -1,5 +1,5 @@
-"""``capsim sweep``: every point of a sweep spec, on local processes, into a resumable Parquet
-dataset (the method and the layout: :mod:`sim.analysis.sweep`, docs/sweeps.md).
+"""``capsim sweep``: every point of a sweep spec, on local processes or a Ray cluster, into a
+resumable Parquet dataset (the method and the layout: :mod:`sim.analysis.sweep`, docs/sweeps.md).
 
 Registered on the app in :mod:`sim.cli.app`; thin over :func:`sim.analysis.sweep.run_sweep`.
 The command builds the executor and hands it over (the seam a cluster backend plugs into).
@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from sim.cli.common import fail
+from sim.cli.common import executor_from_args, fail, ray_option
 
 __all__ = ["sweep_command"]
 
@@ -25,6 +25,7 @@ def sweep_command(
                                  "resume: finished points are skipped."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local processes (default: all cores; 1 runs in "
                                           "this process)."),
+    ray: Optional[str] = ray_option(),
     records: str = typer.Option("summary", "--records", metavar="summary|full", help="summary: one summary row per "
                                 "point; full: also requests/ and iterations/ datasets, partitioned by point."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table; still writes every file."),
@@ -53,26 +54,25 @@ def sweep_command(
     Examples:
       capsim sweep sweep.yaml -o out/sweep
       capsim sweep sweep.yaml -o out/sweep --workers 2 --records full
+      capsim sweep sweep.yaml -o out/sweep --ray auto         # on the Ray cluster this machine belongs to
       python -c "import pyarrow.dataset as ds; print(ds.dataset('out/sweep/points', partitioning='hive').to_table())"
     """
-    from sim.analysis.executor import local_executor
     from sim.analysis.sweep import RECORDS, SweepError, run_sweep
     from sim.analysis.sweep_spec import SweepSpecError, load_sweep_spec
 
     if records not in RECORDS:
         fail(f"--records {records!r}: must be one of {', '.join(RECORDS)}")
-    if workers is not None and workers < 1:
-        fail(f"--workers {workers}: must be >= 1")
     try:
         checked = load_sweep_spec(spec)
     except SweepSpecError as e:
         fail(str(e))
     say = (lambda line: None) if quiet else (lambda line: typer.echo(f"capsim: {line}", err=True))
-    # The pool forks its workers now, before the progress bar's thread starts (see local_executor).
-    ex = local_executor(workers)
+    # A local pool forks its workers now, before the progress bar's thread starts (see local_executor).
+    ex = executor_from_args(workers, ray)
     try:
         with ex:
-            result = _run(lambda progress: run_sweep(checked, out_name, executor=ex, records=records,
+            # Absolute: on a cluster, each worker writes its partition from a working directory of its own.
+            result = _run(lambda progress: run_sweep(checked, Path(out_name).absolute(), executor=ex, records=records,
                                                      progress=progress, notify=say), quiet)
     except (SweepSpecError, SweepError) as e:
         fail(str(e))
