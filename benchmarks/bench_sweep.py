@@ -43,13 +43,23 @@ def spec_of(points: int) -> dict:
             "repeats": math.ceil(points / per_repeat)}
 
 
-def bench_sweep(points: int, workers: int, out: Path) -> dict:
-    """Run the sweep of :func:`spec_of` with ``workers`` local processes into ``out``."""
+def bench_sweep(points: int, workers: int, out: Path, ray: bool = False) -> dict:
+    """Run the sweep of :func:`spec_of` with ``workers`` local processes into ``out``, or on a local
+    Ray instance of ``workers`` CPUs (started before the clock, as a cluster would be running)."""
     from sim.analysis.sweep import points_per_minute, run_sweep
 
-    t0 = time.perf_counter()
-    run = run_sweep(spec_of(points), out, workers=workers)
-    wall = time.perf_counter() - t0
+    executor = None
+    if ray:
+        from sim.analysis.ray_executor import RayExecutor
+
+        executor = RayExecutor(None, num_cpus=workers)
+    try:
+        t0 = time.perf_counter()
+        run = run_sweep(spec_of(points), out, executor=executor, workers=workers)
+        wall = time.perf_counter() - t0
+    finally:
+        if executor is not None:
+            executor.shutdown()
     return {"workers": workers, "points": run.ok, "failed": run.failed, "wall_s": wall,
             "points_per_minute": points_per_minute(run.ok, wall)}
 
@@ -58,12 +68,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ray", action="store_true", help="also on a local Ray instance of as many CPUs (the ray extra)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for w in args.workers:
-            r = bench_sweep(args.points, w, Path(tmp) / f"w{w}")
-            print(f"{r['points']} points ({r['failed']} failed), {w} worker{'s' if w > 1 else ''}: {r['wall_s']:.1f} s, "
-                  f"{r['points_per_minute']:.0f} points/min", flush=True)
+        for ray in ([False, True] if args.ray else [False]):
+            for w in args.workers:
+                r = bench_sweep(args.points, w, Path(tmp) / f"{'ray' if ray else 'local'}{w}", ray=ray)
+                where = f"Ray, {w} CPU{'s' if w > 1 else ''}" if ray else f"{w} worker{'s' if w > 1 else ''}"
+                print(f"{r['points']} points ({r['failed']} failed), {where}: {r['wall_s']:.1f} s, "
+                      f"{r['points_per_minute']:.0f} points/min", flush=True)
 
 
 if __name__ == "__main__":
