@@ -69,3 +69,19 @@ def assert_one_line_error(result, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("capsim: error: "), result.stderr
     for n in needles:
         assert n in lines[0], lines[0]
+
+
+# Llama-3.1-8B on one H100, priced by the roofline, short chat-like requests at 10/s: a few hundred
+# requests per run, the workload of the comparison and planner tests (tests/test_compare.py,
+# tests/test_plan.py).
+SMALL_CHAT: dict[str, Any] = {
+    "model": "llama-3.1-8b",
+    "quantization": "bf16",
+    "hardware": "h100-sxm",
+    "profile": {"kind": "roofline"},
+    "engine": {"max_num_seqs": 64, "max_num_batched_tokens": 2048},
+    "workload": {"arrival": {"rate_per_s": 10.0}, "num_requests": 300,
+                 "classes": [{"name": "chat", "prompt_tokens": {"dist": "uniform", "low": 100, "high": 600},
+                              "output_tokens": {"dist": "uniform", "low": 20, "high": 120},
+                              "slo": {"ttft_s": 0.5}}]},
+}

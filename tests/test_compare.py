@@ -10,20 +10,10 @@ import pytest
 
 from sim import load_scenario
 from sim.analysis.compare import CompareError, compare
-from tests.helpers import run_app
+from tests.helpers import SMALL_CHAT, run_app
 
 # Llama-3.1-8B, short chat-like requests: each load-curve point is a few hundred requests.
-BASE = {
-    "model": "llama-3.1-8b",
-    "quantization": "bf16",
-    "hardware": "h100-sxm",
-    "profile": {"kind": "roofline"},
-    "engine": {"max_num_seqs": 64, "max_num_batched_tokens": 2048},
-    "workload": {"arrival": {"rate_per_s": 10.0}, "num_requests": 300,
-                 "classes": [{"name": "chat", "prompt_tokens": {"dist": "uniform", "low": 100, "high": 600},
-                              "output_tokens": {"dist": "uniform", "low": 20, "high": 120},
-                              "slo": {"ttft_s": 0.5}}]},
-}
+BASE = SMALL_CHAT
 
 
 @pytest.fixture(scope="module")
