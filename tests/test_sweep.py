@@ -112,6 +112,30 @@ def test_one_and_two_workers_give_identical_summaries_point_for_point(tmp_path):
     assert [m["status"] for m in manifest] == ["ok"] * 6 and all(m["wall_s"] > 0 for m in manifest)
 
 
+def test_points_with_different_columns_read_as_one_dataset_losing_none(tmp_path):
+    """A class named differently per point, and two profile kinds whose assumptions differ: each
+    point's file has columns the others lack. pyarrow.dataset takes its schema from one file, so
+    before the summaries were given one schema the other class's columns were dropped."""
+    spec = {"base": BASE, "axes": {"workload.classes.0.name": ["chat", "code"],
+                                   "profile": [{"kind": "roofline"}, {"kind": "auto"}]}}
+    returned = sweep(spec, tmp_path / "out", executor=InlineExecutor())
+    table = ds.dataset(tmp_path / "out" / "points", partitioning="hive").to_table()
+    assert table.num_rows == 4 and set(returned.column_names) == set(table.column_names)
+    rows = _by_id(table)
+    for pid, row in _by_id(returned).items():
+        assert rows[pid] == row
+        mine = row["workload.classes.0.name"]
+        other = {"chat": "code", "code": "chat"}[mine]
+        assert row[f"per_class.{mine}.completed"] == 60 and row[f"per_class.{other}.completed"] is None
+        assert row["profile.kind"] in ("derived", "derived-from-measured") and row["profile.source"]
+    assert {r["profile.kind"] for r in rows.values()} == {"derived", "derived-from-measured"}
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.read_parquet(tmp_path / "out" / "points")
+    assert len(frame) == 4 and {"per_class.chat.completed", "per_class.code.completed"} <= set(frame.columns)
+    # the metadata that proves each point finished survives the rewrite: a re-run runs nothing
+    assert run_sweep(spec, tmp_path / "out", executor=InlineExecutor()).ran == 0
+
+
 def test_impossible_points_are_reported_up_front_or_fail_alone(tmp_path):
     spec = {"base": BASE, "axes": {"model": ["llama-3.1-8b", "llama-3.1-70b"],
                                    "workload.arrival": [{"process": "poisson", "rate_per_s": 8.0},

@@ -52,6 +52,8 @@ __all__ = [
     "latency_throughput_chart",
     "length_histogram_chart",
     "option_curves_chart",
+    "sweep_heatmap_chart",
+    "sweep_metrics_chart",
     "waste_by_option_chart",
     "waste_by_window_chart",
     "waste_share_chart",
@@ -782,4 +784,163 @@ def fleet_by_hour_chart(hourly: Any, out_stem: str | Path, caption: str) -> list
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     area.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)
     area.suptitle("Fleet per hour: static against resized")
+    return _save(fig, paths)
+
+
+# ------------------------------------------------------------------- charts of a sweep (issue 21)
+
+_HEATMAP_MAX_LEVELS = 12  # more distinct values on an axis than this (a random design): a scatter instead
+_SWEEP_MAX_SERIES = 8  # more combinations of the other axes than this: one line of their median instead
+
+
+def _levels(values: list[Any]) -> list[Any]:
+    """The distinct values of an axis in the order a reader expects: numbers ascending, anything
+    else in order of first appearance (the spec's order)."""
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    if distinct and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in distinct):
+        return sorted(distinct)
+    return distinct
+
+
+def _short(x: float) -> str:
+    """A number in a heatmap's cell: three significant digits, thousands as k, millions as M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _level_label(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _is_numeric(levels: list[Any]) -> bool:
+    return bool(levels) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in levels)
+
+
+def sweep_heatmap_chart(groups: Any, x: str, y: str, value: str, out_stem: str | Path, caption: str, *,
+                        label: str, reduce: str = "max") -> list[Path]:
+    """A value over two axes of a sweep: one cell per (``x`` value, ``y`` value), coloured by
+    ``value`` and written in the cell; a cell with no finite value (every point there failed,
+    was invalid or had no figure) is grey with "n/a". Rows that share a cell (points that differ
+    in other axes) are reduced by ``reduce`` (``max``, ``min`` or ``mean``), which the title says.
+    Where an axis has more than 12 distinct values (a random or Latin-hypercube design), the
+    points are drawn as a scatter coloured by the value instead. ``groups``: a table with the
+    columns ``x``, ``y`` (numbers or text) and ``value`` (numbers). Returns the PNG and SVG paths."""
+    paths = _out_paths(out_stem)
+    if reduce not in ("max", "min", "mean"):
+        raise ValueError(f"reduce: {reduce!r} is not one of max, min, mean")
+    table = _table(groups, "groups")
+    xs, ys = _strings(table, x, "groups"), _strings(table, y, "groups")
+    v = _floats(table, value, "groups")
+    xl, yl = _levels(xs), _levels(ys)
+    fig, area = _figure(9.5, max(3.2, 1.2 + 0.45 * min(len(yl), 14)), caption)
+    ax = area.subplots()
+    title = f"{label} by {x} and {y}" + (f" ({reduce} over the other axes)" if reduce != "mean" else " (mean over the other axes)")
+    if len(xl) > _HEATMAP_MAX_LEVELS or len(yl) > _HEATMAP_MAX_LEVELS:
+        keep = np.isfinite(v) & np.array([a is not None and b is not None for a, b in zip(xs, ys)])
+        if not keep.any():
+            _say_empty(ax, "no point has a value")
+        else:
+            px = [xs[i] for i in np.flatnonzero(keep)]
+            py = [ys[i] for i in np.flatnonzero(keep)]
+            cx = px if _is_numeric(xl) else [xl.index(a) for a in px]
+            cy = py if _is_numeric(yl) else [yl.index(b) for b in py]
+            sc = ax.scatter(cx, cy, c=v[keep], cmap="viridis", s=36, edgecolors="black", linewidths=0.3)
+            fig.colorbar(sc, ax=ax, label=_plain(label))
+            if not _is_numeric(xl):
+                ax.set_xticks(range(len(xl)), labels=[_plain(_level_label(a)) for a in xl], rotation=30, ha="right")
+            if not _is_numeric(yl):
+                ax.set_yticks(range(len(yl)), labels=[_plain(_level_label(b)) for b in yl])
+        title = f"{label} by {x} and {y} (each point of the design)"
+    else:
+        grid = np.full((len(yl), len(xl)), np.nan)
+        for i, b in enumerate(yl):
+            for j, a in enumerate(xl):
+                rows = np.array([xs[k] == a and ys[k] == b for k in range(len(xs))]) & np.isfinite(v)
+                if rows.any():
+                    grid[i, j] = {"max": np.max, "min": np.min, "mean": np.mean}[reduce](v[rows])
+        ax.set_facecolor("#dddddd")
+        finite = grid[np.isfinite(grid)]
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto", origin="lower",
+                       vmin=finite.min() if finite.size else 0, vmax=finite.max() if finite.size else 1)
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+        for i in range(len(yl)):
+            for j in range(len(xl)):
+                val = grid[i, j]
+                text = _short(val) if np.isfinite(val) else "n/a"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="#444444" if not np.isfinite(val) else ("black" if val > mid else "white"))
+        fig.colorbar(im, ax=ax, label=_plain(label))
+        ax.set_xticks(range(len(xl)), labels=[_plain(_level_label(a)) for a in xl],
+                      rotation=30 if len(xl) > 5 else 0, ha="right" if len(xl) > 5 else "center")
+        ax.set_yticks(range(len(yl)), labels=[_plain(_level_label(b)) for b in yl])
+    ax.set_xlabel(_plain(x))
+    ax.set_ylabel(_plain(y))
+    area.suptitle(_plain(title))
+    return _save(fig, paths)
+
+
+def sweep_metrics_chart(groups: Any, x: str, series: Sequence[str], metrics: Sequence[tuple[str, str]],
+                        out_stem: str | Path, caption: str) -> list[Path]:
+    """Several metrics of a sweep against one axis: a panel per ``(column, label)`` of
+    ``metrics``, ``x``'s values along the bottom (numbers to scale, text as categories in the
+    spec's order), one line per combination of the ``series`` axes. With more than 8 such
+    combinations, one line of the median over them with a band from their minimum to their
+    maximum. Rows whose ``overloaded`` column is true (where the table has one) are drawn as
+    hollow markers: their latencies grow with the run's length, not a steady value. Returns the
+    PNG and SVG paths."""
+    paths = _out_paths(out_stem)
+    table = _or_nulls(_table(groups, "groups"), {"overloaded": pa.bool_()})
+    xs = _strings(table, x, "groups")
+    xl = _levels(xs)
+    numeric = _is_numeric(xl)
+    pos = np.array([(a if numeric else xl.index(a)) if a is not None else np.nan for a in xs], dtype=float)
+    over = _flags(table, "overloaded", "groups")
+    keys = [tuple(_level_label(r) for r in row) for row in zip(*(_strings(table, s, "groups") for s in series))] \
+        if series else [()] * table.num_rows
+    combos = list(dict.fromkeys(keys))
+    banded = len(combos) > _SWEEP_MAX_SERIES
+    n = len(metrics)
+    cols = 2 if n > 1 else 1
+    rows_n = math.ceil(n / cols)
+    fig, area = _figure(11, 3.2 * rows_n, caption)
+    axes = area.subplots(rows_n, cols, squeeze=False).ravel()
+    for ax, (col, label) in zip(axes, metrics):
+        y = _floats(table, col, "groups")
+        if banded:
+            at = np.array(sorted({p for p in pos if np.isfinite(p)}))
+            med = np.array([np.nanmedian(y[pos == p]) if np.isfinite(y[pos == p]).any() else np.nan for p in at])
+            lo = np.array([np.nanmin(y[pos == p]) if np.isfinite(y[pos == p]).any() else np.nan for p in at])
+            hi = np.array([np.nanmax(y[pos == p]) if np.isfinite(y[pos == p]).any() else np.nan for p in at])
+            ax.fill_between(at, lo, hi, color=_OPTION_COLORS[0], alpha=0.2, label="range over the other axes")
+            ax.plot(at, med, color=_OPTION_COLORS[0], marker="o", markersize=3, label="median over the other axes")
+        else:
+            for k, combo in enumerate(combos):
+                mine = np.array([kk == combo for kk in keys]) & np.isfinite(y) & np.isfinite(pos)
+                order = np.argsort(pos[mine])
+                px, py, po = pos[mine][order], y[mine][order], over[mine][order]
+                color = _OPTION_COLORS[k % len(_OPTION_COLORS)]
+                name = ", ".join(f"{s}={c}" for s, c in zip(series, combo)) or "every point"
+                ax.plot(px, py, color=color, linewidth=1.2, label=_plain(name))
+                ax.scatter(px[~po], py[~po], color=color, s=16, zorder=3)
+                ax.scatter(px[po], py[po], facecolors="white", edgecolors=color, s=22, zorder=3)
+        if not np.isfinite(y).any():
+            _say_empty(ax, "no point has a value")
+        _auto_log(ax, "y", y)
+        if numeric:
+            _auto_log(ax, "x", pos)
+        else:
+            ax.set_xticks(range(len(xl)), labels=[_plain(_level_label(a)) for a in xl],
+                          rotation=30 if len(xl) > 4 else 0, ha="right" if len(xl) > 4 else "center")
+        ax.set_xlabel(_plain(x))
+        ax.set_ylabel(_plain(label))
+        ax.grid(True, alpha=0.3, which="both")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles and (banded or series):
+        area.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8)
+    note = "; hollow markers: overloaded (the backlog grew)" if over.any() else ""
+    area.suptitle(_plain(f"Metrics against {x} (mean over repeats{note})"))
     return _save(fig, paths)

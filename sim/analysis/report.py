@@ -6,9 +6,12 @@ turned into ``report.html`` and ``report.md`` with their charts as PNG and SVG f
 - a **saved plan** (``plan.json``, ``options.parquet``, ``curves.parquet``, and ``hourly.parquet``
   for time-varying traffic; written by ``capsim plan``);
 - a **comparison** (``compare.json``, ``compare.parquet``; :meth:`sim.analysis.compare.Comparison.write`);
-- a **load curve** (``curve.json``, ``curve.parquet``; :meth:`sim.analysis.curve.LoadCurve.write`),
+- a **load curve** (``curve.json``, ``curve.parquet``; :meth:`sim.analysis.curve.LoadCurve.write`);
+- a **sweep**'s output (``sweep.json``, ``manifest.parquet``, ``points/``; :mod:`sim.analysis.sweep`),
+  whose document :mod:`sim.analysis.sweep_report` describes (the best configuration by goodput per
+  dollar, a heatmap over two axes, the metrics against each axis, every configuration),
 
-known by the JSON file it holds (the first of those three found), and writes one document with
+known by the JSON file it holds (the first of those four found), and writes one document with
 the sections that apply, in this order: the question; the recommendation and its runner-up with
 the margin between them; the workload (arrival rate over time and length histograms, drawn afresh
 from the scenario's workload spec with the scenario's seed); the options compared (load curves,
@@ -47,12 +50,12 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
-__all__ = ["FORMATS", "REC_FIELDS", "SOURCE_FILES", "ReportError", "report"]
+__all__ = ["FORMATS", "REC_FIELDS", "SOURCE_FILES", "SWEEP_FIELDS", "ReportError", "report"]
 
 FORMATS = ("html", "md")
 """Document formats :func:`report` writes: ``report.html`` and ``report.md``."""
 
-SOURCE_FILES = {"plan": "plan.json", "compare": "compare.json", "curve": "curve.json"}
+SOURCE_FILES = {"plan": "plan.json", "compare": "compare.json", "curve": "curve.json", "sweep": "sweep.json"}
 """The JSON file that marks each kind of source directory, in the order they are looked for."""
 
 REC_FIELDS: tuple[tuple[str, str], ...] = (
@@ -78,6 +81,18 @@ _PLAN_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("deployments", (list, type(None)), "a list"), ("breakeven", (dict, type(None)), "an object or null"),
     ("provenance", (list, type(None)), "a list"), ("notes", (list, type(None)), "a list of sentences"),
 )
+SWEEP_FIELDS: tuple[tuple[str, str], ...] = (
+    ("good_output_tokens_per_usd", "good output tokens per $"),
+    ("cost.usd_per_million_good_output_tokens", "$ per 1M good output tokens"),
+    ("cost.usd_per_million_output_tokens", "$ per 1M output tokens"), ("cost.usd_per_hour", "$ per hour"),
+    ("latency_s.ttft.p99", "p99 TTFT"), ("latency_s.tpot.p99", "p99 TPOT"),
+    ("throughput.output_tokens_per_s", "output tokens/s"), ("slo_attainment", "SLO attainment"),
+    ("busy_fraction.mean", "busy share of GPU time"), ("repeats", "repeats averaged"),
+)
+"""A sweep's best configuration and runner-up, as the document lists them (after the
+configuration's label and its varying axes): (column, label), each with ``data-field`` and
+``data-value`` in the HTML."""
+_SWEEP_ROWS = 500  # configurations listed in a sweep's document; the dataset holds every one
 _WORKLOAD_SAMPLE = 1_500_000  # requests drawn at most for the workload's charts (a day at 12/s: ~1M, 1.2 s of CPU)
 _FORMAT_NAMES = {"html": "report.html", "md": "report.md"}
 
@@ -99,6 +114,7 @@ class _Source:
     options: pa.Table | None = None
     curves: pa.Table | None = None
     hourly: pa.Table | None = None
+    sweep: Any = None  # a sweep's directory as read (sim.analysis.sweep_report.SweepSource)
     notes: list[str] = field(default_factory=list)
 
 
@@ -132,14 +148,22 @@ def _read(source_dir: str | os.PathLike) -> _Source:
     path = Path(source_dir)
     expected = ", ".join(SOURCE_FILES.values())
     if not path.exists():
-        raise ReportError(f"{path}: no such directory (give a plan, comparison or load-curve directory, holding "
-                          f"one of {expected})")
+        raise ReportError(f"{path}: no such directory (give a plan, comparison, load-curve or sweep directory, "
+                          f"holding one of {expected})")
     if not path.is_dir():
         raise ReportError(f"{path}: is a file, not a directory (give the directory holding one of {expected})")
     kind = next((k for k, name in SOURCE_FILES.items() if (path / name).is_file()), None)
     if kind is None:
         raise ReportError(f"{path}: holds none of {expected}: not a saved plan (capsim plan -o), a comparison "
-                          "(capsim compare -o) or a load curve (capsim curve -o)")
+                          "(capsim compare -o), a load curve (capsim curve -o) or a sweep (capsim sweep -o)")
+    if kind == "sweep":
+        from sim.analysis.sweep_report import SweepReportError, read_sweep
+
+        try:
+            sweep = read_sweep(path)
+        except SweepReportError as e:
+            raise ReportError(str(e)) from None
+        return _Source(kind, path, sweep.spec, sweep=sweep)
     data = _read_json(path / SOURCE_FILES[kind])
     src = _Source(kind, path, data)
     if kind == "plan":
@@ -312,6 +336,20 @@ def _curve_model(src: _Source) -> dict[str, Any]:
         "curve": {"label": label, "max_rate": max_rate, "saturation_rate_per_s": d.get("saturation_rate_per_s"),
                   "capacity_per_s": d.get("capacity_per_s"), "reference": d.get("reference")},
     }
+
+
+def _sweep_model(src: _Source) -> dict[str, Any]:
+    """A sweep's document model (:func:`sim.analysis.sweep_report.sweep_model`), with the fields
+    every document shares and the base scenario's prices."""
+    from sim.analysis.sweep_report import sweep_model
+
+    m = sweep_model(src.sweep)
+    base = m["scenario_data"]
+    m.update(recommendation=None, prices=_catalog_prices([{"hardware": h} for h in m["hardware"]], base),
+             notes=[], slos=[], axis_paths=[a["path"] for a in m["axes"]], shown=m["configurations"][:_SWEEP_ROWS],
+             best_fields=[("label", "configuration")] + [(a["path"], a["path"]) for a in m["axes"] if a["varies"]]
+             + list(SWEEP_FIELDS))
+    return m
 
 
 def _provenance_of(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -502,6 +540,12 @@ def _option_charts(src: _Source, m: dict[str, Any], scenario: Any, out: Path, no
     return charts
 
 
+def _sweep_charts(m: dict[str, Any], out: Path) -> list[_Chart]:
+    from sim.analysis.sweep_report import sweep_charts
+
+    return [_chart(c["key"], c["title"], c["paths"], c["alt"], c["note"]) for c in sweep_charts(m, out)]
+
+
 def _as_float(col: Any) -> Any:
     """A column as float64 (the waste chart's replica count)."""
     import pyarrow.compute as pc
@@ -538,7 +582,7 @@ def _field(x: Any, key: str) -> str:
     """A recommendation's figure, formatted by what it is."""
     if x is None:
         return "n/a"
-    if key == "usd_per_hour":
+    if key.endswith("usd_per_hour"):
         return _fmt(x, ",.2f").join(("$", ""))
     if key == "delta_usd_per_hour":
         return ("+" if x >= 0 else "−") + "$" + _fmt(abs(x), ",.2f")
@@ -546,10 +590,14 @@ def _field(x: Any, key: str) -> str:
         return ("+" if x >= 0 else "−") + "$" + _fmt(abs(x), ".3f" if abs(x) >= 0.01 else ".2g")
     if key == "delta_share":
         return ("+" if x >= 0 else "−") + _fmt(abs(x), ".1%")
-    if key == "usd_per_million_output_tokens":
+    if key.endswith(("usd_per_million_output_tokens", "usd_per_million_good_output_tokens")):
         return "$" + _fmt(x, ".3f" if abs(x) >= 0.01 else ".2g")
-    if key in ("utilisation", "waste_share"):
+    if key in ("utilisation", "waste_share", "slo_attainment", "busy_fraction.mean"):
         return _fmt(x, ".1%")
+    if key == "good_output_tokens_per_usd":
+        return _fmt(x, ",.0f")
+    if key.startswith("latency_s.") and isinstance(x, (int, float)):
+        return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.3g} s"
     if key == "headroom":
         return _fmt(x, ".3g", "×")
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -601,7 +649,7 @@ def report(source_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     say = progress or (lambda _m: None)
     src = _read(source_dir)
     say(f"{SOURCE_FILES[src.kind]} read from {src.path}")
-    m = {"plan": _plan_model, "compare": _compare_model, "curve": _curve_model}[src.kind](src)
+    m = {"plan": _plan_model, "compare": _compare_model, "curve": _curve_model, "sweep": _sweep_model}[src.kind](src)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out}: is a file, not a directory; give a directory for the report")
@@ -616,9 +664,9 @@ def report(source_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             workload_charts, workload = _workload_charts(scenario, out, notes)
         except (ValueError, OSError) as e:  # a trace file that is not beside the source, say
             notes.append(f"the workload could not be drawn: {' '.join(str(e).split())}")
-    say("drawing the options' charts")
+    say("drawing the sweep's charts" if src.kind == "sweep" else "drawing the options' charts")
     try:
-        option_charts = _option_charts(src, m, scenario, out, notes)
+        option_charts = (_sweep_charts(m, out) if src.kind == "sweep" else _option_charts(src, m, scenario, out, notes))
     except ValueError as e:  # a table without a column the charts need, or with text where numbers belong
         raise ReportError(f"{src.path}: {' '.join(str(e).split())}") from None
     context = {
@@ -629,11 +677,12 @@ def report(source_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "version": _version(), "engine": _engine_settings(scenario),
         "token_margin": _token_margin(m["recommendation"], m["runner_up"]),
     }
+    template = "sweep" if src.kind == "sweep" else "report"
     from sim.analysis.atomic import write_whole
 
     written = []
     for f in fmts:
-        text = _environment(f).get_template(f"report.{f}.j2").render(**context)
+        text = _environment(f).get_template(f"{template}.{f}.j2").render(**context)
         written.append(write_whole(out / _FORMAT_NAMES[f], lambda tmp, t=text: tmp.write_text(t, encoding="utf-8")))
     for c in workload_charts + option_charts:
         written += [out / c["png"], out / c["svg"]]

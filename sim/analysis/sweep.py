@@ -11,8 +11,10 @@ The output directory (docs/sweeps.md)::
     DIR/iterations/point_id=<id>/part.parquet        records="full": its per-iteration table
 
 ``pyarrow.dataset.dataset(DIR / "points", partitioning="hive")`` reads every summary as one table
-(and the same for ``requests`` and ``iterations``); :func:`read_summaries` also unifies columns
-that only some points have (a class that exists in some points only, say).
+(and the same for ``requests`` and ``iterations``): at the end of a run every summary is given
+the same columns (:func:`_unify_partitions`; a class or a profile kind that exists in some points
+only leaves nulls in the others), because a dataset takes its schema from one file.
+:func:`read_summaries` reads them in a given order, unifying as it goes (for a sweep still running).
 
 *Why this survives SIGKILL at any moment.* Every file is written whole (:func:`write_whole`: a
 temporary name starting with a dot, which dataset readers skip, then ``os.replace``). A point's
@@ -105,10 +107,12 @@ def _flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _column(values: list[Any]) -> pa.Array:
-    """One column, typed by its values: bool, int64, float64, text; anything else as JSON text."""
+    """One column, typed by its values: bool, int64, float64, text; anything else as JSON text.
+    A column of nulls only is typed null, so that it takes the type other points give it
+    (:func:`_unify_partitions`)."""
     given = [v for v in values if v is not None]
     if not given:
-        return pa.array(values, pa.float64())
+        return pa.array(values, pa.null())
     if all(isinstance(v, bool) for v in given):
         return pa.array(values, pa.bool_())
     if all(isinstance(v, int) and not isinstance(v, bool) for v in given):
@@ -121,14 +125,18 @@ def _column(values: list[Any]) -> pa.Array:
 
 
 def _summary_row(task: Mapping[str, Any], summary: Mapping[str, Any]) -> pa.Table:
-    """The point's row: ``repeat``, ``seed``, its parameters under their axis paths, then the
-    summary's numbers (one already given as a parameter, or the seed, is not repeated). The
+    """The point's row: ``repeat``, ``seed``, its parameters under their axis paths, the profile's
+    provenance (``profile.kind``, ``profile.source``), then the summary's numbers (one already
+    given as a parameter, or the seed, is not repeated). The
     point id is not a column of the file: the partition gives it."""
     row: dict[str, Any] = {"repeat": task["repeat"], "seed": task["seed"]}
     axis_types = task["axis_types"]
     for path, value in task["params"].items():
         row[path] = json.dumps(value, sort_keys=True) if axis_types.get(path) == "json" else (
             float(value) if axis_types.get(path) == "float" else value)
+    profile = summary.get("profile") if isinstance(summary.get("profile"), Mapping) else {}
+    for key in ("kind", "source"):  # the provenance of every number in the row (text, so kept by name)
+        row.setdefault(f"profile.{key}", profile.get(key))
     for k, v in _flatten(summary).items():
         row.setdefault(k, v)
     return pa.table({k: _column([v]) for k, v in row.items()})
@@ -350,6 +358,7 @@ def run_sweep(spec: SweepSpec | str | Path | Mapping[str, Any], out_dir: str | P
                 ex.shutdown(wait=True, cancel_futures=True)  # type: ignore[union-attr]
     manifest = write_manifest()
     ok_ids = [p.id for p in points if rows.get(p.id, {}).get("status") == "ok"]
+    _unify_partitions(out)
     return SweepRun(table=read_summaries(out, ok_ids), manifest=manifest, ok=counts["ok"], failed=counts["failed"],
                     invalid=len(invalid), skipped=len(done), excluded=excluded, ran=len(tasks),
                     wall_s=time.perf_counter() - start)
@@ -362,6 +371,39 @@ def sweep(spec: SweepSpec | str | Path | Mapping[str, Any], out_dir: str | Path,
     paths and the summary's numbers by dotted path (``latency_s.ttft.p99``,
     ``throughput.output_tokens_per_s``, ``cost.usd_per_million_output_tokens``, ...)."""
     return run_sweep(spec, out_dir, executor=executor, workers=workers, records=records, progress=progress).table
+
+
+def _unify_partitions(out: Path) -> None:
+    """Give every ``summary.parquet`` under ``out/points`` the same schema: every column any point
+    has, in first-seen order (by point id), typed by :func:`pyarrow.unify_schemas` (an int and a
+    float column become float; a column of nulls takes the others' type; one null in every point
+    is float), so that ``pyarrow.dataset`` (which takes its schema from one file) and pandas read
+    the directory as one table with no column lost. Only files that differ are rewritten, whole
+    and with their metadata (the proof of a finished point); a kill part-way leaves each file
+    either old or new, and the next run finishes the job."""
+    files = sorted((out / "points").glob("point_id=*/summary.parquet"))
+    schemas = []
+    for f in files:
+        try:
+            schemas.append(pq.read_schema(f))
+        except (OSError, pa.ArrowException):  # not written whole by this sweep: the next run redoes the point
+            schemas.append(None)
+    given = [s.remove_metadata() for s in schemas if s is not None]
+    if not given or all(s.equals(given[0]) for s in given):
+        return
+    try:
+        union = pa.unify_schemas(given, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # two points typed one column incompatibly: read_summaries says so
+        return
+    union = pa.schema([pa.field(f.name, pa.float64()) if pa.types.is_null(f.type) else f for f in union])
+    for f, schema in zip(files, schemas):
+        if schema is None or schema.remove_metadata().equals(union):
+            continue
+        table = pq.read_table(f)
+        cols = [table.column(fld.name).cast(fld.type) if fld.name in table.column_names
+                else pa.nulls(table.num_rows, fld.type) for fld in union]
+        conformed = pa.table(cols, schema=union).replace_schema_metadata(schema.metadata)
+        write_whole(f, lambda tmp, t=conformed: pq.write_table(t, tmp))
 
 
 def read_summaries(out_dir: str | Path, point_ids: list[str] | None = None) -> pa.Table:

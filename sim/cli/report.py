@@ -1,5 +1,5 @@
-"""``capsim report``: the capacity-planning document of a saved plan, a comparison or a load curve
-(the method and the contents: :mod:`sim.analysis.report`).
+"""``capsim report``: the capacity-planning document of a saved plan, a comparison, a load curve
+or a sweep (the method and the contents: :mod:`sim.analysis.report`, :mod:`sim.analysis.sweep_report`).
 
 Registered on the app in :mod:`sim.cli.app`; thin over :func:`sim.analysis.report.report`.
 """
@@ -17,7 +17,8 @@ __all__ = ["report_command"]
 
 def report_command(
     source_dir: Path = typer.Argument(..., metavar="SOURCE_DIR", help="A directory written by capsim plan -o (plan.json), "
-                                  "capsim compare -o (compare.json) or capsim curve -o (curve.json)."),
+                                  "capsim compare -o (compare.json), capsim curve -o (curve.json) or capsim sweep -o "
+                                  "(sweep.json)."),
     out_name: str = typer.Option("capsim-report", "--out", "-o", metavar="DIR", help="Directory for report.html, "
                                  "report.md and the charts (PNG and SVG) beside them; created if needed, earlier "
                                  "files of the same names replaced."),
@@ -25,7 +26,7 @@ def report_command(
                                 "comma-separated: html (report.html), md (report.md)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; still writes the files."),
 ) -> None:
-    """Write the capacity-planning document of a plan, comparison or load curve: the question,
+    """Write the capacity-planning document of a plan, comparison, load curve or sweep: the question,
     the recommendation and its runner-up with the margin between them, the workload (arrival
     rate and lengths), the options compared (load curves, $ per 1M output tokens against load,
     waste, the fleet per hour for time-varying traffic, every option with the reason it cannot
@@ -35,14 +36,18 @@ def report_command(
     The folder reads anywhere without a server: every chart is a PNG and an SVG file beside
     report.html and report.md, linked relatively, and nothing is loaded from elsewhere.
     A comparison's recommendation is its cheapest option meeting the SLOs; a load curve's
-    document gives its highest rate under the SLOs instead. Sections the source has no data for
-    say "not computed".
+    document gives its highest rate under the SLOs instead. A sweep's document ranks its
+    configurations by good output tokens per dollar (output of requests that met their SLOs, per
+    dollar of GPU time), with a heatmap over its first two varying axes, the metrics against each
+    axis, every configuration, and every failed or invalid point with its reason. Sections the
+    source has no data for say "not computed".
 
     \b
     Examples:
       capsim plan my.yaml --slo ttft_p99=1s --slo tpot_p99=60ms -o plan/ && capsim report plan/ -o report/
       capsim compare --hardware h100-sxm,h200,l40s --quant bf16,fp8 --rate 40 -o cmp/ && capsim report cmp/ -o report/
       capsim curve my.yaml -o curve/ && capsim report curve/ -o report/ --format md
+      capsim sweep sweep.yaml -o sweep/ && capsim report sweep/ -o report/
     """
     from sim.analysis.report import FORMATS, ReportError, report
     from sim.results.records import OutputError, check_output_dir
