@@ -48,7 +48,7 @@ def _code_blocks(page: Path, lang: str) -> list[str]:
     return re.findall(rf"^```{lang}\n(.*?)^```", page.read_text(), re.S | re.M)
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/scenarios-guide.md"])
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md", "docs/scenarios-guide.md"])
 def test_the_example_scenarios_in_the_docs_load(page):
     path = ROOT / page
     blocks = [yaml.safe_load(b) for b in _code_blocks(path, "yaml")] + \

@@ -3,7 +3,7 @@
 Each command group lives in its own module (``sim.cli.run``, ``sim.cli.workload``,
 ``sim.cli.catalog``, ``sim.cli.calibrate``, ``sim.cli.validate``, ``sim.cli.curve``,
 ``sim.cli.compare``, ``sim.cli.plan``) over the helpers they share (``sim.cli.common``). This module imports them;
-none of them, and nothing else in capsim, imports this one.
+none of them imports this one; only ``sim.cli.reference`` (the generated CLI reference) and ``__main__`` do.
 
 Errors in what the user gave (a bad scenario, a bad ``--set``) print one line and exit 2;
 anything else is a bug and keeps its traceback.

@@ -130,7 +130,7 @@ def ray_option() -> Any:
     return typer.Option(None, "--ray", metavar="auto|ADDRESS", help="Run the simulations on a Ray cluster instead "
                         "of local processes: auto joins the cluster this machine belongs to, HOST:PORT (or "
                         "ray://HOST:PORT) a given one, local starts a Ray instance here. Needs pip install "
-                        "'capsim[ray]', and capsim on every node. Not with --workers.")
+                        "'capsim\\[ray]', and capsim on every node. Not with --workers.")
 
 
 def executor_from_args(workers: Optional[int], ray: Optional[str]) -> Executor:
