@@ -117,14 +117,15 @@ def test_a_failed_point_is_listed_with_its_error(tmp_path):
 
 @pytest.mark.parametrize("case, match", [
     ("corrupt", r"sweep.json: not valid JSON"),
-    ("not-a-spec", r"sweep.json: not a sweep's spec"),
+    ("not-a-spec", r"sweep.json: holds a JSON list, not an object of keys"),
+    ("no-axes", r"sweep.json: not a sweep.s spec"),
     ("no-manifest", r"manifest.parquet: missing"),
     ("bad-manifest", r"manifest.parquet: not a readable Parquet file"),
 ])
 def test_a_bad_sweep_directory_is_one_line_and_exit_2(tmp_path, case, match):
     d = tmp_path / "src"
     d.mkdir()
-    (d / "sweep.json").write_text({"corrupt": '{"base": {', "not-a-spec": "[1, 2]"}.get(case, json.dumps(SPEC)))
+    (d / "sweep.json").write_text({"corrupt": '{"base": {', "not-a-spec": "[1, 2]", "no-axes": '{"base": {}}'}.get(case, json.dumps(SPEC)))
     if case == "bad-manifest":
         (d / "manifest.parquet").write_text("not parquet")
     with pytest.raises(ReportError, match=match):

@@ -50,6 +50,8 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
+from sim.analysis.report_sources import ReportError, read_json_object, read_parquet
+
 __all__ = ["FORMATS", "REC_FIELDS", "SOURCE_FILES", "SWEEP_FIELDS", "ReportError", "report"]
 
 FORMATS = ("html", "md")
@@ -97,10 +99,6 @@ _WORKLOAD_SAMPLE = 1_500_000  # requests drawn at most for the workload's charts
 _FORMAT_NAMES = {"html": "report.html", "md": "report.md"}
 
 
-class ReportError(ValueError):
-    """A source directory that cannot be made into a document; ``str(err)`` is one line."""
-
-
 # ---------------------------------------------------------------------------------------- reading
 
 
@@ -118,31 +116,6 @@ class _Source:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: cannot be read ({e.__class__.__name__}: {e})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: holds a JSON {type(data).__name__}, not an object of keys")
-    return data
-
-
-def _read_table(path: Path, required: bool) -> pa.Table | None:
-    if not path.exists():
-        if required:
-            raise ReportError(f"{path}: missing (the directory has {path.parent.name}'s JSON but not this table)")
-        return None
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise ReportError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from None
-
-
 def _read(source_dir: str | os.PathLike) -> _Source:
     """Which kind of directory ``source_dir`` is, and its contents (see the module docstring)."""
     path = Path(source_dir)
@@ -157,14 +130,11 @@ def _read(source_dir: str | os.PathLike) -> _Source:
         raise ReportError(f"{path}: holds none of {expected}: not a saved plan (capsim plan -o), a comparison "
                           "(capsim compare -o), a load curve (capsim curve -o) or a sweep (capsim sweep -o)")
     if kind == "sweep":
-        from sim.analysis.sweep_report import SweepReportError, read_sweep
+        from sim.analysis.sweep_report import read_sweep
 
-        try:
-            sweep = read_sweep(path)
-        except SweepReportError as e:
-            raise ReportError(str(e)) from None
+        sweep = read_sweep(path)
         return _Source(kind, path, sweep.spec, sweep=sweep)
-    data = _read_json(path / SOURCE_FILES[kind])
+    data = read_json_object(path / SOURCE_FILES[kind])
     src = _Source(kind, path, data)
     if kind == "plan":
         if data.get("kind") != "capsim-plan":
@@ -179,15 +149,15 @@ def _read(source_dir: str | os.PathLike) -> _Source:
             value = data.get(key)
             if not isinstance(value, types):
                 raise ReportError(f"{path / 'plan.json'}: {key} is {type(value).__name__}, not {what}")
-        src.options = _read_table(path / "options.parquet", required=True)
-        src.curves = _read_table(path / "curves.parquet", required=False)
-        src.hourly = _read_table(path / "hourly.parquet", required=False)
+        src.options = read_parquet(path / "options.parquet", "the directory has plan.json but not this table")
+        src.curves = read_parquet(path / "curves.parquet", None)
+        src.hourly = read_parquet(path / "hourly.parquet", None)
     elif kind == "compare":
-        src.options = _read_table(path / "compare.parquet", required=False)
+        src.options = read_parquet(path / "compare.parquet", None)
         if src.options is None:
             src.options = pa.Table.from_pylist(_rows(data, "options", path / "compare.json"))
     else:
-        src.curves = _read_table(path / "curve.parquet", required=False)
+        src.curves = read_parquet(path / "curve.parquet", None)
         if src.curves is None:
             src.curves = pa.Table.from_pylist(_rows(data, "points", path / "curve.json"))
     return src

@@ -38,7 +38,9 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["GOODPUT_PER_USD", "METRICS", "SWEEP_FILE", "SweepReportError", "SweepSource", "configurations",
+from sim.analysis.report_sources import ReportError, read_json_object, read_parquet
+
+__all__ = ["GOODPUT_PER_USD", "METRICS", "SWEEP_FILE", "SweepSource", "configurations",
            "read_sweep", "sweep_charts", "sweep_model"]
 
 SWEEP_FILE = "sweep.json"
@@ -58,10 +60,6 @@ _MAX_METRIC_CHARTS = 4  # axes charted one by one; the table holds the rest
 _MAX_LISTED = 50  # failed and invalid points listed by name; the manifest holds every one
 
 
-class SweepReportError(ValueError):
-    """A sweep directory that cannot be read; ``str(err)`` is one line."""
-
-
 @dataclass
 class SweepSource:
     """A sweep's directory as read: its spec (``sweep.json``), manifest rows and summaries."""
@@ -73,34 +71,22 @@ class SweepSource:
 
 
 def read_sweep(path: Path) -> SweepSource:
-    """Read a sweep's output directory; :class:`SweepReportError` (one line) where a file is
-    missing, corrupt or of the wrong shape."""
-    import pyarrow.parquet as pq
-
+    """Read a sweep's output directory; :class:`~sim.analysis.report_sources.ReportError` (one
+    line) where a file is missing, corrupt or of the wrong shape."""
     from sim.analysis.sweep import read_summaries
 
     marker = path / SWEEP_FILE
-    try:
-        spec = json.loads(marker.read_text())
-    except json.JSONDecodeError as e:
-        raise SweepReportError(f"{marker}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SweepReportError(f"{marker}: cannot be read ({e.__class__.__name__}: {e})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("axes"), dict) or not isinstance(spec.get("base"), dict):
-        raise SweepReportError(f"{marker}: not a sweep's spec (an object with 'base' and 'axes'; written by capsim sweep)")
+    spec = read_json_object(marker)
+    if not isinstance(spec.get("axes"), dict) or not isinstance(spec.get("base"), dict):
+        raise ReportError(f"{marker}: not a sweep's spec (an object with 'base' and 'axes'; written by capsim sweep)")
     mf = path / "manifest.parquet"
-    if not mf.is_file():
-        raise SweepReportError(f"{mf}: missing (the directory has sweep.json but no manifest: run the sweep again "
-                               "to finish it)")
-    try:
-        manifest = pq.read_table(mf).to_pylist()
-    except (OSError, pa.ArrowException) as e:
-        raise SweepReportError(f"{mf}: not a readable Parquet file ({' '.join(str(e).split())})") from None
+    table = read_parquet(mf, "the directory has sweep.json but no manifest: run the sweep again to finish it")
+    manifest = table.to_pylist()  # type: ignore[union-attr]
     ok = [r["point_id"] for r in manifest if r.get("status") == "ok"]
     try:
         summaries = read_summaries(path, ok)
     except (OSError, pa.ArrowException) as e:
-        raise SweepReportError(f"{path / 'points'}: a summary cannot be read ({' '.join(str(e).split())}); run the "
+        raise ReportError(f"{path / 'points'}: a summary cannot be read ({' '.join(str(e).split())}); run the "
                                "sweep again to redo it") from None
     return SweepSource(path, spec, manifest, summaries)
 
