@@ -138,3 +138,37 @@ def test_rejections_and_the_horizon_are_warned_about() -> None:
     assert swamped["requests"]["in_flight"] > 0
     assert any(w.startswith(f"{swamped['requests']['in_flight']:,} requests were still in flight at the horizon")
                for w in swamped["warnings"])
+
+
+def _batching(rate: float, max_num_seqs: int, seed: int = 0, warmup_s: float = 0.0, **workload: Any) -> sim.Scenario:
+    """Continuous batching where every iteration takes 10 ms whatever the batch: a request of 100
+    output tokens spends 1 s in service, so a stable server holds about ``rate`` requests, and
+    ``max_num_seqs`` requests/s is its capacity."""
+    return sim.load_scenario({
+        "seed": seed, "profile": {"kind": "explicit", "fixed_s": 0.01, "kv_capacity_tokens": 1_000_000},
+        "engine": {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": 8192},
+        "measurement": {"warmup_s": warmup_s},
+        "workload": {"arrival": {"rate_per_s": rate}, **workload,
+                     "classes": [{"name": "x", "prompt_tokens": {"dist": "fixed", "value": 16},
+                                  "output_tokens": {"dist": "fixed", "value": 100}}]},
+    })
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_short_run_filling_its_batch_from_empty_is_undetermined_not_overloaded(seed: int) -> None:
+    # 300 requests at 50/s, room for 256 in the batch: the backlog grows from 0 to ~50 in service
+    # (a sixth of the arrivals), which the backlog rule alone called overloaded before the
+    # admission queue was looked at; nothing ever waits to be scheduled.
+    s = sim.simulate(_batching(50.0, 256, num_requests=300, seed=seed), records="summary").summary
+    load = s["load"]
+    assert load["verdict"] == "undetermined" and load["overloaded"] is False, load
+    assert load["backlog_at_end"] - load["backlog_at_start"] >= 10 and load["waiting_at_end"] < 10
+    assert [w for w in s["warnings"] if w.startswith(("overloaded", "undetermined"))] == [s["warnings"][0]]
+    assert s["warnings"][0].startswith("undetermined load: ") and "too short to tell" in s["warnings"][0]
+    # The same load for long enough, past a warm-up, is stable: the server sustains it.
+    long = sim.simulate(_batching(50.0, 256, seed=seed, warmup_s=20.0, duration_s=120.0), records="summary").summary
+    assert long["load"]["verdict"] == "stable" and long["warnings"] == [], long["load"]
+    # Over capacity (32 slots of 1 s: 32 requests/s), the admission queue grows even in the short run.
+    over = sim.simulate(_batching(50.0, 32, num_requests=300, seed=seed), records="summary").summary["load"]
+    assert over["verdict"] == "overloaded" and over["overloaded"] is True and over["waiting_at_end"] >= 50, over
+

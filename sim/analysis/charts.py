@@ -887,16 +887,16 @@ def sweep_metrics_chart(groups: Any, x: str, series: Sequence[str], metrics: Seq
     ``metrics``, ``x``'s values along the bottom (numbers to scale, text as categories in the
     spec's order), one line per combination of the ``series`` axes. With more than 8 such
     combinations, one line of the median over them with a band from their minimum to their
-    maximum. Rows whose ``overloaded`` column is true (where the table has one) are drawn as
-    hollow markers: their latencies grow with the run's length, not a steady value. Returns the
-    PNG and SVG paths."""
+    maximum. Rows whose ``steady`` column is false (where the table has one: an overloaded run,
+    or one too short to tell) are drawn as hollow markers: their figures may say how long the
+    run was, not what the configuration sustains. Returns the PNG and SVG paths."""
     paths = _out_paths(out_stem)
-    table = _or_nulls(_table(groups, "groups"), {"overloaded": pa.bool_()})
+    table = _or_nulls(_table(groups, "groups"), {"steady": pa.bool_()})
     xs = _strings(table, x, "groups")
     xl = _levels(xs)
     numeric = _is_numeric(xl)
     pos = np.array([(a if numeric else xl.index(a)) if a is not None else np.nan for a in xs], dtype=float)
-    over = _flags(table, "overloaded", "groups")
+    over = ~_flags(table, "steady", "groups", null=True)
     keys = [tuple(_level_label(r) for r in row) for row in zip(*(_strings(table, s, "groups") for s in series))] \
         if series else [()] * table.num_rows
     combos = list(dict.fromkeys(keys))
@@ -941,6 +941,6 @@ def sweep_metrics_chart(groups: Any, x: str, series: Sequence[str], metrics: Seq
     handles, labels = axes[0].get_legend_handles_labels()
     if handles and (banded or series):
         area.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8)
-    note = "; hollow markers: overloaded (the backlog grew)" if over.any() else ""
+    note = "; hollow markers: overloaded, or too short a run to tell" if over.any() else ""
     area.suptitle(_plain(f"Metrics against {x} (mean over repeats{note})"))
     return _save(fig, paths)

@@ -5,7 +5,10 @@ finds two things on the way:
 
 *Saturation.* A run is saturated when its summary says it is overloaded (``load.overloaded``,
 the rule in :mod:`sim.results.records`: over the measured window, departures fall more than 5% short of
-arrivals and the backlog grows by 10 requests or more, i.e. a queue that grows without bound).
+arrivals and the backlog grows by 10 requests or more, i.e. a queue that grows without bound,
+and so does the admission queue), or that its load is undetermined (``load.verdict``: the backlog
+grew so but all in service, as a batch filling from empty does; too short a run to tell, so
+counted as saturated: a curve never rests on it).
 A saturated point keeps its throughput, goodput, cost and waste (what the configuration delivers
 when it cannot keep up), but its latency statistics are reported as missing (null), never as the
 numbers of an unfinished run, which only say how long the run was. The curve reports
@@ -170,7 +173,7 @@ def point_row(summary: dict[str, Any], rate_per_s: float, seed: int, targets: Se
     run are null (see the module docstring); cost and waste come from its cost and waste blocks."""
     ok, reasons = meets(summary, targets)
     load, thr = summary["load"], summary["throughput"]
-    saturated = bool(load["overloaded"])
+    saturated = bool(load["overloaded"]) or load.get("verdict") == "undetermined"
     row: dict[str, Any] = {
         "rate_per_s": float(rate_per_s), "seed": int(seed), "saturated": saturated, "meets_slo": ok,
         "slo_failures": "; ".join(reasons) or None,
@@ -318,7 +321,9 @@ class LoadCurve:
 
 _METHOD = {
     "saturation": "a run is saturated when its summary's load.overloaded is true (over the measured window, "
-                  "departures fall more than 5% short of arrivals and the backlog grows by 10 or more); its "
+                  "departures fall more than 5% short of arrivals and the backlog and the admission queue grow "
+                  "by 10 or more) or its load.verdict is undetermined (the backlog grew so, the admission queue "
+                  "did not: too short a run to tell); its "
                   "latency statistics are null. saturation_rate_per_s: the highest grid rate at which neither it "
                   "nor any lower grid rate saturated in any seed. capacity_per_s: mean departure rate of the "
                   "saturated grid runs",

@@ -139,15 +139,20 @@ def check_classes(targets: Iterable[SLOTarget], scenario: Any) -> None:
 def meets(summary: dict[str, Any], targets: Sequence[SLOTarget]) -> tuple[bool, list[str]]:
     """Whether a run's summary meets every target, and why not (one short reason per failure).
 
-    An overloaded run (``summary["load"]["overloaded"]``) never meets, whatever its numbers; a
-    statistic that is None (no completed request was measured) does not meet; otherwise a target
-    is met when its statistic is at or below its limit. With no targets, a run meets when it is
-    not overloaded."""
+    An overloaded run (``summary["load"]["overloaded"]``) never meets, whatever its numbers, and
+    neither does one whose load is undetermined (``load.verdict``: its backlog grew but its
+    admission queue did not, too short a run to tell; counted against it, so that a plan never
+    rests on it); a statistic that is None (no completed request was measured) does not meet;
+    otherwise a target is met when its statistic is at or below its limit. With no targets, a
+    run meets when its load is stable."""
     reasons = []
     load = summary["load"]
     if load["overloaded"]:
         reasons.append(f"saturated: {load['arrival_rate_per_s']:.4g} requests/s arrived, "
                        f"{load['departure_rate_per_s']:.4g}/s left")
+    elif load.get("verdict") == "undetermined":
+        reasons.append(f"undetermined load (too short a run to tell whether it saturates): "
+                       f"{load['arrival_rate_per_s']:.4g} requests/s arrived, {load['departure_rate_per_s']:.4g}/s left")
     for t in targets:
         v = t.value(summary)
         if v is None:

@@ -126,7 +126,8 @@ def _column(values: list[Any]) -> pa.Array:
 
 def _summary_row(task: Mapping[str, Any], summary: Mapping[str, Any]) -> pa.Table:
     """The point's row: ``repeat``, ``seed``, its parameters under their axis paths, the profile's
-    provenance (``profile.kind``, ``profile.source``), then the summary's numbers (one already
+    provenance (``profile.kind``, ``profile.source``), the load's verdict (``load.verdict``), then
+    the summary's numbers (one already
     given as a parameter, or the seed, is not repeated). The
     point id is not a column of the file: the partition gives it."""
     row: dict[str, Any] = {"repeat": task["repeat"], "seed": task["seed"]}
@@ -137,6 +138,8 @@ def _summary_row(task: Mapping[str, Any], summary: Mapping[str, Any]) -> pa.Tabl
     profile = summary.get("profile") if isinstance(summary.get("profile"), Mapping) else {}
     for key in ("kind", "source"):  # the provenance of every number in the row (text, so kept by name)
         row.setdefault(f"profile.{key}", profile.get(key))
+    load = summary.get("load") if isinstance(summary.get("load"), Mapping) else {}
+    row.setdefault("load.verdict", load.get("verdict"))  # stable, overloaded or undetermined (text)
     for k, v in _flatten(summary).items():
         row.setdefault(k, v)
     return pa.table({k: _column([v]) for k, v in row.items()})

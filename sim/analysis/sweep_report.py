@@ -11,12 +11,10 @@ values; its repeats over seeds are averaged) and gives:
   finished, failed (with their errors) or were invalid (with the validator's reason);
 - the **best configuration** by goodput per dollar: good output tokens (those of requests that
   met their SLOs) per dollar of provisioned GPU time, ``throughput.good_output_tokens_per_s x
-  3600 / cost.usd_per_hour``, and the runner-up. Configurations that a repeat found overloaded
-  are ranked too, and flagged: an overloaded run's figures depend on its length, but its good
-  output already counts only requests that met their SLOs, and the overload flag of a short run
-  that starts empty can fire at a load the configuration sustains (the backlog at the end of the
-  window includes the requests in service), so leaving them out would drop configurations that
-  are fine;
+  3600 / cost.usd_per_hour``, and the runner-up, among the configurations that no repeat found
+  overloaded (``load.verdict``: the admission queue grew without bound, so the run's figures say
+  how long it ran). Configurations whose load a repeat found *undetermined* (the backlog grew,
+  all in service: a batch still filling, too short a run to tell) are ranked and flagged;
 - a heatmap of goodput per dollar over the first two axes that vary (the best over the other
   axes in each cell), and per varying axis the p99 TTFT, p99 TPOT, output throughput and goodput
   per dollar against it, one line per combination of the others;
@@ -103,7 +101,8 @@ def _goodput_per_usd(row: dict[str, Any]) -> float | None:
 def configurations(summaries: pa.Table, axes: list[str]) -> list[dict[str, Any]]:
     """One row per combination of axis values, in the order the points come: the axis values,
     ``repeats`` (points averaged), the mean over them of each averaged metric (None where no
-    repeat has it), ``overloaded`` (any repeat was), ``profile_kind`` (the kinds, joined) and
+    repeat has it), ``load`` (the worst verdict of its repeats: overloaded, undetermined,
+    stable), ``overloaded`` (any repeat was), ``profile_kind`` (the kinds, joined) and
     ``point_ids``."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in summaries.to_pylist():
@@ -117,7 +116,10 @@ def configurations(summaries: pa.Table, axes: list[str]) -> list[dict[str, Any]]
         for col in _AVERAGED:
             vals = [v for v in (_finite(r.get(col)) for r in rows) if v is not None]
             conf[col] = sum(vals) / len(vals) if vals else None
-        conf["overloaded"] = any(bool(r.get("load.overloaded")) for r in rows)
+        verdicts = {r.get("load.verdict") or ("overloaded" if r.get("load.overloaded") else "stable") for r in rows}
+        conf["load"] = next(v for v in ("overloaded", "undetermined", "stable") if v in verdicts or v == "stable")
+        conf["overloaded"] = conf["load"] == "overloaded"
+        conf["steady"] = conf["load"] == "stable"
         conf["profile_kind"] = ", ".join(sorted({str(r.get("profile.kind")) for r in rows if r.get("profile.kind")})) or None
         conf["point_ids"] = [r["point_id"] for r in rows]
         out.append(conf)
@@ -146,7 +148,7 @@ def sweep_model(src: SweepSource) -> dict[str, Any]:
     axes = list(spec["axes"])
     confs = configurations(src.summaries, axes)
     varying = [a for a in axes if len({json.dumps(c.get(a), sort_keys=True) for c in confs}) > 1]
-    ranked = sorted((c for c in confs if (c.get(GOODPUT_PER_USD) or 0) > 0),
+    ranked = sorted((c for c in confs if not c["overloaded"] and (c.get(GOODPUT_PER_USD) or 0) > 0),
                     key=lambda c: -c[GOODPUT_PER_USD])
     for rank, c in enumerate(ranked, start=1):
         c["rank"] = rank
@@ -176,6 +178,7 @@ def sweep_model(src: SweepSource) -> dict[str, Any]:
         "problems_left_out": max(len(problems) - _MAX_LISTED, 0),
         "configurations": confs, "best": best, "runner_up": runner, "margin": margin,
         "overloaded": sum(c["overloaded"] for c in confs),
+        "undetermined": sum(c["load"] == "undetermined" for c in confs),
         "provenance": [{"option": f"{n} point{'s' if n != 1 else ''}", "profile_kind": k, "profile_source": s,
                         "held_out_error": None} for (k, s), n in provenance.most_common()],
         "scenario_data": base,
@@ -204,7 +207,7 @@ def sweep_charts(m: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     if not confs:
         return []
     varying = m["varying"]
-    cols = varying + [col for col, _ in METRICS] + ["overloaded"]
+    cols = varying + [col for col, _ in METRICS] + ["steady"]
     table = pa.Table.from_pylist([{k: c.get(k) for k in cols} for c in confs])
     cap = (f"sweep of {m['model']} from {m['points']} points ({m['ok']} finished); "
            f"mean over {m['repeats']} repeat(s) per configuration")

@@ -498,34 +498,58 @@ def _summary(s: Scenario, q: _Requests, per_replica: list[dict[str, np.ndarray]]
 # ends the window holding about what it started with (its mean occupancy, a few requests at
 # moderate load), so its shortfall is a vanishing share of a window's arrivals; a queue offered
 # more than it can serve grows in proportion to the window, by (1 - capacity / load) of arrivals.
+#
+# The backlog counts requests in service too, and a continuous-batching server takes every
+# arrival into its batch until the batch limit or the KV cache is full: a stable server that
+# starts empty fills its batch to its mean occupancy (arrival rate x time in system: 70 requests
+# for an L40S at 16 requests/s of chat) in the first seconds, which a short window reads as growth.
+# The admission queue (requests arrived and not yet scheduled) tells the two apart: it stays near
+# empty in a stable run and grows without bound in an overloaded one, once the batch is full.
+# So: overloaded when the backlog rule holds and the admission queue grew by _MIN_BACKLOG or more;
+# undetermined when the backlog rule holds but every request of the growth was admitted (the
+# batch was still filling: too short a run to tell); stable otherwise. Runs of 240 s (30 s warm-
+# up) of chat on one H100 (fp8) and one L40S: the admission queue ended at 0-3 requests at every
+# load the run sustained and at 600-2,500 at every load it did not, while 300-request runs of
+# the same loads all read as undetermined by the backlog alone (admission queue 0-1).
 OVERLOAD_SHORTFALL = 0.05
 _MIN_BACKLOG = 10
+LOAD_VERDICTS = ("stable", "overloaded", "undetermined")
+"""``load.verdict``: what the window says about the offered load (see the rule above)."""
 
 
 def _load(r: RequestState, lo: float, hi: float, dur: float) -> dict[str, Any]:
-    """Arrivals against departures over the window [lo, hi), the backlog at its ends and whether
-    the run is overloaded (see :data:`OVERLOAD_SHORTFALL`)."""
+    """Arrivals against departures over the window [lo, hi), the backlog and the admission queue
+    at its ends, and the verdict (see :data:`OVERLOAD_SHORTFALL`)."""
     arrival = np.where(np.isnan(r.arrival), np.inf, r.arrival)
     # A refused request leaves when it arrives; one still in the system at the end, never.
     leave = np.where(r.status == COMPLETED, r.finish, np.where(r.status == REJECTED, arrival, np.inf))
+    # A request leaves the admission queue when first scheduled (a refused one, when it arrives).
+    admitted = np.where(r.status == REJECTED, arrival, np.where(np.isnan(r.first_scheduled), np.inf, r.first_scheduled))
 
-    def backlog(t: float) -> int:
-        return int(np.count_nonzero(arrival < t) - np.count_nonzero(leave < t))
+    def backlog(t: float, out: np.ndarray) -> int:
+        return int(np.count_nonzero(arrival < t) - np.count_nonzero(out < t))
 
-    start, end_ = backlog(lo), backlog(hi)
+    start, end_ = backlog(lo, leave), backlog(hi, leave)
+    w_start, w_end = backlog(lo, admitted), backlog(hi, admitted)
     arrived = int(np.count_nonzero((arrival >= lo) & (arrival < hi)))
     left = arrived - (end_ - start)
-    overloaded = end_ - start >= _MIN_BACKLOG and left < (1 - OVERLOAD_SHORTFALL) * arrived
+    grew = end_ - start >= _MIN_BACKLOG and left < (1 - OVERLOAD_SHORTFALL) * arrived
+    verdict = ("overloaded" if w_end - w_start >= _MIN_BACKLOG else "undetermined") if grew else "stable"
     return {
-        "overloaded": bool(overloaded),
+        "overloaded": verdict == "overloaded",
+        "verdict": verdict,
         "arrival_rate_per_s": arrived / dur,
         "departure_rate_per_s": left / dur,
         "backlog_at_start": start,
         "backlog_at_end": end_,
         "backlog_growth_per_s": (end_ - start) / dur,
+        "waiting_at_start": w_start,
+        "waiting_at_end": w_end,
         "rule": (f"overloaded when, over the measured window, completed and refused requests fall more than "
-                 f"{OVERLOAD_SHORTFALL:.0%} short of arrivals and the backlog (requests arrived, not yet done) "
-                 f"grows by {_MIN_BACKLOG} or more"),
+                 f"{OVERLOAD_SHORTFALL:.0%} short of arrivals, the backlog (requests arrived, not yet done) grows "
+                 f"by {_MIN_BACKLOG} or more, and so does the admission queue (arrived, not yet scheduled); "
+                 f"undetermined when the backlog grows so but the admission queue does not (a batch still "
+                 f"filling, as a stable server starting empty does: run longer to tell)"),
     }
 
 
@@ -604,6 +628,13 @@ def _warnings(s: Scenario, summary: dict[str, Any]) -> list[str]:
                    f"from {load['backlog_at_start']:,} to {load['backlog_at_end']:,} requests, so queueing delay"
                    + ("" if p99 is None else f" (ttft p99 {p99:.3g} s)")
                    + " grows with the run's length: this configuration cannot sustain the load")
+    elif load["verdict"] == "undetermined":
+        out.append(f"undetermined load: {load['arrival_rate_per_s']:.2f} requests/s arrived and "
+                   f"{load['departure_rate_per_s']:.2f}/s completed over the measured window; the backlog grew from "
+                   f"{load['backlog_at_start']:,} to {load['backlog_at_end']:,} requests, but all in service (the "
+                   f"admission queue held {load['waiting_at_end']:,}), as a stable server filling its batch from "
+                   "empty also does: the run is too short to tell whether the configuration sustains this load "
+                   "(run it longer: workload.duration_s or num_requests, with measurement.warmup_s)")
     if req["rejected"]:
         out.append(f"{req['rejected']:,} requests rejected: "
                    + "; ".join(f"{n:,} {why}" for why, n in req["rejected_by_reason"].items()))

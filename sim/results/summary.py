@@ -129,12 +129,15 @@ class Utilisation(TypedDict):
 class Load(TypedDict):
     """Whether the offered load outran the configuration over the window."""
 
-    overloaded: bool  # departures > 5% short of arrivals and the backlog grew by 10 or more (see rule)
+    overloaded: bool  # verdict == "overloaded"
+    verdict: Literal["stable", "overloaded", "undetermined"]  # see rule; undetermined: too short a run to tell
     arrival_rate_per_s: float  # requests that arrived in the window, per second
     departure_rate_per_s: float  # requests that left the system (completed or refused) over the window, per second
     backlog_at_start: int  # requests arrived and not done at the window's start
     backlog_at_end: int  # ... and at its end
     backlog_growth_per_s: float  # (backlog_at_end - backlog_at_start) / window
+    waiting_at_start: int  # requests arrived and not yet scheduled (the admission queue) at the window's start
+    waiting_at_end: int  # ... and at its end
     rule: str  # the overload rule, in words
 
 
