@@ -46,7 +46,8 @@ def test_the_reference_has_every_command_and_option():
     assert "- `--set`, `-s` `KEY=VALUE` (str, repeatable): " in text
     assert "- `--tp` (int, >= 1, default `1`): " in text                             # capsim calibrate
     assert "- `--kind`, `-k` (hardware|models|quantizations): " in text               # capsim catalog
-    assert "- `--hardware` `H1,H2,...` (str, required): " in text                     # capsim compare
+    assert "- `--out`, `-o` `DIR` (str, required): " in text                          # capsim sweep
+    assert "- `--option` `HW:QUANT[:TP]` (str, repeatable): " in text                 # capsim compare
     assert "- `--no-write` (flag): " in text and "- `SPEC` (path, required): " in text
 
 

@@ -85,11 +85,29 @@ def test_auto_prices_a_whole_comparison_with_one_family():
     ({"tp": [0]}, r"tp \[0\]: give whole numbers >= 1"),
     ({"rate_per_s": -1.0}, r"rate -1.0: must be a number of requests/s > 0"),
     ({"family": "vllm"}, r"family 'vllm': must be one of auto, roofline, measured"),
+    ({"options": [("h100-sxm", "bf16")]}, r"options: give the options, or hardware and quantization to combine, not both"),
+    ({"hardware": (), "quantization": (), "options": []}, r"options: give at least one"),
+    ({"hardware": (), "quantization": (), "options": ["h100-sxm:bf16"]}, r"options\[0\] = 'h100-sxm:bf16': give \(hardware, "),
+    ({"hardware": (), "quantization": (), "options": [("h100-sxm", "bf16"), ("h100-sxm", "bf16", 1)]},
+     r"options: h100-sxm bf16 tp1 is given twice"),
+    ({"hardware": (), "quantization": (), "options": [("h100-sxm", "int3")]}, r"quantization 'int3' is not in the catalog"),
 ])
 def test_bad_arguments_are_refused_in_one_line(kwargs, pattern):
     args = {"hardware": ["h100-sxm"], "quantization": ["bf16"], "rate_per_s": 1.0, **kwargs}
     with pytest.raises(CompareError, match=pattern):
         compare(load_scenario(BASE), **args)
+
+
+def test_explicit_options_compare_exactly_those(comparison):
+    """Two options as (hardware, quantization[, tp]) pairs, not the grid of four they would make:
+    the H100 bf16 row is the grid comparison's row value for value (same seeds, same curve)."""
+    res = compare(load_scenario(BASE), options=[("l4", "fp8"), ("h100-sxm", "bf16", 1)], rate_per_s=20.0, seeds=1,
+                  workers=1)
+    rows = {r["option"]: r for r in res.options.to_pylist()}
+    assert set(rows) == {"l4 fp8 tp1", "h100-sxm bf16 tp1"}
+    grid = {r["option"]: r for r in comparison.options.to_pylist()}
+    assert rows["h100-sxm bf16 tp1"] == grid["h100-sxm bf16 tp1"]
+    assert rows["l4 fp8 tp1"]["quantization"] == "fp8" and rows["l4 fp8 tp1"]["hardware"] == "l4"
 
 
 def test_one_hardware_price_cannot_span_several():
@@ -103,6 +121,11 @@ def test_one_hardware_price_cannot_span_several():
     (["--hardware", "h100-sxm", "--slo", "ttft=1s"], r"--slo"),
     (["--hardware", "h100-sxm", "--rate", "-2"], r"--rate"),
     (["--hardware", "h100-sxm", "--tp", "one"], r"--tp"),
+    ([], r"--hardware: give the hardware to compare"),
+    (["--option", "h100-sxm"], r"--option 'h100-sxm': give HW:QUANT or HW:QUANT:TP"),
+    (["--option", "h100-sxm:bf16:two"], r"--option 'h100-sxm:bf16:two': the TP 'two' is not a whole number"),
+    (["--option", "h100-sxm:bf16", "--hardware", "l4"], r"--option: give the options one by one, or --hardware"),
+    (["--option", "h100-sxm:bf16", "--option", "nope:fp8"], r"--option: hardware 'nope' is not in the catalog"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
     f = tmp_path / "s.yaml"

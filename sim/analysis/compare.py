@@ -43,7 +43,7 @@ from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
 from sim.results.waste import PARTS, WasteReference, waste_of
 
-__all__ = ["FAMILIES", "Comparison", "CompareError", "check_search", "compare", "fleet_scenario", "one_family",
+__all__ = ["FAMILIES", "Comparison", "CompareError", "Option", "check_search", "compare", "fleet_scenario", "grid_options", "one_family",
            "option_scenario", "target_load"]
 
 FAMILIES = ("auto", "roofline", "measured")
@@ -105,22 +105,29 @@ def option_scenario(base: dict[str, Any], hw: str, quant: str, tp: int, family: 
     return load_scenario(data)
 
 
-def one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Sequence[str],
-                tp: Sequence[int]) -> tuple[str, str]:
-    """The one profile family ``kind: auto`` prices a whole comparison with, and why: measured where
-    every option that fits has a measured (or derived-from-measured) profile, else the datasheet
-    roofline for all. A ratio between two options is then the hardware's, not two engines'."""
+Option = tuple[str, str, int]
+"""One configuration compared: (hardware, quantization, tp)."""
+
+
+def grid_options(hardware: Sequence[str], quantization: Sequence[str], tp: Sequence[int]) -> list[Option]:
+    """Every combination of ``hardware × quantization × tp``, hardware slowest."""
+    return [(hw, q, t) for hw in hardware for q in quantization for t in tp]
+
+
+def one_family(base: dict[str, Any], options: Sequence[Option]) -> tuple[str, str]:
+    """The one profile family ``kind: auto`` prices a whole comparison of ``options`` with, and
+    why: measured where every option that fits has a measured (or derived-from-measured) profile,
+    else the datasheet roofline for all. A ratio between two options is then the hardware's, not
+    two engines'."""
     missing, fits = [], 0
-    for hw in hardware:
-        for q in quantization:
-            for t in tp:
-                try:
-                    kind = option_scenario(base, hw, q, t, "auto").build_profile().provenance.kind
-                except ScenarioError:
-                    continue  # does not fit: listed as such, whatever the family
-                fits += 1
-                if kind not in _MEASURED:
-                    missing.append(_label(hw, q, t))
+    for hw, q, t in options:
+        try:
+            kind = option_scenario(base, hw, q, t, "auto").build_profile().provenance.kind
+        except ScenarioError:
+            continue  # does not fit: listed as such, whatever the family
+        fits += 1
+        if kind not in _MEASURED:
+            missing.append(_label(hw, q, t))
     if missing:
         return "roofline", (f"profile kind auto: every option priced on the datasheet roofline, as {', '.join(missing)} "
                             "has no measured profile (a comparison never mixes families; --family measured compares "
@@ -128,6 +135,27 @@ def one_family(base: dict[str, Any], hardware: Sequence[str], quantization: Sequ
     if not fits:
         return "roofline", "profile kind auto: no option fits its hardware"
     return "measured", "profile kind auto: every option has a measured profile, and each is priced with its own"
+
+
+def _checked_options(scenario: Scenario, options: Sequence[Any], hardware: Sequence[str],
+                     quantization: Sequence[str]) -> list[Option]:
+    """``options`` as (hardware, quantization, tp) triples, checked as :func:`check_search`
+    checks a grid; :class:`CompareError` for options given beside a grid, none, or a malformed one."""
+    if hardware or quantization:
+        raise CompareError("options: give the options, or hardware and quantization to combine, not both")
+    out: list[Option] = []
+    for i, o in enumerate(options):
+        if not (isinstance(o, (tuple, list)) and len(o) in (2, 3) and all(isinstance(x, str) for x in o[:2])):
+            raise CompareError(f"options[{i}] = {o!r}: give (hardware, quantization) or (hardware, quantization, tp)")
+        out.append((o[0], o[1], o[2] if len(o) == 3 else 1))
+    if not out:
+        raise CompareError("options: give at least one")
+    if len(set(out)) < len(out):
+        dup = next(o for o in out if out.count(o) > 1)
+        raise CompareError(f"options: {_label(*dup)} is given twice")
+    check_search(scenario, list(dict.fromkeys(o[0] for o in out)), list(dict.fromkeys(o[1] for o in out)),
+                 [o[2] for o in out])
+    return out
 
 
 def check_search(scenario: Scenario, hardware: Sequence[str], quantization: Sequence[str], tp: Sequence[int]) -> None:
@@ -186,17 +214,21 @@ def _empty_row(label: str, hw: str, quant: str, tp: int) -> dict[str, Any]:
     return row
 
 
-def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequence[str], tp: Sequence[int] = (1,),
-            rate_per_s: float | None = None, slos: Iterable[Any] | None = None, family: str = "auto", seeds: int = 2,
+def compare(scenario: Scenario, *, hardware: Sequence[str] = (), quantization: Sequence[str] = (),
+            tp: Sequence[int] = (1,), options: Sequence[Option] | None = None, rate_per_s: float | None = None,
+            slos: Iterable[Any] | None = None, family: str = "auto", seeds: int = 2,
             executor: Executor | None = None, workers: int | None = None,
             progress: Callable[[str], None] | None = None) -> Comparison:
     """Compare the options ``hardware × quantization × tp`` on ``scenario``'s workload (see the
-    module docstring). ``rate_per_s``: the target load in requests/s (None: the scenario's own
-    mean arrival rate). ``slos``: as :func:`sim.analysis.curve.load_curve` takes them (None: the
-    scenario's own). ``seeds``: per curve point. ``progress(message)`` hears each option start.
+    module docstring), or exactly the ``options`` given as (hardware, quantization, tp) triples
+    ("3 x H100 in fp8 against 8 x L40S in int4" compares two options, not the four of a grid).
+    ``rate_per_s``: the target load in requests/s (None: the scenario's own mean arrival rate).
+    ``slos``: as :func:`sim.analysis.curve.load_curve` takes them (None: the scenario's own).
+    ``seeds``: per curve point. ``progress(message)`` hears each option start.
 
     Raises :class:`CompareError` (one line) for an unknown hardware or quantization, an empty
-    list, a bad family or rate, or a cost section that names one hardware's price."""
+    list, options given with a grid or not as triples, a bad family or rate, or a cost section
+    that names one hardware's price."""
     from sim.analysis.curve import load_curve, with_rate
     from sim.engine import simulate
     from sim.analysis.executor import local_executor
@@ -205,69 +237,71 @@ def compare(scenario: Scenario, *, hardware: Sequence[str], quantization: Sequen
     say = progress or (lambda _m: None)
     if family not in FAMILIES:
         raise CompareError(f"family {family!r}: must be one of {', '.join(FAMILIES)}")
-    check_search(scenario, hardware, quantization, tp)
+    if options is None:
+        check_search(scenario, hardware, quantization, tp)
+        chosen = grid_options(hardware, quantization, tp)
+    else:
+        chosen = _checked_options(scenario, options, hardware, quantization)
     rate_per_s, sizing, profile = target_load(scenario, rate_per_s)
     slo_list = list(slos) if slos is not None else None
 
     base = scenario.to_dict()
     notes = []
     if family == "auto" and scenario.profile.kind == "auto":
-        family, why = one_family(base, hardware, quantization, tp)
+        family, why = one_family(base, chosen)
         notes.append(why)
     rows: list[dict[str, Any]] = []
     windows: dict[str, pa.Table] = {}
     ex = local_executor(workers) if executor is None else executor
     try:
-        for hw in hardware:
-            for q in quantization:
-                for t in tp:
-                    label = _label(hw, q, t)
-                    row = _empty_row(label, hw, q, t)
-                    rows.append(row)
-                    try:
-                        opt = option_scenario(base, hw, q, t, family)
-                    except ScenarioError as e:
-                        row["reason"] = f"does not fit: {e}"
-                        continue
-                    prov = opt.build_profile().provenance
-                    row.update(fits=True, profile_kind=prov.kind, profile_source=prov.source)
-                    if family == "measured" and prov.kind not in _MEASURED:
-                        row.update(fits=False, reason=f"no measured profile (kind {prov.kind}); --family roofline "
-                                                      "compares every option on the datasheet roofline")
-                        continue
-                    say(f"{label}: load curve")
-                    curve = load_curve(opt, slos=slo_list, seeds=seeds, executor=ex)
-                    best, ref = curve.max_rate, curve.reference
-                    if ref is None or best.mean <= 0:
-                        fails = curve.points.column("slo_failures").to_pylist()
-                        why = next((f for f in fails if f), "no rate tried met them")
-                        row["reason"] = f"cannot meet the SLOs at any rate tried ({why})"
-                        continue
-                    row.update(max_rate_per_replica_per_s=best.mean, max_rate_min_per_s=best.min,
-                               max_rate_max_per_s=best.max, output_tokens_per_s_per_replica=ref.output_tokens_per_s)
-                    needed = max(1, math.ceil(sizing / best.mean - 1e-9))
-                    say(f"{label}: fleet of {needed} at {rate_per_s:g} requests/s")
-                    fleet = fleet_scenario(opt if profile is not None else with_rate(opt, rate_per_s), needed,
+        for hw, q, t in chosen:
+            label = _label(hw, q, t)
+            row = _empty_row(label, hw, q, t)
+            rows.append(row)
+            try:
+                opt = option_scenario(base, hw, q, t, family)
+            except ScenarioError as e:
+                row["reason"] = f"does not fit: {e}"
+                continue
+            prov = opt.build_profile().provenance
+            row.update(fits=True, profile_kind=prov.kind, profile_source=prov.source)
+            if family == "measured" and prov.kind not in _MEASURED:
+                row.update(fits=False, reason=f"no measured profile (kind {prov.kind}); --family roofline "
+                                              "compares every option on the datasheet roofline")
+                continue
+            say(f"{label}: load curve")
+            curve = load_curve(opt, slos=slo_list, seeds=seeds, executor=ex)
+            best, ref = curve.max_rate, curve.reference
+            if ref is None or best.mean <= 0:
+                fails = curve.points.column("slo_failures").to_pylist()
+                why = next((f for f in fails if f), "no rate tried met them")
+                row["reason"] = f"cannot meet the SLOs at any rate tried ({why})"
+                continue
+            row.update(max_rate_per_replica_per_s=best.mean, max_rate_min_per_s=best.min,
+                       max_rate_max_per_s=best.max, output_tokens_per_s_per_replica=ref.output_tokens_per_s)
+            needed = max(1, math.ceil(sizing / best.mean - 1e-9))
+            say(f"{label}: fleet of {needed} at {rate_per_s:g} requests/s")
+            fleet = fleet_scenario(opt if profile is not None else with_rate(opt, rate_per_s), needed,
                                    scenario.seed + 1000, scale=profile is None)
-                    sm = simulate(fleet, records="summary").summary
-                    ok, reasons = meets(sm, curve.slos)
-                    cost = sm["cost"]
-                    per_replica_hour = cost["usd_per_gpu_hour"] * t
-                    waste = waste_of(sm, fleet, WasteReference(rate_per_s=ref.rate_per_s,
-                                                               output_tokens_per_s=ref.output_tokens_per_s,
-                                                               source=f"load curve of {label}"))
-                    row.update(meets_slo=True, usd_per_gpu_hour=cost["usd_per_gpu_hour"],
-                               usd_per_hour_per_replica=per_replica_hour,
-                               usd_per_million_output_tokens=per_replica_hour / (ref.output_tokens_per_s * 3600) * 1e6,
-                               replicas_needed=needed, sized_for_rate_per_s=sizing, gpus_needed=needed * t, usd_per_hour_fleet=cost["usd_per_hour"],
-                               fleet_meets_slo=ok, fleet_slo_failures="; ".join(reasons) or None,
-                               fleet_ttft_p99_s=sm["latency_s"]["ttft"]["p99"],
-                               fleet_tpot_p99_s=sm["latency_s"]["tpot"]["p99"])
-                    for p in PARTS:
-                        row[f"{p}_gpu_h"] = waste["gpu_hours"][p]
-                    win = waste["windows"]
-                    windows[label] = pa.table({"window_start_s": win["start_s"], "window_s": win["length_s"],
-                                               **{f"{p}_gpu_s": win[f"{p}_gpu_s"] for p in PARTS}})
+            sm = simulate(fleet, records="summary").summary
+            ok, reasons = meets(sm, curve.slos)
+            cost = sm["cost"]
+            per_replica_hour = cost["usd_per_gpu_hour"] * t
+            waste = waste_of(sm, fleet, WasteReference(rate_per_s=ref.rate_per_s,
+                                                       output_tokens_per_s=ref.output_tokens_per_s,
+                                                       source=f"load curve of {label}"))
+            row.update(meets_slo=True, usd_per_gpu_hour=cost["usd_per_gpu_hour"],
+                       usd_per_hour_per_replica=per_replica_hour,
+                       usd_per_million_output_tokens=per_replica_hour / (ref.output_tokens_per_s * 3600) * 1e6,
+                       replicas_needed=needed, sized_for_rate_per_s=sizing, gpus_needed=needed * t, usd_per_hour_fleet=cost["usd_per_hour"],
+                       fleet_meets_slo=ok, fleet_slo_failures="; ".join(reasons) or None,
+                       fleet_ttft_p99_s=sm["latency_s"]["ttft"]["p99"],
+                       fleet_tpot_p99_s=sm["latency_s"]["tpot"]["p99"])
+            for p in PARTS:
+                row[f"{p}_gpu_h"] = waste["gpu_hours"][p]
+            win = waste["windows"]
+            windows[label] = pa.table({"window_start_s": win["start_s"], "window_s": win["length_s"],
+                                       **{f"{p}_gpu_s": win[f"{p}_gpu_s"] for p in PARTS}})
     finally:
         if executor is None:
             ex.shutdown(wait=True, cancel_futures=True)

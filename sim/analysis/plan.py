@@ -79,7 +79,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from sim.analysis.compare import (CompareError, check_search, fleet_scenario, one_family, option_scenario,
+from sim.analysis.compare import (CompareError, check_search, fleet_scenario, grid_options, one_family, option_scenario,
                                   target_load)
 from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
@@ -688,7 +688,7 @@ def plan(scenario: Scenario, *, slos: Iterable[Any] | None, rate_per_s: float | 
     base = scenario.to_dict()
     notes: list[str] = []
     if family == "auto" and scenario.profile.kind == "auto":
-        family, why = one_family(base, hardware, quantization, tp)
+        family, why = one_family(base, grid_options(hardware, quantization, tp))
         notes.append(why)
     confirm = tuple(scenario.seed + CONFIRM_SEED_OFFSET + k for k in range(confirm_seeds))
     ex = local_executor(workers) if executor is None else executor

@@ -19,8 +19,12 @@ __all__ = ["compare_command", "split_list"]
 def compare_command(
     scenario: Optional[Path] = typer.Argument(None, help="Scenario file (.yaml, .yml, .toml); omit it for the embedded "
                                               "default. Its workload, engine, SLOs and cost section apply to every option."),
-    hardware: str = typer.Option(..., "--hardware", metavar="H1,H2,...", help="Catalog hardware to compare "
-                                 "(capsim catalog), comma-separated."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", metavar="H1,H2,...", help="Catalog hardware to compare "
+                                           "(capsim catalog), comma-separated: every one with every --quant and "
+                                           "--tp. Or give --option instead."),
+    option: list[str] = typer.Option([], "--option", metavar="HW:QUANT[:TP]", help="One option to compare, e.g. "
+                                     "h100-sxm:fp8 or l40s:int4-awq:2 (TP 1 when left out): exactly these, not a "
+                                     "grid. Not with --hardware, --quant or --tp."),
     quant: Optional[str] = typer.Option(None, "--quant", metavar="Q1,Q2,...", help="Quantizations, comma-separated "
                                         "(default: the scenario's)."),
     tp: str = typer.Option("1", "--tp", metavar="N1,N2,...", help="Tensor-parallel degrees, comma-separated."),
@@ -52,29 +56,43 @@ def compare_command(
       capsim compare --hardware h100-sxm,h200,a100-80gb,l40s --quant bf16,fp8 --rate 40
       capsim compare my.yaml --hardware h100-sxm,l40s --quant fp8,int4-awq --tp 1,2 --slo ttft_p99=1s --slo tpot_p99=60ms
       capsim compare my.yaml --hardware h100-sxm,h200 --family roofline -o out/cmp
+      capsim compare my.yaml --option h100-sxm:fp8 --option l40s:int4-awq --rate 40 --slo ttft_p99=1s
       capsim compare my.yaml --hardware h100-sxm,h200,l40s --quant bf16,fp8 --ray auto
     """
     from sim.analysis.compare import CompareError, compare
 
-    try:
-        hw = split_list(hardware, "--hardware")
-        tps_text = split_list(tp, "--tp")
-    except ValueError as e:
-        fail(str(e))
-    try:
-        tps = [int(t) for t in tps_text]
-    except ValueError:
-        fail(f"--tp {tp!r}: give whole numbers, comma-separated, e.g. 1,2")
+    options = None
+    if option:
+        if hardware is not None or quant is not None or tp != "1":
+            fail("--option: give the options one by one, or --hardware with --quant and --tp to combine, not both")
+        options = [_option(o) for o in option]
+        hw, tps = [], [1]
+    elif hardware is None:
+        fail("--hardware: give the hardware to compare (e.g. --hardware h100-sxm,l40s), or --option HW:QUANT[:TP] "
+             "for each option")
+    else:
+        try:
+            hw = split_list(hardware, "--hardware")
+            tps_text = split_list(tp, "--tp")
+        except ValueError as e:
+            fail(str(e))
+        try:
+            tps = [int(t) for t in tps_text]
+        except ValueError:
+            fail(f"--tp {tp!r}: give whole numbers, comma-separated, e.g. 1,2")
     if seeds < 1:
         fail(f"--seeds {seeds}: must be >= 1")
     sc, targets, quants = search_inputs(scenario, set_, slo, quant, out_name, rate, workers)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
     ex = executor_from_args(workers, ray)
     try:
-        result = compare(sc, hardware=hw, quantization=quants, tp=tps, rate_per_s=rate,
+        grid = {} if options is not None else {"hardware": hw, "quantization": quants, "tp": tps}
+        result = compare(sc, **grid, options=options, rate_per_s=rate,
                          slos=targets or None, family=family, seeds=seeds, executor=ex, progress=say)
     except CompareError as e:
-        flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
+        given = ((("--option", "options"), ("--option", "hardware"), ("--option", "quantization"), ("--option", "tp"))
+                 if options is not None else (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp")))
+        flag = next((f for f, k in (*given,
                                     ("--rate", "rate"), ("--family", "family")) if str(e).startswith(k)), None)
         fail(f"{flag}: {e}" if flag else str(e))
     finally:
@@ -87,6 +105,20 @@ def compare_command(
         typer.echo(f"results: {out}/ ({', '.join(p.name for p in written)})")
     for note in result.notes:
         typer.echo(f"capsim: warning: {note}", err=True)
+
+
+def _option(text: str) -> tuple[str, str, int]:
+    """``HW:QUANT[:TP]`` as a triple (one line and exit 2 when malformed)."""
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) not in (2, 3) or not all(parts):
+        fail(f"--option {text!r}: give HW:QUANT or HW:QUANT:TP, e.g. h100-sxm:fp8 or l40s:int4-awq:2")
+    tp = 1
+    if len(parts) == 3:
+        try:
+            tp = int(parts[2])
+        except ValueError:
+            fail(f"--option {text!r}: the TP {parts[2]!r} is not a whole number")
+    return parts[0], parts[1], tp
 
 
 def _charts(result, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
