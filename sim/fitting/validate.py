@@ -439,7 +439,7 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
         # The scenario reads its profile file again for this, so inside the block; past it the
         # result's scenario names a directory that is gone (its summary keeps the provenance).
         kv_capacity = scenario.kv_capacity_tokens
-    req = sim.results.summary["requests"]
+    req = sim.summary["requests"]
     if req["completed"] != num_requests or req["preemptions"]:
         raise ValueError(f"the simulation completed {req['completed']} of {num_requests} requests with "
                          f"{req['preemptions']} preemptions: the real loop never preempts, so the two cannot be "
