@@ -126,6 +126,8 @@ def test_one_hardware_price_cannot_span_several():
     (["--option", "h100-sxm:bf16:two"], r"--option 'h100-sxm:bf16:two': the TP 'two' is not a whole number"),
     (["--option", "h100-sxm:bf16", "--hardware", "l4"], r"--option: give the options one by one, or --hardware"),
     (["--option", "h100-sxm:bf16", "--option", "nope:fp8"], r"--option: hardware 'nope' is not in the catalog"),
+    # checked before an executor is made: the hardware is named, not a Ray address that answers nothing
+    (["--hardware", "nope", "--ray", "127.0.0.1:9"], r"--hardware: hardware 'nope' is not in the catalog"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
     f = tmp_path / "s.yaml"

@@ -168,6 +168,8 @@ def test_a_time_varying_workload_gets_its_fleet_per_hour(tmp_path):
     (["--hardware", "h100-sxm,h100"], r"--hardware: hardware 'h100' is not in the catalog \(did you mean 'h200', "),
     (["--tp", "0"], r"--tp '0': give whole numbers >= 1"),
     (["--max-num-seqs", "many"], r"--max-num-seqs 'many'"),
+    # checked before an executor is made: the hardware is named, not a Ray address that answers nothing
+    (["--hardware", "h100", "--ray", "127.0.0.1:9"], r"--hardware: hardware 'h100' is not in the catalog"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, pattern):
     f = tmp_path / "s.yaml"

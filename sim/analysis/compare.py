@@ -43,7 +43,7 @@ from sim.config import Scenario, load_scenario
 from sim.errors import ScenarioError
 from sim.results.waste import PARTS, WasteReference, waste_of
 
-__all__ = ["FAMILIES", "Comparison", "CompareError", "Option", "check_search", "compare", "fleet_scenario", "grid_options", "one_family",
+__all__ = ["FAMILIES", "Comparison", "CompareError", "Option", "check_search", "chosen_options", "compare", "fleet_scenario", "grid_options", "one_family",
            "option_scenario", "target_load"]
 
 FAMILIES = ("auto", "roofline", "measured")
@@ -137,10 +137,16 @@ def one_family(base: dict[str, Any], options: Sequence[Option]) -> tuple[str, st
     return "measured", "profile kind auto: every option has a measured profile, and each is priced with its own"
 
 
-def _checked_options(scenario: Scenario, options: Sequence[Any], hardware: Sequence[str],
-                     quantization: Sequence[str]) -> list[Option]:
-    """``options`` as (hardware, quantization, tp) triples, checked as :func:`check_search`
-    checks a grid; :class:`CompareError` for options given beside a grid, none, or a malformed one."""
+def chosen_options(scenario: Scenario, hardware: Sequence[str], quantization: Sequence[str], tp: Sequence[int],
+                   options: Sequence[Any] | None) -> list[Option]:
+    """The options a comparison runs, checked: the grid ``hardware × quantization × tp`` when
+    ``options`` is None (:func:`check_search`), else ``options`` as (hardware, quantization, tp)
+    triples checked the same way; :class:`CompareError` (one line) for options given beside a
+    grid, none, a malformed or a repeated one. Cheap: a command line calls it before it starts
+    any worker."""
+    if options is None:
+        check_search(scenario, hardware, quantization, tp)
+        return grid_options(hardware, quantization, tp)
     if hardware or quantization:
         raise CompareError("options: give the options, or hardware and quantization to combine, not both")
     out: list[Option] = []
@@ -237,11 +243,7 @@ def compare(scenario: Scenario, *, hardware: Sequence[str] = (), quantization: S
     say = progress or (lambda _m: None)
     if family not in FAMILIES:
         raise CompareError(f"family {family!r}: must be one of {', '.join(FAMILIES)}")
-    if options is None:
-        check_search(scenario, hardware, quantization, tp)
-        chosen = grid_options(hardware, quantization, tp)
-    else:
-        chosen = _checked_options(scenario, options, hardware, quantization)
+    chosen = chosen_options(scenario, hardware, quantization, tp, options)
     rate_per_s, sizing, profile = target_load(scenario, rate_per_s)
     slo_list = list(slos) if slos is not None else None
 

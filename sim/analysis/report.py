@@ -192,22 +192,15 @@ def _comparison_row(row: dict[str, Any], target: float | None) -> dict[str, Any]
             "max_num_seqs": row.get("max_num_seqs"), "max_num_batched_tokens": row.get("max_num_batched_tokens")}
 
 
-def _margin(rec: dict[str, Any] | None, runner: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Runner-up minus recommendation in $ per hour, and that as a share of the recommendation's."""
-    a = _finite(rec.get("usd_per_hour")) if rec else None
-    b = _finite(runner.get("usd_per_hour")) if runner else None
+def _margin(rec: dict[str, Any] | None, runner: dict[str, Any] | None,
+            key: str = "usd_per_hour") -> dict[str, Any] | None:
+    """Runner-up minus recommendation in ``key`` ($ per hour, or $ per 1M output tokens, which a
+    comparison ranks by), and that as a share of the recommendation's."""
+    a = _finite(rec.get(key)) if rec else None
+    b = _finite(runner.get(key)) if runner else None
     if a is None or b is None:
         return None
-    return {"usd_per_hour": b - a, "share": (b - a) / a if a > 0 else None}
-
-
-def _token_margin(rec: dict[str, Any] | None, runner: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Runner-up minus recommendation in $ per 1M output tokens (what a comparison ranks by)."""
-    a = _finite(rec.get("usd_per_million_output_tokens")) if rec else None
-    b = _finite(runner.get("usd_per_million_output_tokens")) if runner else None
-    if a is None or b is None:
-        return None
-    return {"usd_per_million_output_tokens": b - a, "share": (b - a) / a if a > 0 else None}
+    return {key: b - a, "share": (b - a) / a if a > 0 else None}
 
 
 def _scenario(data: dict[str, Any] | None, notes: list[str]) -> Any:
@@ -645,7 +638,7 @@ def report(source_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "option_charts": option_charts, "report_notes": notes, "rec_fields": REC_FIELDS,
         "generated": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "version": _version(), "engine": _engine_settings(scenario),
-        "token_margin": _token_margin(m["recommendation"], m["runner_up"]),
+        "token_margin": _margin(m["recommendation"], m["runner_up"], "usd_per_million_output_tokens"),
     }
     template = "sweep" if src.kind == "sweep" else "report"
     from sim.analysis.atomic import write_whole

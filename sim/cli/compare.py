@@ -59,7 +59,7 @@ def compare_command(
       capsim compare my.yaml --option h100-sxm:fp8 --option l40s:int4-awq --rate 40 --slo ttft_p99=1s
       capsim compare my.yaml --hardware h100-sxm,h200,l40s --quant bf16,fp8 --ray auto
     """
-    from sim.analysis.compare import CompareError, compare
+    from sim.analysis.compare import CompareError, chosen_options, compare
 
     options = None
     if option:
@@ -84,17 +84,17 @@ def compare_command(
         fail(f"--seeds {seeds}: must be >= 1")
     sc, targets, quants = search_inputs(scenario, set_, slo, quant, out_name, rate, workers)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
+    grid = {} if options is not None else {"hardware": hw, "quantization": quants, "tp": tps}
+    try:  # the options are checked before any worker (or a Ray cluster) starts
+        chosen_options(sc, grid.get("hardware", ()), grid.get("quantization", ()), grid.get("tp", (1,)), options)
+    except CompareError as e:
+        _fail(e, options is not None)
     ex = executor_from_args(workers, ray)
     try:
-        grid = {} if options is not None else {"hardware": hw, "quantization": quants, "tp": tps}
         result = compare(sc, **grid, options=options, rate_per_s=rate,
                          slos=targets or None, family=family, seeds=seeds, executor=ex, progress=say)
     except CompareError as e:
-        given = ((("--option", "options"), ("--option", "hardware"), ("--option", "quantization"), ("--option", "tp"))
-                 if options is not None else (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp")))
-        flag = next((f for f, k in (*given,
-                                    ("--rate", "rate"), ("--family", "family")) if str(e).startswith(k)), None)
-        fail(f"{flag}: {e}" if flag else str(e))
+        _fail(e, options is not None)
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
     out = Path(out_name)
@@ -105,6 +105,14 @@ def compare_command(
         typer.echo(f"results: {out}/ ({', '.join(p.name for p in written)})")
     for note in result.notes:
         typer.echo(f"capsim: warning: {note}", err=True)
+
+
+def _fail(e: Exception, by_option: bool) -> None:
+    """A comparison's one-line error, prefixed with the flag it is about."""
+    given = ((("--option", "options"), ("--option", "hardware"), ("--option", "quantization"), ("--option", "tp"))
+             if by_option else (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp")))
+    flag = next((f for f, k in (*given, ("--rate", "rate"), ("--family", "family")) if str(e).startswith(k)), None)
+    fail(f"{flag}: {e}" if flag else str(e))
 
 
 def _option(text: str) -> tuple[str, str, int]:

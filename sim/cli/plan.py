@@ -112,6 +112,14 @@ def plan_command(
     deployment = _deployment(api_price, committed_discount, spot_discount, owned_purchase, owned_kwh, owned_hosting,
                              scale_up_delay)
     say = (lambda m: None) if quiet else (lambda m: typer.echo(f"capsim: {m}", err=True))
+    from sim.analysis.compare import CompareError, check_search
+
+    try:  # the search is checked before any worker (or a Ray cluster) starts
+        check_search(sc, hw, quants, tps)
+    except CompareError as e:
+        flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"))
+                     if str(e).startswith(k)), None)
+        fail(f"{flag}: {e}" if flag else str(e))
     ex = executor_from_args(workers, ray)
     try:
         result = plan(sc, slos=targets or None, rate_per_s=rate, hardware=hw, quantization=quants, tp=tps,
