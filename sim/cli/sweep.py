@@ -124,4 +124,5 @@ def _print(result: Any, out: str) -> None:
         typer.echo(f"capsim: warning: point {r['point_id']} {r['params']} failed: {r['error']}", err=True)
     if len(failed) > 5:
         typer.echo(f"capsim: warning: {len(failed) - 5} more points failed (manifest.parquet)", err=True)
-    typer.echo(f"results: {out}/ (manifest.parquet, points/: {result.table.num_rows} summaries)")
+    typer.echo(f"results: {out}/ (manifest.parquet, points/: {result.table.num_rows} summaries); its document: "
+               f"capsim report {out} -o REPORT_DIR")
