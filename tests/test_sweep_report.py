@@ -139,3 +139,25 @@ def test_a_bad_sweep_directory_is_one_line_and_exit_2(tmp_path, case, match):
     result = CliRunner().invoke(app, ["report", str(d), "-o", str(tmp_path / "out"), "--quiet"])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and re.search(match, lines[0]), result.output
+
+
+class _Refs(HTMLParser):
+    """Every element's tag and its src or href."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def test_the_sweep_html_loads_nothing_from_elsewhere(sweep_report):
+    _, out, _, _ = sweep_report
+    page = _Refs()
+    page.feed((out / "report.html").read_text())
+    assert page.refs and all(not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|//|/", r) for r in page.refs), page.refs
+    assert all((out / r).is_file() for r in page.refs)
+    assert not {"script", "link", "iframe", "object"} & set(page.tags)
