@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
-from sim.analysis.report_sources import ReportError, read_json_object, read_parquet
+from sim.analysis.report_sources import ReportError, finite as _finite, read_json_object, read_parquet
 
 __all__ = ["FORMATS", "REC_FIELDS", "SOURCE_FILES", "SWEEP_FIELDS", "ReportError", "report"]
 
@@ -171,10 +171,6 @@ def _rows(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------- normalising
-
-
-def _finite(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
 def _comparison_row(row: dict[str, Any], target: float | None) -> dict[str, Any]:

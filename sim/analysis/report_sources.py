@@ -6,12 +6,13 @@ refuses a missing, corrupt or misshapen file in the same words."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["ReportError", "read_json_object", "read_parquet"]
+__all__ = ["ReportError", "finite", "read_json_object", "read_parquet"]
 
 
 class ReportError(ValueError):
@@ -44,3 +45,9 @@ def read_parquet(path: Path, missing: str | None) -> pa.Table | None:
         return pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
         raise ReportError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from None
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float when it is a finite number (not a bool), else None: how a document reads
+    a figure that may be missing."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None

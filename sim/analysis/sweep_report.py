@@ -28,7 +28,6 @@ table and the Parquet dataset.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sim.analysis.report_sources import ReportError, read_json_object, read_parquet
+from sim.analysis.report_sources import ReportError, finite as _finite, read_json_object, read_parquet
 
 __all__ = ["GOODPUT_PER_USD", "METRICS", "SWEEP_FILE", "SweepSource", "configurations",
            "read_sweep", "sweep_charts", "sweep_model"]
@@ -89,10 +88,6 @@ def read_sweep(path: Path) -> SweepSource:
     return SweepSource(path, spec, manifest, summaries)
 
 
-def _finite(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
 def _goodput_per_usd(row: dict[str, Any]) -> float | None:
     good, usd = _finite(row.get("throughput.good_output_tokens_per_s")), _finite(row.get("cost.usd_per_hour"))
     return good * 3600.0 / usd if good is not None and usd else None
@@ -117,7 +112,7 @@ def configurations(summaries: pa.Table, axes: list[str]) -> list[dict[str, Any]]
             vals = [v for v in (_finite(r.get(col)) for r in rows) if v is not None]
             conf[col] = sum(vals) / len(vals) if vals else None
         verdicts = {r.get("load.verdict") or ("overloaded" if r.get("load.overloaded") else "stable") for r in rows}
-        conf["load"] = next(v for v in ("overloaded", "undetermined", "stable") if v in verdicts or v == "stable")
+        conf["load"] = next((v for v in ("overloaded", "undetermined") if v in verdicts), "stable")
         conf["overloaded"] = conf["load"] == "overloaded"
         conf["steady"] = conf["load"] == "stable"
         conf["profile_kind"] = ", ".join(sorted({str(r.get("profile.kind")) for r in rows if r.get("profile.kind")})) or None
@@ -203,7 +198,7 @@ def sweep_charts(m: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     axis (at most four)."""
     from sim.analysis.charts import sweep_heatmap_chart, sweep_metrics_chart
 
-    confs = [c for c in m["configurations"]]
+    confs = m["configurations"]
     if not confs:
         return []
     varying = m["varying"]
