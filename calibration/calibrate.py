@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from calibration.catalog import GPUS, MODELS, QUANTIZATIONS, CatalogError
-from calibration.fit import FitResult, fit_step_model
+from calibration.fit import MIN_STEPS, FitResult, fit_step_model
 from calibration.measured import ProfileRecord, write_profile
 
 __all__ = ["NOISY_SPREAD", "CalibrationRun", "calibrate", "default_hardware", "timing_spread"]
@@ -84,7 +84,9 @@ def calibrate(model: str, quant: str, *, device: str = "cpu", layers: int | None
     QUANTIZATIONS[quant]  # noqa: B018 - a catalog scheme, so scenarios can use the profile (CatalogError if not)
     from calibration.harness import measure  # torch lives here
 
-    m = measure(model, quant, device=device, layers=layers, budget_s=budget_s, seed=seed, progress=progress, axes=axes)
+    # At least the steps the fit needs, even where this machine runs slower than the budget assumed.
+    m = measure(model, quant, device=device, layers=layers, budget_s=budget_s, seed=seed, progress=progress, axes=axes,
+                min_points=MIN_STEPS)
     table, meta = m.table, dict(m.meta)
     hw = hardware or default_hardware(device, meta.get("device"))
     GPUS[hw]  # noqa: B018 - validates the name

@@ -33,8 +33,11 @@ from calibration.measured import COEFFICIENTS, seconds_of
 # cached prefix (see calibration.harness.model.chunk_attention); and head_w, the LM head's weight
 # read, which small batches pay whatever their size (its time is max(head_w, c_head·S)).
 FITTED = (*COEFFICIENTS, "c_pf_self", "head_w")
+# The fewest measured steps :func:`fit_step_model` takes: two per coefficient, so that a quarter
+# can be held out and the rest still over-determine the fit.
+MIN_STEPS = 2 * len(FITTED)
 
-__all__ = ["FitResult", "features", "fit_step_model"]
+__all__ = ["MIN_STEPS", "FitResult", "features", "fit_step_model"]
 
 _FLOOR = 1e-15  # smallest coefficient the log-space fit represents (far below anything measurable)
 
@@ -135,9 +138,9 @@ def fit_step_model(table: pa.Table, *, holdout: float = 0.25, seed: int = 0) -> 
     """Fit the coefficients on (1 − holdout) of each phase's rows and score the rest."""
     f = features(table)
     n = f["seconds"].size
-    if n < 2 * len(FITTED):
+    if n < MIN_STEPS:
         raise ValueError(f"{n} measured steps are too few to fit {len(FITTED)} coefficients with a held-out "
-                         f"share: measure at least {2 * len(FITTED)} (a longer budget)")
+                         f"share: measure at least {MIN_STEPS} (a longer budget)")
     if (f["seconds"] <= 0).any() or not np.isfinite(f["seconds"]).all():
         raise ValueError("measured seconds must be finite and > 0")
     rng = np.random.default_rng(seed)

@@ -18,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from calibration.catalog import ModelArch  # noqa: E402
+from calibration.fit import MIN_STEPS, fit_step_model  # noqa: E402
 from calibration.harness.grid import (  # noqa: E402
     Axes,
     CostModel,
@@ -467,6 +468,34 @@ def test_measure_charges_its_budget_on_its_own_clock():
         assert m.meta["clock"] == "ticks" and m.meta["elapsed_s"] <= budget, (budget, m.meta["elapsed_s"])
         assert m.table.column("seconds").to_numpy() == pytest.approx(0.01)
     assert 4 <= small.table.num_rows < large.table.num_rows
+
+
+def _slowing(tick: float, after: int, factor: float) -> StepClock:
+    """A clock like :func:`_ticks` whose tick grows ``factor``-fold after ``after`` reads: a
+    machine that turns slower once the probe has fixed the cost model (another process starts)."""
+    reads = iter(range(1 << 62))
+    now = [0.0]
+
+    def read() -> float:
+        now[0] += tick * (factor if next(reads) > after else 1.0)
+        return now[0]
+
+    return StepClock("slowing", read)
+
+
+def test_measure_keeps_the_points_a_fit_needs_when_the_machine_slows_down():
+    # Found by CI: a calibration whose machine ran slower than its probe measured skipped shapes
+    # until 18 steps were left, and the fit (20 at least) refused them. With min_points the first
+    # units in priority order run whatever the clock says; without it the same run keeps fewer.
+    axes = Axes(chunks=(16, 32, 64, 128), starts=(0, 64), batches=(1, 2, 4, 8), contexts=(64, 256),
+                layer_counts=(1, 2))
+    bare = measure(TINY, "fp32", budget_s=1, clock=_slowing(0.01, 60, 4.0), axes=axes)
+    kept = measure(TINY, "fp32", budget_s=1, clock=_slowing(0.01, 60, 4.0), axes=axes, min_points=MIN_STEPS)
+    assert bare.table.num_rows < MIN_STEPS <= kept.table.num_rows
+    assert set(kept.table.column("phase").to_pylist()) == {"prefill", "decode"}
+    assert sorted(set(kept.table.column("layers").to_pylist())) == [1, 2]
+    fit = fit_step_model(kept.table)
+    assert fit.train_rows + fit.heldout_rows == kept.table.num_rows
 
 
 # -- CUDA -----------------------------------------------------------------------------------------------

@@ -338,6 +338,7 @@ class Plan:
     kv_tokens: int
     candidates: int
     budget_s: float
+    kept: frozenset[Shape] = frozenset()  # shapes measured whatever the clock says (see :func:`plan`)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -353,7 +354,7 @@ class Plan:
 
 def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | None = None,
          max_kv_tokens: int | None = None, kv_alloc_s_per_token: float = 0.0, min_repeats: int = 3,
-         max_repeats: int = 15, max_share: float = 0.25) -> Plan:
+         max_repeats: int = 15, max_share: float = 0.25, min_points: int = 0) -> Plan:
     """Choose the points to measure in ``budget_s`` seconds.
 
     Every shape is measured at each of ``axes.layer_counts`` (together, as one unit). A shape
@@ -362,7 +363,11 @@ def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | N
     ``budget_s / (2·candidates)`` seconds of timed runs, between ``min_repeats`` and
     ``max_repeats``. Units are then taken in :func:`priority_order` while the running total
     (plus allocating the KV cache the largest point needs, at ``kv_alloc_s_per_token``) fits
-    the budget; the first two units of each phase (its smallest and largest shapes) always."""
+    the budget; the first two units of each phase (its smallest and largest shapes) always, and
+    so are the first units in that order that hold ``min_points`` points (the fewest a fit needs:
+    a budget too small for them is overrun rather than leaving too little to fit). Those are the
+    plan's ``kept``: the runner measures them even when the machine proves slower than the
+    probe said."""
     if budget_s <= 0 or not math.isfinite(budget_s):
         raise ValueError(f"budget_s = {budget_s}: must be a positive number of seconds")
     if not 1 <= min_repeats <= max_repeats:
@@ -396,6 +401,9 @@ def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | N
     firsts = set()
     for ph in ("prefill", "decode"):
         firsts.update([s for s in order if s.phase == ph][:2])
+    # The first units in order that together hold ``min_points`` points.
+    kept = frozenset(order[:math.ceil(min_points / len(axes.layer_counts))])
+    firsts |= kept
 
     chosen: list[Point] = []
     total, kv_now = 0.0, 0
@@ -410,7 +418,8 @@ def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | N
         chosen.extend(pts)
         total += c
         kv_now = max(kv_now, shape.kv_tokens)
-    return Plan(points=tuple(chosen), est_s=total, kv_tokens=kv_now, candidates=n_cand, budget_s=budget_s)
+    return Plan(points=tuple(chosen), est_s=total, kv_tokens=kv_now, candidates=n_cand, budget_s=budget_s,
+                kept=kept)
 
 
 _SHAPE_COLUMNS = ("phase", "sequences", "chunk", "start", "context")

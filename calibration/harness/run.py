@@ -84,7 +84,7 @@ class Measurements:
 def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int | None = None,
             budget_s: float = 300, seed: int = 0,
             progress: Callable[[int, int, float], None] | None = None,
-            clock: StepClock | None = None, axes: Axes | None = None) -> Measurements:
+            clock: StepClock | None = None, axes: Axes | None = None, min_points: int = 0) -> Measurements:
     """Time prefill and decode steps of ``model`` (a catalog key, or a ModelArch) under
     ``quant`` on ``device`` within about ``budget_s`` seconds of the harness's clock, everything
     included (building the model, probing, allocating the KV cache, the points).
@@ -100,7 +100,9 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
     ``axes``: the grid (default :func:`~calibration.harness.grid.default_axes`; a workload's own,
     :func:`~calibration.harness.grid.serving_axes`, measures where it runs), whose layer counts
     then replace ``layers``'s. ``progress(done, total, eta_s)`` is called after each planned
-    point (measured, or skipped for the budget), ``eta_s`` in the harness's clock."""
+    point (measured, or skipped for the budget), ``eta_s`` in the harness's clock.
+    ``min_points``: measure at least this many points (the smallest shapes first), overrunning
+    the budget if the machine is slower than it needs (:func:`~calibration.harness.grid.plan`)."""
     if not (isinstance(budget_s, int | float) and 0 < budget_s < math.inf):
         from calibration.harness.model import HarnessError
         raise HarnessError(f"budget_s = {budget_s!r}: must be a positive number of seconds")
@@ -108,12 +110,12 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
     from calibration.harness.model import resolve_device
 
     with step_clock(resolve_device(device)) as own:
-        return _measure(model, quant, device, layers, budget_s, seed, progress, clock or own, axes)
+        return _measure(model, quant, device, layers, budget_s, seed, progress, clock or own, axes, min_points)
 
 
 def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None, budget_s: float, seed: int,
              progress: Callable[[int, int, float], None] | None, clock: StepClock,
-             given_axes: Axes | None) -> Measurements:
+             given_axes: Axes | None, min_points: int = 0) -> Measurements:
     """:func:`measure` with its clock taken (and, on the CPU, torch on one thread)."""
     import torch
 
@@ -165,11 +167,12 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
 
     remaining = budget_s - (clock.now() - t_begin)
     grid = plan(axes, cost, max(remaining, 1e-3), max_positions=arch.max_context, max_kv_tokens=max_kv,
-                kv_alloc_s_per_token=alloc_s_per_token)
+                kv_alloc_s_per_token=alloc_s_per_token, min_points=min_points)
     cache = decoder.new_cache(max(grid.kv_tokens, 1), seed=seed)
 
-    # The smallest shape of each phase (the first unit of each) runs whatever the clock says.
-    always = set()
+    # The smallest shape of each phase (the first unit of each), and the shapes the plan keeps
+    # for ``min_points``, run whatever the clock says.
+    always = set(grid.kept)
     for ph in ("prefill", "decode"):
         first = next((p.shape for p in grid.points if p.shape.phase == ph), None)
         if first is not None:
