@@ -9,6 +9,7 @@ CUDA-only checks are skipped where no GPU is visible.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -298,6 +299,22 @@ def test_the_cpu_step_clock_is_this_threads_cpu_time_on_one_thread_and_restores_
     assert 0 <= asleep < 0.01, asleep
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="this platform cannot pin a thread to a core")
+def test_the_cpu_step_clock_pins_the_thread_to_one_core_and_restores_its_cores():
+    # A calibration and a real run a minute later must run on the same core: the scheduler moving
+    # the thread between a core it shares and one it has alone changed its steps' CPU time 10-20%.
+    before = os.sched_getaffinity(0)
+    with step_clock(torch.device("cpu")):
+        assert os.sched_getaffinity(0) == {max(before)}
+        with step_clock(torch.device("cpu")):  # nested (time_step inside serve): the same core
+            assert os.sched_getaffinity(0) == {max(before)}
+        assert os.sched_getaffinity(0) == {max(before)}
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(KeyError), step_clock(torch.device("cpu")):
+        raise KeyError("a failing step")
+    assert os.sched_getaffinity(0) == before
+
+
 def test_step_times_are_positive_and_grow_with_work():
     model = build_model(WIDE_KV, "fp32", seed=0)
     cache = model.new_cache(32 * 2049)
@@ -437,8 +454,13 @@ def test_measure_llama_3_2_1b_int8_within_budget():
     assert m.layer_differences().num_rows == t.num_rows // 2
     assert meta["model"] == "llama-3.2-1b" and meta["quant"] == "int8" and meta["layers"] == [2, 4]
     assert meta["full_layers"] == 16 and meta["budget_s"] == 20
-    for key in ("device", "torch_version", "threads", "date_utc", "kernel", "scheme"):
+    for key in ("device", "torch_version", "threads", "date_utc", "kernel", "scheme", "speed_probe"):
         assert meta[key], key
+    # The speed probe (timed three times: start, between the passes, end) costs about what a
+    # one-sequence decode step at 2 layers does, and its three timings agree on a steady machine.
+    decode1 = min(r["seconds"] for r in t.to_pylist() if r["phase"] == "decode" and r["sequences"] == 1)
+    assert 0.3 * decode1 < meta["speed_probe_s"] < 1.5 * decode1, (meta["speed_probe_s"], decode1)
+    assert 0 <= meta["speed_probe_spread"] < 1.0
     # Progress counts both passes over the grid (the second, reversed, pools repeats against drift;
     # skipped points have no second pass, so the count jumps over them) and ends at the total.
     total = 2 * meta["grid_size"]

@@ -13,6 +13,11 @@ serving runs of one workload 57% apart. So the clock depends on the device:
   show; what other processes do to the shared caches, memory bandwidth and clock frequency still
   does, as in any co-located deployment: a busy loop on the other core of a 2-core VM made the
   1 GB LM head's matrix-vector product 6% slower in thread CPU time, a memory-copying one 4%.
+  The thread is also **pinned to one core** (the highest-numbered it may run on) for as long as
+  the clock is in use: a thread the scheduler moves between a core it shares with another
+  process and one it has alone runs the same steps 10-20% slower or faster in CPU time (the
+  switches cool its caches), so a calibration and a real run a minute apart saw different
+  machines. Pinned, both run on the same core, beside the same neighbours.
 - **CUDA: wall time** (:func:`time.perf_counter`) around the step after
   ``torch.cuda.synchronize``: the GPU's time is what matters there, and the host thread's CPU
   time would miss it.
@@ -24,6 +29,7 @@ taken, to make budgets and timelines deterministic.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +39,7 @@ from typing import Any
 __all__ = ["CPU_CLOCK", "CUDA_CLOCK", "StepClock", "step_clock"]
 
 # How each device's steps are timed, in the words provenance records.
-CPU_CLOCK = "thread CPU time, 1 intra-op thread"
+CPU_CLOCK = "thread CPU time, 1 intra-op thread, pinned to one core"
 CUDA_CLOCK = "wall time, torch.cuda.synchronize after each step"
 
 
@@ -60,8 +66,9 @@ class StepClock:
 @contextmanager
 def step_clock(device: Any) -> Iterator[StepClock]:
     """The clock for steps on ``device`` (a ``torch.device``): on CUDA the wall clock with a
-    synchronize; on the CPU the calling thread's CPU time, with ``torch.set_num_threads(1)`` for
-    the duration of the block and the previous thread count restored when it ends."""
+    synchronize; on the CPU the calling thread's CPU time, with ``torch.set_num_threads(1)`` and
+    the thread pinned to its highest-numbered core for the duration of the block, the previous
+    thread count and cores restored when it ends."""
     import torch
 
     if device.type == "cuda":
@@ -69,7 +76,20 @@ def step_clock(device: Any) -> Iterator[StepClock]:
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    cores = _affinity()
+    if cores:
+        os.sched_setaffinity(0, {max(cores)})  # 0: the calling thread
     try:
         yield StepClock(CPU_CLOCK, time.thread_time)
     finally:
+        if cores:
+            os.sched_setaffinity(0, cores)
         torch.set_num_threads(threads)
+
+
+def _affinity() -> set[int] | None:
+    """The cores the calling thread may run on, or None where the platform cannot pin (macOS)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None

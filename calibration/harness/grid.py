@@ -397,12 +397,18 @@ def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | N
         mine = [s for s in shapes if s.phase == ph]
         if mine and not any(s.phase == ph for s in affordable):
             affordable.append(min(mine, key=lambda s: (s.kv_tokens, s.tokens, s.attention)))
+    # Enough shapes for ``min_points``, the cheapest of the rest if the affordable ones are too few.
+    need = math.ceil(min_points / len(axes.layer_counts))
+    if len(affordable) < need:
+        rest = sorted((s for s in shapes if s not in affordable),
+                      key=lambda s: unit_cost([replace(p, repeats=min_repeats) for p in unit(s)], 0))
+        affordable.extend(rest[:need - len(affordable)])
     order = priority_order(axes, affordable)
     firsts = set()
     for ph in ("prefill", "decode"):
         firsts.update([s for s in order if s.phase == ph][:2])
     # The first units in order that together hold ``min_points`` points.
-    kept = frozenset(order[:math.ceil(min_points / len(axes.layer_counts))])
+    kept = frozenset(order[:need])
     firsts |= kept
 
     chosen: list[Point] = []
