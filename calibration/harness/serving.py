@@ -38,13 +38,13 @@ had to preempt either.
 Iterations are timed twice, on the step clock: ``duration_s`` from the iteration's start (before
 scheduling) to its end (after bookkeeping), the time the simulator prices and the timeline
 advances by; ``forward_s`` the forward pass alone. Their difference is the loop's own overhead.
+Python's garbage collector is paused while serving, as it is while the harness times a step.
 
 Given the profile's ``speed_reference_s`` (:mod:`~calibration.harness.speed`), the loop also
 times the speed probe before it starts and every ``probe_every_s`` of its clock, outside the
 timeline, and multiplies every iteration's two times by the reference over the recent probes'
 median (the ``speed`` column): the timeline is then in the calibration's seconds, as the
 profile's prices are, whatever the machine's speed has drifted to since.
-Python's garbage collector is paused while serving, as it is while the harness times a step.
 
 ``torch`` is imported with this module: import it only where torch is installed.
 """
