@@ -470,5 +470,6 @@ def test_simulation_of_a_calibrated_profile_predicts_the_real_serving_loop(calib
         assert abs(m.error) <= TOLERANCE, f"{name} off by {m.error:+.1%} (real runs spread {m.spread:.1%}){msg}"
     # The report renders, and its JSON form is plain data.
     _print_result(result)
-    assert "real (2 runs: mean ± spread) vs simulated" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "real (2 runs: mean ± spread) vs simulated" in out and "machine speed against the calibration's" in out
     json.dumps(result.as_dict())

@@ -293,6 +293,16 @@ class ValidationResult:
             "notes": list(self.notes),
         }
 
+    def speed_line(self) -> str:
+        """The speed factors each real run's timeline was rescaled by (median, and range), or ''
+        where the runs were not rescaled (a profile without a speed probe)."""
+        speeds = [r.meta for r in self.real if r.meta.get("speed_reference_s")]
+        if not speeds:
+            return ""
+        return ("machine speed against the calibration's (speed probe; the real timelines are rescaled to it): "
+                + ", ".join(f"run {k + 1} ×{m['speed_median']:.3f} ({m['speed_min']:.3f}–{m['speed_max']:.3f})"
+                            for k, m in enumerate(speeds)))
+
     def describe(self) -> str:
         """A plain-text table (for logs and assertion messages)."""
         lines = [f"{self.model} {self.quant}, {self.layers} layers, {self.requests.num_rows} requests at "
@@ -308,11 +318,8 @@ class ValidationResult:
                      f"busy time "
                      f"{it['busy_time']:+.1%} (vs forward passes alone {it['forward_busy_time']:+.1%}); loop overhead "
                      f"{it['loop_overhead_share']:.2%} of busy time")
-        speeds = [r.meta for r in self.real if r.meta.get("speed_reference_s")]
-        if speeds:
-            lines.append("machine speed against the calibration's (speed probe; the real timelines are rescaled to it): "
-                         + ", ".join(f"run {k + 1} ×{m['speed_median']:.3f} ({m['speed_min']:.3f}–{m['speed_max']:.3f})"
-                                     for k, m in enumerate(speeds)))
+        if self.speed_line():
+            lines.append(self.speed_line())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
