@@ -74,19 +74,20 @@ def _validity(table: pa.Table) -> dict[str, float]:
 
 def calibrate(model: str, quant: str, *, device: str = "cpu", layers: int | None = None, budget_s: float = 300.0,
               hardware: str | None = None, out_dir: str | Path = "profiles", seed: int = 0,
-              progress: Callable[[int, int, float], None] | None = None, axes: Any = None) -> CalibrationRun:
+              progress: Callable[[int, int, float], None] | None = None, axes: Any = None,
+              max_repeats: int = 15) -> CalibrationRun:
     """Measure ``model`` in ``quant`` on ``device`` for about ``budget_s`` seconds of the
     harness's clock (on the CPU its thread's CPU time on one torch thread: see
     :mod:`calibration.harness.clock`), fit, and write the profile (JSON + Parquet) into
     ``out_dir``. ``axes``: the grid (a :class:`calibration.harness.grid.Axes`; default the
-    harness's own)."""
+    harness's own); ``max_repeats``: the most timed runs of one point."""
     arch = MODELS[model]
     QUANTIZATIONS[quant]  # noqa: B018 - a catalog scheme, so scenarios can use the profile (CatalogError if not)
     from calibration.harness import measure  # torch lives here
 
     # At least the steps the fit needs, even where this machine runs slower than the budget assumed.
     m = measure(model, quant, device=device, layers=layers, budget_s=budget_s, seed=seed, progress=progress, axes=axes,
-                min_points=MIN_STEPS)
+                min_points=MIN_STEPS, max_repeats=max_repeats)
     table, meta = m.table, dict(m.meta)
     hw = hardware or default_hardware(device, meta.get("device"))
     GPUS[hw]  # noqa: B018 - validates the name

@@ -454,13 +454,8 @@ def test_measure_llama_3_2_1b_int8_within_budget():
     assert m.layer_differences().num_rows == t.num_rows // 2
     assert meta["model"] == "llama-3.2-1b" and meta["quant"] == "int8" and meta["layers"] == [2, 4]
     assert meta["full_layers"] == 16 and meta["budget_s"] == 20
-    for key in ("device", "torch_version", "threads", "date_utc", "kernel", "scheme", "speed_probe"):
+    for key in ("device", "torch_version", "threads", "date_utc", "kernel", "scheme"):
         assert meta[key], key
-    # The speed probe (timed three times: start, between the passes, end) costs about what a
-    # one-sequence decode step at 2 layers does, and its three timings agree on a steady machine.
-    decode1 = min(r["seconds"] for r in t.to_pylist() if r["phase"] == "decode" and r["sequences"] == 1)
-    assert 0.3 * decode1 < meta["speed_probe_s"] < 1.5 * decode1, (meta["speed_probe_s"], decode1)
-    assert 0 <= meta["speed_probe_spread"] < 1.0
     # Progress counts both passes over the grid (the second, reversed, pools repeats against drift;
     # skipped points have no second pass, so the count jumps over them) and ends at the total.
     total = 2 * meta["grid_size"]

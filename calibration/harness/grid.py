@@ -375,7 +375,9 @@ def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | N
     phases: tuple[Phase, ...] = ("prefill", "decode")
     shapes = [s for ph in phases for s in axes.shapes(ph, max_positions=max_positions, max_kv_tokens=max_kv_tokens)]
     n_cand = len(shapes) * len(axes.layer_counts)
-    target = min(1.0, max(0.02, budget_s / (2.0 * max(n_cand, 1))))
+    # Seconds of timed runs a point aims at: a share of the budget, at most 1 s a point unless
+    # more repeats are allowed than the default's 15.
+    target = min(max(1.0, max_repeats / 15), max(0.02, budget_s / (2.0 * max(n_cand, 1))))
 
     def unit(shape: Shape) -> list[Point]:
         pts = []

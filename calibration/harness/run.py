@@ -15,8 +15,8 @@ wall clock.
 
 The result is a :class:`Measurements`: a pyarrow table with one row per measured point and a
 ``meta`` dict of provenance (device, driver and library versions, the clock and threads, date,
-model, scheme, layer counts, budget, grid size, and the machine's speed on a fixed probe step,
-:mod:`~calibration.harness.speed`), which the fitting turns into a ``measured`` profile.
+model, scheme, layer counts, budget, grid size), which the fitting turns into a ``measured``
+profile.
 
 ``torch`` is imported when :func:`measure` runs, not when this module is imported.
 """
@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from calibration.catalog import MODELS, ModelArch
@@ -85,7 +84,8 @@ class Measurements:
 def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int | None = None,
             budget_s: float = 300, seed: int = 0,
             progress: Callable[[int, int, float], None] | None = None,
-            clock: StepClock | None = None, axes: Axes | None = None, min_points: int = 0) -> Measurements:
+            clock: StepClock | None = None, axes: Axes | None = None, min_points: int = 0,
+            max_repeats: int = 15) -> Measurements:
     """Time prefill and decode steps of ``model`` (a catalog key, or a ModelArch) under
     ``quant`` on ``device`` within about ``budget_s`` seconds of the harness's clock, everything
     included (building the model, probing, allocating the KV cache, the points).
@@ -103,7 +103,9 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
     then replace ``layers``'s. ``progress(done, total, eta_s)`` is called after each planned
     point (measured, or skipped for the budget), ``eta_s`` in the harness's clock.
     ``min_points``: measure at least this many points (the smallest shapes first), overrunning
-    the budget if the machine is slower than it needs (:func:`~calibration.harness.grid.plan`)."""
+    the budget if the machine is slower than it needs (:func:`~calibration.harness.grid.plan`).
+    ``max_repeats``: the most timed runs of one point (a small grid and a large budget buy up to
+    this many, which tames a noisy machine's per-run jitter)."""
     if not (isinstance(budget_s, int | float) and 0 < budget_s < math.inf):
         from calibration.harness.model import HarnessError
         raise HarnessError(f"budget_s = {budget_s!r}: must be a positive number of seconds")
@@ -111,17 +113,17 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
     from calibration.harness.model import resolve_device
 
     with step_clock(resolve_device(device)) as own:
-        return _measure(model, quant, device, layers, budget_s, seed, progress, clock or own, axes, min_points)
+        return _measure(model, quant, device, layers, budget_s, seed, progress, clock or own, axes, min_points,
+                        max_repeats)
 
 
 def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None, budget_s: float, seed: int,
              progress: Callable[[int, int, float], None] | None, clock: StepClock,
-             given_axes: Axes | None, min_points: int = 0) -> Measurements:
+             given_axes: Axes | None, min_points: int = 0, max_repeats: int = 15) -> Measurements:
     """:func:`measure` with its clock taken (and, on the CPU, torch on one thread)."""
     import torch
 
     from calibration.harness.model import HarnessError, build_model, resolve_scheme
-    from calibration.harness.speed import PROBE, PROBE_EVERY_S, SpeedProbe
     from calibration.harness.timing import Timing, time_step
 
     wall_begin = time.perf_counter()
@@ -157,16 +159,6 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
     for s in probes[:1] + [p for p in probes if p.phase == "decode"][:1]:
         time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence, start=s.offset,
                   layers=counts[-1], warmup=1, repeats=1, seed=seed, clock=clock)
-    # The machine's speed, timed every PROBE_EVERY_S of the clock between the points (so that it
-    # is the speed the points were measured at), and at the start and the end: the real serving
-    # loop rescales its timeline by it (calibration.harness.speed). The probes' share of the clock
-    # is kept out of the grid's budget.
-    speed = SpeedProbe(decoder, clock, seed=seed)
-    t_speed = clock.now()
-    speed.measure()
-    speed_s = clock.now() - t_speed
-    last_probe = clock.now()
-    grid_share = PROBE_EVERY_S / (PROBE_EVERY_S + speed_s)
     probe_times: list[tuple[Shape, float]] = []
     for s in probes:
         t = time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence,
@@ -177,9 +169,9 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
     del cache
     probe_s = clock.now() - t_probe
 
-    remaining = (budget_s - (clock.now() - t_begin)) * grid_share - speed_s
+    remaining = budget_s - (clock.now() - t_begin)
     grid = plan(axes, cost, max(remaining, 1e-3), max_positions=arch.max_context, max_kv_tokens=max_kv,
-                kv_alloc_s_per_token=alloc_s_per_token, min_points=min_points)
+                kv_alloc_s_per_token=alloc_s_per_token, min_points=min_points, max_repeats=max_repeats)
     cache = decoder.new_cache(max(grid.kv_tokens, 1), seed=seed)
 
     # The smallest shape of each phase (the first unit of each), and the shapes the plan keeps
@@ -208,7 +200,6 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
     measured: list[tuple[Any, list[float]]] = []
 
     def run_point(pt: Any, repeats: int) -> list[float]:
-        nonlocal last_probe
         s = pt.shape
         t0 = clock.now()
         t = time_step(decoder, cache, sequences=s.sequences, tokens_per_sequence=s.tokens_per_sequence,
@@ -216,9 +207,6 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
                       max_seconds=2.0 * repeats * pt.est_step_s * ratio(s.phase), seed=seed, clock=clock)
         spent[s.phase] += clock.now() - t0
         estimated[s.phase] += pt.est_s * repeats / pt.repeats
-        if clock.now() - last_probe >= PROBE_EVERY_S:
-            speed.measure()
-            last_probe = clock.now()
         return list(t.samples_s)
 
     def report(done: int, left_points: list[Any], share: float) -> None:
@@ -241,8 +229,7 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
             unit = [p for p in grid.points[i:i + len(counts)] if p.shape == s]
             # Both passes of the unit (one more warm-up than a single pass).
             expect = sum((p.est_s + p.warmup * p.est_step_s) * ratio(s.phase) for p in unit)
-            skip_unit = (s not in always
-                         and clock.now() - t_begin + (expect + pending) / grid_share + speed_s > budget_s)
+            skip_unit = s not in always and clock.now() - t_begin + expect + pending > budget_s
         if skip_unit:
             skipped += 1
         else:
@@ -256,7 +243,6 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
         if second >= 1:
             samples.extend(run_point(pt, second))
         report(done + j + 1, backwards[j + 1:], 0.5)
-    speed.measure()
     for pt, samples in measured:
         s, t = pt.shape, Timing.from_samples(samples)
         for name, value in (("phase", s.phase), ("layers", pt.layers), ("sequences", s.sequences),
@@ -287,11 +273,6 @@ def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None
         "build_s": round(build_s, 3),
         "probe_s": round(probe_s, 3),
         "grid_size": len(grid.points),
-        "speed_probe_s": float(np.median(speed.samples)),
-        "speed_probes": len(speed.samples),
-        # The p10-p90 spread of the probes relative to their median: how much the machine's speed moved.
-        "speed_probe_spread": float(np.subtract(*np.percentile(speed.samples, [90, 10])) / np.median(speed.samples)),
-        "speed_probe": PROBE,
         "axes": {k: list(getattr(axes, k)) for k in ("chunks", "starts", "batches", "contexts")},
         "grid_candidates": grid.candidates,
         "measured_points": table.num_rows,

@@ -40,12 +40,6 @@ scheduling) to its end (after bookkeeping), the time the simulator prices and th
 advances by; ``forward_s`` the forward pass alone. Their difference is the loop's own overhead.
 Python's garbage collector is paused while serving, as it is while the harness times a step.
 
-Given the profile's ``speed_reference_s`` (:mod:`~calibration.harness.speed`), the loop also
-times the speed probe before it starts and every ``probe_every_s`` of its clock, outside the
-timeline, and multiplies every iteration's two times by the reference over the recent probes'
-median (the ``speed`` column): the timeline is then in the calibration's seconds, as the
-profile's prices are, whatever the machine's speed has drifted to since.
-
 ``torch`` is imported with this module: import it only where torch is installed.
 """
 
@@ -63,7 +57,6 @@ import torch.nn.functional as F
 
 from calibration.harness.clock import StepClock, step_clock
 from calibration.harness.model import RMS_EPS, HarnessError, KVCache, LlamaDecoder, _rotate, chunk_attention
-from calibration.harness.speed import PROBE, PROBE_EVERY_S, SpeedProbe
 
 __all__ = ["ITERATION_SCHEMA", "RESULT_SCHEMA", "ServingRun", "SlotCache", "ragged_step", "serve"]
 
@@ -85,9 +78,8 @@ RESULT_SCHEMA = pa.schema([
 # One row per iteration; the batch-shape columns are the step-time formula's inputs.
 ITERATION_SCHEMA = pa.schema([
     ("start_s", pa.float64()),        # on the loop's timeline (see the module docstring)
-    ("duration_s", pa.float64()),     # scheduling + forward + bookkeeping, on the step clock, times speed
-    ("forward_s", pa.float64()),      # the forward pass alone, times speed
-    ("speed", pa.float64()),          # the factor applied: calibration seconds per measured second (1 unscaled)
+    ("duration_s", pa.float64()),     # scheduling + forward + bookkeeping, on the step clock
+    ("forward_s", pa.float64()),      # the forward pass alone
     ("tokens", pa.int64()),           # N: tokens computed
     ("sequences", pa.int64()),        # S: sequences in the batch
     ("prefill_tokens", pa.int64()),
@@ -235,8 +227,7 @@ def _columns(requests: pa.Table) -> tuple[np.ndarray, ...]:
 
 def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num_batched_tokens: int,
           layers: int | None = None, kv_capacity_tokens: int | None = None, block_size: int = 16,
-          warmup_steps: int = 2, seed: int = 0, clock: StepClock | None = None,
-          speed_reference_s: float | None = None, probe_every_s: float = PROBE_EVERY_S) -> ServingRun:
+          warmup_steps: int = 2, seed: int = 0, clock: StepClock | None = None) -> ServingRun:
     """Serve ``requests`` on ``model`` on the loop's timeline (see the module docstring) and
     return the per-request and per-iteration records.
 
@@ -246,22 +237,15 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
     ``warmup_steps`` untimed steps (a full prefill chunk, a full decode batch) run before the
     timeline starts, as the harness warms up before it times. ``clock``: the step clock (default:
     the device's, :func:`~calibration.harness.clock.step_clock`; tests inject a deterministic
-    one, and torch runs on one thread on the CPU either way). ``speed_reference_s``: the
-    profile's speed probe (``meta.speed_probe_s``); given, the timeline is rescaled to the
-    machine's speed then, probing every ``probe_every_s`` seconds of the clock (see the module
-    docstring); ``None`` runs on the clock's seconds as measured."""
-    if speed_reference_s is not None and not (0 < speed_reference_s < float("inf")):
-        raise HarnessError(f"speed_reference_s = {speed_reference_s!r}: must be a positive number of seconds")
-    if not probe_every_s > 0:
-        raise HarnessError(f"probe_every_s = {probe_every_s!r}: must be > 0")
+    one, and torch runs on one thread on the CPU either way)."""
     with step_clock(model.device) as own:
         return _serve(model, requests, max_num_seqs, max_num_batched_tokens, layers, kv_capacity_tokens, block_size,
-                      warmup_steps, seed, clock or own, speed_reference_s, probe_every_s)
+                      warmup_steps, seed, clock or own)
 
 
 def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_batched_tokens: int,
            layers: int | None, kv_capacity_tokens: int | None, block_size: int, warmup_steps: int, seed: int,
-           clock: StepClock, speed_reference_s: float | None = None, probe_every_s: float = PROBE_EVERY_S) -> ServingRun:
+           clock: StepClock) -> ServingRun:
     """:func:`serve` with its clock taken."""
     if max_num_seqs < 1 or max_num_batched_tokens < max_num_seqs:
         raise HarnessError(f"max_num_seqs = {max_num_seqs}, max_num_batched_tokens = {max_num_batched_tokens}: need "
@@ -316,11 +300,6 @@ def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_b
                 b = np.arange(max_num_seqs)
                 ctx = np.full(max_num_seqs, min(chunk, longest - 1))
                 ragged_step(model, cache, batch_ids(ctx, np.ones_like(b)), b, ctx, np.ones_like(b), n_layers)
-            speed = SpeedProbe(model, clock, reference_s=speed_reference_s, seed=seed)
-            if speed_reference_s is not None:
-                for _ in range(3):  # a median to start from
-                    speed.measure()
-            measured_busy, probed_at = 0.0, 0.0  # the clock's seconds of iterations, unscaled
             clock.sync()
             wall0, busy_wall = time.perf_counter(), 0.0
             now = 0.0  # the loop's timeline: measured iterations, and idle gaps jumped over
@@ -374,17 +353,13 @@ def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_b
                     free.extend(slot_of[done].tolist())
                     run = run[~np.isin(run, done)]
                     finished += done.size
-                raw = clock.now() - c0
-                factor = speed.factor()
-                took = raw * factor
+                took = clock.now() - c0
                 now = t_end = t_start + took
                 busy_wall += time.perf_counter() - w0
-                measured_busy += raw
                 first_tok[emit[g == 1]] = t_end
                 last_tok[emit] = t_end
                 pc, ps = cnt[pre], starts[pre]
-                for name, value in (("start_s", t_start), ("duration_s", took), ("forward_s", (f1 - f0) * factor),
-                                    ("speed", factor),
+                for name, value in (("start_s", t_start), ("duration_s", took), ("forward_s", f1 - f0),
                                     ("tokens", int(cnt.sum())), ("sequences", int(idx.size)),
                                     ("prefill_tokens", int(pc.sum())), ("prefill_seqs", int(pc.size)),
                                     ("decode_seqs", int(idx.size - pc.size)),
@@ -394,9 +369,6 @@ def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_b
                                     ("prefill_context", int(ps.sum())), ("tokens_out", int(emit.size)),
                                     ("running", int(run.size + done.size)), ("waiting", arrived - admitted)):
                     rec[name].append(value)
-                if speed_reference_s is not None and measured_busy - probed_at >= probe_every_s and finished < n:
-                    speed.measure()  # outside the timeline: between iterations, on no request's clock
-                    probed_at = measured_busy
             wall = time.perf_counter() - wall0
     finally:
         if gc_was_enabled:
@@ -428,18 +400,10 @@ def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_b
         # process shared the loop's core. The timeline does not depend on it; it says how shared
         # the machine was.
         "wall_s": float(wall), "busy_wall_s": float(busy_wall),
-        "clock_share": float(measured_busy / max(busy_wall, 1e-12)),
-        # The speed probe (calibration.harness.speed): the reference it rescaled to, every probe's
-        # seconds, and the factors the iterations were multiplied by.
-        "speed_probe": PROBE, "speed_reference_s": speed_reference_s, "speed_probes_s": list(speed.samples),
-        "speed_median": float(np.median(rec["speed"])) if rec["speed"] else 1.0,
-        "speed_min": float(min(rec["speed"], default=1.0)), "speed_max": float(max(rec["speed"], default=1.0)),
+        "clock_share": float(dur.sum() / max(busy_wall, 1e-12)),
         "kv_cache_bytes": cache.nbytes, "slot_tokens": longest,
         "timing": f"{clock.name}; duration_s spans scheduling, the forward pass and bookkeeping, forward_s the "
-                  "forward pass alone"
-                  + ("" if speed_reference_s is None else ", both times the speed factor (the calibration's speed "
-                     "probe over this run's)")
-                  + "; the timeline advances by duration_s and jumps idle gaps to the next "
+                  "forward pass alone; the timeline advances by duration_s and jumps idle gaps to the next "
                   "arrival; torch.inference_mode, garbage collector paused",
     }
     return ServingRun(requests=results, iterations=iterations, meta=meta)

@@ -269,7 +269,5 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
               f"{it['decode_only_median']:+.1%}, with a prefill chunk median {it['with_prefill_median']:+.1%}, busy "
               f"time {it['busy_time']:+.1%}; the loop's own overhead is {it['loop_overhead_share']:.2%} of its busy "
               f"time")
-    if result.speed_line():
-        con.print(result.speed_line())
     for note in result.notes:
         con.print(f"[yellow]note:[/] {note}")

@@ -18,13 +18,6 @@ Three details make the comparison like for like:
   (:func:`~calibration.harness.serving.serve`): what it reports is what one dedicated core gives,
   whatever else the machine runs, as the simulation assumes. (On wall time, a busy neighbour
   made two real runs of one workload differ by 57%.) A profile timed on another clock is noted.
-- **Speed.** Even on its own CPU time a shared machine runs the same kernels slower or faster
-  minutes apart (a neighbour's memory traffic, clock frequency): beside a test suite one real run
-  took 13% longer than the one before it, and p50 TTFT moved by a third. The calibration timed a
-  fixed probe step (:mod:`calibration.harness.speed`), recorded in the profile as
-  ``speed_probe_s``; the real loop times it again through each run and rescales its timeline to
-  the calibration's speed, so both sides are in the seconds the profile was measured in. The
-  factors applied are reported; a profile without a probe is noted and not rescaled.
 - **Depth.** A profile prices the model's full depth (its record's ``layers``) while the real
   loop runs the ``layers`` built on this machine; the simulator is given the same record priced
   at ``layers`` (a copy in a temporary directory, its source saying so). The calibration measured
@@ -293,16 +286,6 @@ class ValidationResult:
             "notes": list(self.notes),
         }
 
-    def speed_line(self) -> str:
-        """The speed factors each real run's timeline was rescaled by (median, and range), or ''
-        where the runs were not rescaled (a profile without a speed probe)."""
-        speeds = [r.meta for r in self.real if r.meta.get("speed_reference_s")]
-        if not speeds:
-            return ""
-        return ("machine speed against the calibration's (speed probe; the real timelines are rescaled to it): "
-                + ", ".join(f"run {k + 1} ×{m['speed_median']:.3f} ({m['speed_min']:.3f}–{m['speed_max']:.3f})"
-                            for k, m in enumerate(speeds)))
-
     def describe(self) -> str:
         """A plain-text table (for logs and assertion messages)."""
         lines = [f"{self.model} {self.quant}, {self.layers} layers, {self.requests.num_rows} requests at "
@@ -318,8 +301,6 @@ class ValidationResult:
                      f"busy time "
                      f"{it['busy_time']:+.1%} (vs forward passes alone {it['forward_busy_time']:+.1%}); loop overhead "
                      f"{it['loop_overhead_share']:.2%} of busy time")
-        if self.speed_line():
-            lines.append(self.speed_line())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -470,17 +451,12 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     notes: list[str] = []
     say(f"building {model} ({quant}, {layers} layers) on {device}")
     decoder = build_model(model, quant, device, layers=layers, seed=int(record.meta.get("seed", seed)))
-    reference = record.meta.get("speed_probe_s")
-    if not isinstance(reference, int | float) or not reference > 0:
-        reference = None
-        notes.append("the profile records no speed probe (calibrated before capsim timed one): the real runs are "
-                     "timed at the machine's speed now, which may have drifted since the calibration")
     runs = []
     for k in range(repeats):
         say(f"real run {k + 1} of {repeats} (about {arrival.max():.0f} s of arrivals)")
         runs.append(serve(decoder, table, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                           layers=layers, kv_capacity_tokens=kv_capacity,
-                          block_size=scenario.engine.block_size, seed=seed + k, speed_reference_s=reference))
+                          block_size=scenario.engine.block_size, seed=seed + k))
     del decoder
     timed = record.meta.get("clock")
     if timed != runs[0].meta["clock"]:
