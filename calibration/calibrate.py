@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from calibration.catalog import GPUS, MODELS, QUANTIZATIONS, CatalogError
 from calibration.fit import MIN_STEPS, FitResult, fit_step_model
+from calibration.harness.grid import DEFAULT_MAX_REPEATS
 from calibration.measured import ProfileRecord, write_profile
 
 __all__ = ["NOISY_SPREAD", "CalibrationRun", "calibrate", "default_hardware", "timing_spread"]
@@ -75,7 +76,7 @@ def _validity(table: pa.Table) -> dict[str, float]:
 def calibrate(model: str, quant: str, *, device: str = "cpu", layers: int | None = None, budget_s: float = 300.0,
               hardware: str | None = None, out_dir: str | Path = "profiles", seed: int = 0,
               progress: Callable[[int, int, float], None] | None = None, axes: Any = None,
-              max_repeats: int = 15) -> CalibrationRun:
+              max_repeats: int = DEFAULT_MAX_REPEATS) -> CalibrationRun:
     """Measure ``model`` in ``quant`` on ``device`` for about ``budget_s`` seconds of the
     harness's clock (on the CPU its thread's CPU time on one torch thread: see
     :mod:`calibration.harness.clock`), fit, and write the profile (JSON + Parquet) into

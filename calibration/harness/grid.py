@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Axes", "CostModel", "Phase", "Plan", "Point", "Shape", "default_axes", "layer_counts",
+__all__ = ["DEFAULT_MAX_REPEATS", "Axes", "CostModel", "Phase", "Plan", "Point", "Shape", "default_axes", "layer_counts",
            "layer_differences", "plan", "priority_order", "probe_shapes", "serving_axes"]
 
 Phase = Literal["prefill", "decode"]
@@ -352,9 +352,13 @@ class Plan:
         return {p.layers for p in self.points}
 
 
+# Timed runs of one point at most, unless a caller asks for more (a small grid on a noisy machine).
+DEFAULT_MAX_REPEATS = 15
+
+
 def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | None = None,
          max_kv_tokens: int | None = None, kv_alloc_s_per_token: float = 0.0, min_repeats: int = 3,
-         max_repeats: int = 15, max_share: float = 0.25, min_points: int = 0) -> Plan:
+         max_repeats: int = DEFAULT_MAX_REPEATS, max_share: float = 0.25, min_points: int = 0) -> Plan:
     """Choose the points to measure in ``budget_s`` seconds.
 
     Every shape is measured at each of ``axes.layer_counts`` (together, as one unit). A shape
@@ -376,8 +380,8 @@ def plan(axes: Axes, cost: CostModel, budget_s: float, *, max_positions: int | N
     shapes = [s for ph in phases for s in axes.shapes(ph, max_positions=max_positions, max_kv_tokens=max_kv_tokens)]
     n_cand = len(shapes) * len(axes.layer_counts)
     # Seconds of timed runs a point aims at: a share of the budget, at most 1 s a point unless
-    # more repeats are allowed than the default's 15.
-    target = min(max(1.0, max_repeats / 15), max(0.02, budget_s / (2.0 * max(n_cand, 1))))
+    # more repeats are allowed than the default's.
+    target = min(max(1.0, max_repeats / DEFAULT_MAX_REPEATS), max(0.02, budget_s / (2.0 * max(n_cand, 1))))
 
     def unit(shape: Shape) -> list[Point]:
         pts = []

@@ -37,7 +37,8 @@ import pyarrow as pa
 
 from calibration.catalog import MODELS, ModelArch
 from calibration.harness.clock import StepClock
-from calibration.harness.grid import Axes, CostModel, Shape, default_axes, layer_differences, plan, probe_shapes
+from calibration.harness.grid import (DEFAULT_MAX_REPEATS, Axes, CostModel, Shape, default_axes, layer_differences,
+                                      plan, probe_shapes)
 
 __all__ = ["MEASUREMENT_SCHEMA", "Measurements", "measure"]
 
@@ -85,7 +86,7 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
             budget_s: float = 300, seed: int = 0,
             progress: Callable[[int, int, float], None] | None = None,
             clock: StepClock | None = None, axes: Axes | None = None, min_points: int = 0,
-            max_repeats: int = 15) -> Measurements:
+            max_repeats: int = DEFAULT_MAX_REPEATS) -> Measurements:
     """Time prefill and decode steps of ``model`` (a catalog key, or a ModelArch) under
     ``quant`` on ``device`` within about ``budget_s`` seconds of the harness's clock, everything
     included (building the model, probing, allocating the KV cache, the points).
@@ -119,7 +120,7 @@ def measure(model: str | ModelArch, quant: str, device: str = "cpu", layers: int
 
 def _measure(model: str | ModelArch, quant: str, device: str, layers: int | None, budget_s: float, seed: int,
              progress: Callable[[int, int, float], None] | None, clock: StepClock,
-             given_axes: Axes | None, min_points: int = 0, max_repeats: int = 15) -> Measurements:
+             given_axes: Axes | None, min_points: int, max_repeats: int) -> Measurements:
     """:func:`measure` with its clock taken (and, on the CPU, torch on one thread)."""
     import torch
 

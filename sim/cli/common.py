@@ -38,6 +38,14 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def fail_with_flag(error: Exception, flags: tuple[tuple[str, str], ...]) -> NoReturn:
+    """:func:`fail` with ``error``'s one line, prefixed with the first flag of ``flags``
+    ((flag, key) pairs) whose key the message starts with: a library error names its argument
+    (``hardware 'h100': ...``), the command line the flag that set it."""
+    flag = next((f for f, k in flags if str(error).startswith(k)), None)
+    fail(f"{flag}: {error}" if flag else str(error))
+
+
 def apply_set(data: dict[str, Any], assignment: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) to nested dicts; ``classes.0`` indexes lists.
     ``null`` removes the key, so that its default applies (for an optional key, the default is unset)."""

@@ -7,11 +7,11 @@ Registered on the app in :mod:`sim.cli.app`; thin over :func:`sim.analysis.compa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
-from sim.cli.common import executor_from_args, fail, ray_option, search_inputs, split_list  # split_list: also plan's
+from sim.cli.common import executor_from_args, fail, fail_with_flag, ray_option, search_inputs, split_list  # split_list: also plan's
 
 __all__ = ["compare_command", "split_list"]
 
@@ -107,12 +107,11 @@ def compare_command(
         typer.echo(f"capsim: warning: {note}", err=True)
 
 
-def _fail(e: Exception, by_option: bool) -> None:
+def _fail(e: Exception, by_option: bool) -> NoReturn:
     """A comparison's one-line error, prefixed with the flag it is about."""
     given = ((("--option", "options"), ("--option", "hardware"), ("--option", "quantization"), ("--option", "tp"))
              if by_option else (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp")))
-    flag = next((f for f, k in (*given, ("--rate", "rate"), ("--family", "family")) if str(e).startswith(k)), None)
-    fail(f"{flag}: {e}" if flag else str(e))
+    fail_with_flag(e, (*given, ("--rate", "rate"), ("--family", "family")))
 
 
 def _option(text: str) -> tuple[str, str, int]:

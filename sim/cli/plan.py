@@ -11,9 +11,13 @@ from typing import Optional
 
 import typer
 
-from sim.cli.common import executor_from_args, fail, ray_option, search_inputs, split_list
+from sim.cli.common import executor_from_args, fail, fail_with_flag, ray_option, search_inputs, split_list
 
 __all__ = ["plan_command"]
+
+# The flags a search's one-line errors are about, by the argument name the library's message starts with.
+_FLAGS = (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"), ("--rate", "rate"),
+          ("--family", "family"), ("--slo", "SLO"))
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -117,19 +121,14 @@ def plan_command(
     try:  # the search is checked before any worker (or a Ray cluster) starts
         check_search(sc, hw, quants, tps)
     except CompareError as e:
-        flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"))
-                     if str(e).startswith(k)), None)
-        fail(f"{flag}: {e}" if flag else str(e))
+        fail_with_flag(e, _FLAGS)
     ex = executor_from_args(workers, ray)
     try:
         result = plan(sc, slos=targets or None, rate_per_s=rate, hardware=hw, quantization=quants, tp=tps,
                       engine_grid=grid or None, seeds=seeds, confirm_seeds=confirm_seeds, family=family,
                       executor=ex, progress=say, deployment=deployment)
     except PlanError as e:
-        flag = next((f for f, k in (("--hardware", "hardware"), ("--quant", "quantization"), ("--tp", "tp"),
-                                    ("--rate", "rate"), ("--family", "family"), ("--slo", "SLO")) if str(e).startswith(k)),
-                    None)
-        fail(f"{flag}: {e}" if flag else str(e))
+        fail_with_flag(e, _FLAGS)
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
     out = Path(out_name)
