@@ -172,10 +172,11 @@ def test_cli_prints_the_table_and_writes_csv_and_json(bench, tmp_path):
     (("--benchmarks", "BENCH", "--engine", "trt"), "--engine 'trt': unknown engine preset"),
     (("--benchmarks", "BENCH", "--model", "llama-3.1-8b"), "--model does not apply with --benchmarks"),
     (("--benchmarks", "BENCH", "--rate", "3"), "--rate does not apply with --benchmarks"),
+    (("--benchmarks", "BENCH", "--alongside"), "--alongside does not apply with --benchmarks"),
     (("--benchmarks", "BENCH", "--profile", "nowhere.json"), "--profile nowhere.json: no such file or directory"),
     (("--engine", "vllm-0.8", "--model", "llama-3.2-1b"), "--engine applies only with --benchmarks"),
     (("--max-requests", "5",), "--max-requests applies only with --benchmarks"),
-], ids=["missing-file", "unknown-engine", "model", "rate", "profile", "engine-alone", "max-requests-alone"])
+], ids=["missing-file", "unknown-engine", "model", "rate", "alongside", "profile", "engine-alone", "max-requests-alone"])
 def test_cli_bad_input_is_one_line(bench, tmp_path, args, needle):
     args = tuple(str(bench) if a == "BENCH" else a for a in args)
     r = run_app("validate", *args, "-o", tmp_path / "out")

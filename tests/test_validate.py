@@ -28,8 +28,10 @@ torch = pytest.importorskip("torch")
 
 from calibration.calibrate import timing_spread  # noqa: E402
 from calibration.catalog import ModelArch  # noqa: E402
+from calibration.harness.alongside import Alongside  # noqa: E402
 from calibration.harness.clock import CPU_CLOCK, StepClock  # noqa: E402
 from calibration.harness.model import HarnessError, build_model  # noqa: E402
+from calibration.harness.run import MEASUREMENT_SCHEMA  # noqa: E402
 from calibration.harness.serving import ITERATION_SCHEMA, RESULT_SCHEMA, SlotCache, ragged_step, serve  # noqa: E402
 from calibration.measured import ProfileRecord, profile_name  # noqa: E402
 from sim.config import load_scenario  # noqa: E402
@@ -213,6 +215,108 @@ def test_serving_loop_refuses_bad_tables_and_a_cache_the_simulator_would_preempt
               kv_capacity_tokens=48, block_size=16, warmup_steps=0)
 
 
+# -- calibration alongside the loop ----------------------------------------------------------------------------
+
+def _points(*rows: tuple[str, int, int, int, int, int]) -> pa.Table:
+    """A measurement table naming points (phase, layers, sequences, chunk, start, context); its
+    timing columns are placeholders the bursts never read."""
+    cols = dict(zip(("phase", "layers", "sequences", "chunk", "start", "context"), zip(*rows, strict=True),
+                    strict=True))
+    n = len(rows)
+    tokens = [c if ph == "prefill" else s for ph, s, c in zip(cols["phase"], cols["sequences"], cols["chunk"],
+                                                               strict=True)]
+    return pa.table({**{k: list(v) for k, v in cols.items()}, "tokens": tokens, "seconds": [1.0] * n,
+                     "p10_s": [1.0] * n, "p90_s": [1.0] * n, "repeats": [1] * n}, schema=MEASUREMENT_SCHEMA)
+
+
+POINTS = (("prefill", 1, 1, 8, 0, 0), ("prefill", 2, 1, 6, 10, 0), ("decode", 2, 3, 0, 0, 20))
+
+
+def test_bursts_alongside_fall_due_with_the_host_loop_and_time_every_point_as_often(tiny):
+    bursts = Alongside(tiny, _points(*POINTS), expected_iterations=10, repeats=5, burst=2, seed=1)
+    assert bursts.bursts == 9  # 5 repeats in bursts of 2: 3 bursts of each of 3 points
+    owed = []
+    for _ in range(5):
+        bursts()
+        owed.append(bursts.bursts_done)
+    assert owed == [0, 1, 2, 3, 4]  # 9 bursts over 10 iterations: floor(9 i / 10) after the i-th
+    m = bursts.finish({"note": "kept"})
+    assert bursts.bursts_done == 9 and m.meta["note"] == "kept"
+    assert m.meta["alongside"] | {"timed_s": 0} == {"bursts": 9, "burst_repeats": 2, "host_iterations": 5,
+                                                    "bursts_after_the_host": 5, "timed_s": 0}
+    t = m.table
+    assert t.schema == MEASUREMENT_SCHEMA and t.column("repeats").to_pylist() == [6, 6, 6]
+    for c, i in (("phase", 0), ("layers", 1), ("sequences", 2), ("chunk", 3), ("start", 4), ("context", 5)):
+        assert t.column(c).to_pylist() == [p[i] for p in POINTS]
+    sec, p10, p90 = (t.column(c).to_numpy() for c in ("seconds", "p10_s", "p90_s"))
+    assert (sec > 0).all() and (p10 <= sec).all() and (sec <= p90).all()
+    assert m.meta["alongside"]["timed_s"] > 0
+    # A host that runs longer than expected owes nothing at the end, and is not timed beyond the plan.
+    more = Alongside(tiny, _points(*POINTS[:1]), expected_iterations=2, repeats=2, burst=1)
+    for _ in range(7):
+        more()
+    assert more.bursts_done == 2 and more.finish().meta["alongside"]["bursts_after_the_host"] == 0
+    # A round first (every point once, before the host's first iteration), then a plan made again
+    # halfway: the rest falls due evenly over the iterations it now expects.
+    again = Alongside(tiny, _points(*POINTS), expected_iterations=100, repeats=4, burst=1)
+    first = again.round()
+    assert first.column("repeats").to_pylist() == [1, 1, 1] and again.bursts_done == 3
+    for _ in range(50):
+        again()
+    assert again.bursts_done == 50 * 12 // 100  # the round's bursts count among those due
+    again.expect(3, bursts=4)  # 4 of the 6 left over the next 3 iterations, then none until planned again
+    due = []
+    for _ in range(4):
+        again()
+        due.append(again.bursts_done)
+    assert due == [7, 8, 10, 10]
+    again.expect(5)
+    again()
+    assert again.settle() == 2 and again.bursts_done == 12  # the host stopped short of the plan
+    # Each host run's share: the round counts with the first.
+    assert again.measurements(-1, 50).column("repeats").to_pylist() == [2, 2, 2]
+    assert sum(again.measurements(50).column("repeats").to_pylist()) == 6
+
+
+def test_bursts_alongside_refuse_what_they_cannot_time(tiny):
+    with pytest.raises(HarnessError, match="no rows"):
+        Alongside(tiny, _points(*POINTS).slice(0, 0), expected_iterations=1)
+    with pytest.raises(HarnessError, match="lacks column"):
+        Alongside(tiny, _points(*POINTS).drop_columns(["context"]), expected_iterations=1)
+    with pytest.raises(HarnessError, match="runs 3 layers; the model has 2 built"):
+        Alongside(tiny, _points(("decode", 3, 1, 0, 0, 4)), expected_iterations=1)
+    with pytest.raises(HarnessError, match="burst = 0"):
+        Alongside(tiny, _points(*POINTS), expected_iterations=1, burst=0)
+
+
+def test_work_between_the_loops_iterations_leaves_its_timeline_alone(tiny):
+    # The loop calls ``between`` after every iteration, outside its timing: calibration bursts
+    # there cost the loop's timeline nothing. On a clock of constant steps that the hook also
+    # moves on by 100 s, the timeline is the one without the hook (to rounding: the clock reads grow).
+    rng = np.random.default_rng(5)
+    n = 12
+    table = _table(np.cumsum(rng.exponential(0.2, n)), rng.integers(1, 30, n), rng.integers(1, 8, n))
+    plain = serve(tiny, table, max_num_seqs=3, max_num_batched_tokens=24, warmup_steps=0, clock=_ticks(0.05))
+    t = [0.0]
+
+    def read() -> float:
+        t[0] += 0.05
+        return t[0]
+
+    bursts = Alongside(tiny, _points(*POINTS), expected_iterations=plain.iterations.num_rows, repeats=2, burst=1)
+
+    def between() -> None:
+        t[0] += 100.0
+        bursts()
+
+    busy = serve(tiny, table, max_num_seqs=3, max_num_batched_tokens=24, warmup_steps=0,
+                 clock=StepClock("ticks", read), between=between)
+    for a, b in ((busy.requests, plain.requests), (busy.iterations, plain.iterations)):
+        for c in a.column_names:  # NaN (a one-token request's TPOT) equal to NaN
+            np.testing.assert_allclose(a.column(c).to_numpy(), b.column(c).to_numpy(), rtol=1e-9, err_msg=c)
+    assert bursts.bursts_done == bursts.bursts == 6  # all fell due during the loop, none left for the end
+
+
 # -- choosing the load --------------------------------------------------------------------------------------
 
 def _write_profile(directory: Path, coefficients: dict[str, float], layers: int = 2) -> Path:
@@ -258,6 +362,28 @@ def test_service_capacity_matches_a_saturated_simulation(tmp_path, seqs, budget,
     assert rate == pytest.approx(0.7 * cap.requests_per_s)
 
 
+def test_a_profile_scaled_to_the_machines_speed_prices_every_step_and_the_capacity_by_that_factor():
+    # ``validate(alongside=True)`` sets the load for the speed the machine has just before the runs
+    # by scaling the profile: every step r times as long (the knee, an exponent, left alone), the
+    # saturated capacity 1/r of the profile's.
+    from calibration.measured import seconds_of
+    from sim.fitting.validate import _scaled
+
+    full = {**COEF, "c_tok": 3e-6, "knee": 4.0, "c_pf_self": 5e-8, "head_w": 0.03}
+    rng = np.random.default_rng(2)
+    tokens, seqs = rng.integers(1, 300, 50), rng.integers(1, 9, 50)
+    pairs, ctx, own = rng.uniform(0, 1e4, 50), rng.uniform(0, 3e3, 50), rng.uniform(0, 5e3, 50)
+    base = seconds_of(full, 2, tokens, seqs, pairs, ctx, own_pairs=own)
+    for r in (0.8, 1.25):
+        scaled = _scaled(full, r)
+        assert scaled["knee"] == 4.0
+        assert seconds_of(scaled, 2, tokens, seqs, pairs, ctx, own_pairs=own) == pytest.approx(r * base, rel=1e-12)
+        p, o = rng.integers(16, 128, 40), rng.integers(8, 64, 40)
+        cap = service_capacity(full, 2, p, o, max_num_seqs=8, max_num_batched_tokens=512).requests_per_s
+        assert service_capacity(scaled, 2, p, o, max_num_seqs=8, max_num_batched_tokens=512).requests_per_s == \
+            pytest.approx(cap / r, rel=1e-12)
+
+
 def test_load_helpers_refuse_nonsense():
     p = np.array([10, 20])
     with pytest.raises(ValueError, match="utilisation = 1.2: must be between 0 and 1"):
@@ -291,6 +417,10 @@ def test_validate_refuses_bad_arguments_before_serving(tmp_path):
         validate("llama-3.2-1b", "bf16", profile_path=path)
     with pytest.raises(ValueError, match="layers = 17: must be between 1 and the 16 layers of llama-3.2-1b"):
         validate("llama-3.2-1b", "int8", profile_path=path, layers=17)
+    with pytest.raises(ValueError, match="no measurements beside it .*needs a profile from `capsim calibrate`"):
+        validate("llama-3.2-1b", "int8", profile_path=path, alongside=True)
+    with pytest.raises(ValueError, match="alongside_repeats = 0: must be >= 1"):
+        validate("llama-3.2-1b", "int8", profile_path=path, alongside=True, alongside_repeats=0)
 
 
 # -- the command line ----------------------------------------------------------------------------------------
@@ -324,6 +454,9 @@ def test_cli_errors_are_one_line_with_exit_2(args, needle):
 def test_cli_reports_a_missing_profile_in_one_line(tmp_path):
     assert_one_line_error(_run_validate("--model", "llama-3.2-1b", "--profile", tmp_path),
                           "no profile for llama-3.2-1b/int8/cpu-server/tp1")
+    path = _write_profile(tmp_path, COEF)
+    assert_one_line_error(_run_validate("--model", "llama-3.2-1b", "--profile", path, "--alongside"),
+                          "no measurements beside it")
     assert_one_line_error(_run_validate("--model", "llama-9"), "--model 'llama-9': unknown")
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,7 +228,8 @@ def _columns(requests: pa.Table) -> tuple[np.ndarray, ...]:
 
 def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num_batched_tokens: int,
           layers: int | None = None, kv_capacity_tokens: int | None = None, block_size: int = 16,
-          warmup_steps: int = 2, seed: int = 0, clock: StepClock | None = None) -> ServingRun:
+          warmup_steps: int = 2, seed: int = 0, clock: StepClock | None = None,
+          between: Callable[[], None] | None = None) -> ServingRun:
     """Serve ``requests`` on ``model`` on the loop's timeline (see the module docstring) and
     return the per-request and per-iteration records.
 
@@ -237,15 +239,17 @@ def serve(model: LlamaDecoder, requests: pa.Table, *, max_num_seqs: int, max_num
     ``warmup_steps`` untimed steps (a full prefill chunk, a full decode batch) run before the
     timeline starts, as the harness warms up before it times. ``clock``: the step clock (default:
     the device's, :func:`~calibration.harness.clock.step_clock`; tests inject a deterministic
-    one, and torch runs on one thread on the CPU either way)."""
+    one, and torch runs on one thread on the CPU either way). ``between()`` is called after each
+    iteration, outside its timing and the timeline (:class:`~calibration.harness.alongside.Alongside`
+    times calibration steps there)."""
     with step_clock(model.device) as own:
         return _serve(model, requests, max_num_seqs, max_num_batched_tokens, layers, kv_capacity_tokens, block_size,
-                      warmup_steps, seed, clock or own)
+                      warmup_steps, seed, clock or own, between)
 
 
 def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_batched_tokens: int,
            layers: int | None, kv_capacity_tokens: int | None, block_size: int, warmup_steps: int, seed: int,
-           clock: StepClock) -> ServingRun:
+           clock: StepClock, between: Callable[[], None] | None) -> ServingRun:
     """:func:`serve` with its clock taken."""
     if max_num_seqs < 1 or max_num_batched_tokens < max_num_seqs:
         raise HarnessError(f"max_num_seqs = {max_num_seqs}, max_num_batched_tokens = {max_num_batched_tokens}: need "
@@ -369,6 +373,8 @@ def _serve(model: LlamaDecoder, requests: pa.Table, max_num_seqs: int, max_num_b
                                     ("prefill_context", int(ps.sum())), ("tokens_out", int(emit.size)),
                                     ("running", int(run.size + done.size)), ("waiting", arrived - admitted)):
                     rec[name].append(value)
+                if between is not None:
+                    between()
             wall = time.perf_counter() - wall0
     finally:
         if gc_was_enabled:

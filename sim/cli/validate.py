@@ -41,7 +41,7 @@ _BENCH = "Benchmarks (--benchmarks FILE.csv)"
 # Options of the real loop that mean nothing against a benchmark CSV (which names each row's
 # model, quantization, lengths and load), and the benchmark mode's own: mixing them is refused.
 _LOOP_ONLY = ("model", "quant", "layers", "utilisation", "rate", "requests", "repeats", "calibrate_budget",
-              "prompt_tokens", "output_tokens", "max_num_seqs", "max_num_batched_tokens")
+              "alongside", "prompt_tokens", "output_tokens", "max_num_seqs", "max_num_batched_tokens")
 _BENCH_ONLY = ("engine", "max_requests", "jobs")
 
 
@@ -67,6 +67,11 @@ def validate_command(
                                  rich_help_panel=_LOOP),
     repeats: int = typer.Option(2, "--repeats", "-r", help="Real runs of the same workload (>= 2: their spread is "
                                 "part of the answer).", rich_help_panel=_LOOP),
+    alongside: bool = typer.Option(False, "--alongside", help="Also re-measure the profile's step shapes in short "
+                                   "bursts between the real loop's iterations and price the simulation with that "
+                                   "fit (the profile given still sets the load, and what it would have predicted is "
+                                   "printed too): on a machine whose speed drifts from minute to minute, the profile "
+                                   "and the real runs then see the same machine.", rich_help_panel=_LOOP),
     calibrate_budget: str = typer.Option("2m", "--calibrate-budget", help="Budget of the calibration run when no "
                                          "--profile is given: 300, 90s, 5m.", rich_help_panel=_LOOP),
     prompt_tokens: str = typer.Option("16-128", "--prompt-tokens", help="Prompt lengths: N, or LOW-HIGH (uniform).",
@@ -116,6 +121,7 @@ def validate_command(
     Examples:
       capsim validate --model llama-3.2-1b --quant int8 --layers 2 --profile profiles
       capsim validate -m llama-3.2-1b --quant int8 --requests 60 --calibrate-budget 90s
+      capsim validate -m llama-3.2-1b --quant int8 --layers 1 --alongside
       capsim validate --benchmarks bench.csv --profile roofline --engine tensorrt-llm-0.17 -o validation
     """
     # Options given on the command line, by the source click records (compared by name: typer
@@ -186,7 +192,7 @@ def validate_command(
             result = validate(model, quant, layers=layers, profile_path=Path(profile), rate_per_s=rate,
                               utilisation=utilisation, num_requests=requests, prompt_tokens=lengths["prompt"],
                               output_tokens=lengths["output"], repeats=repeats, seed=seed, max_num_seqs=max_num_seqs,
-                              max_num_batched_tokens=max_num_batched_tokens,
+                              max_num_batched_tokens=max_num_batched_tokens, alongside=alongside,
                               progress=lambda msg: err.print(f"[dim]{msg}[/]"))
         except (CatalogError, HarnessError, ValueError) as e:
             fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -269,5 +275,7 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
               f"{it['decode_only_median']:+.1%}, with a prefill chunk median {it['with_prefill_median']:+.1%}, busy "
               f"time {it['busy_time']:+.1%}; the loop's own overhead is {it['loop_overhead_share']:.2%} of its busy "
               f"time")
+    if result.remeasured is not None:
+        con.print(result.remeasured_line())
     for note in result.notes:
         con.print(f"[yellow]note:[/] {note}")

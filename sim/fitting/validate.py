@@ -61,9 +61,9 @@ if TYPE_CHECKING:
     from calibration.harness.serving import ServingRun
     from sim.results.records import SimResult
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "DEFAULT_PROMPT_TOKENS", "METRICS", "Capacity", "MetricComparison",
-           "ValidationResult", "calibration_axes", "iteration_error", "rate_for_utilisation", "service_capacity",
-           "serving_metrics", "validate"]
+__all__ = ["ALONGSIDE_REPEATS", "DEFAULT_OUTPUT_TOKENS", "DEFAULT_PROMPT_TOKENS", "METRICS", "Capacity",
+           "MetricComparison", "Remeasured", "ValidationResult", "calibration_axes", "iteration_error",
+           "rate_for_utilisation", "service_capacity", "serving_metrics", "validate"]
 
 # Default lengths: short prompts, decode-heavy (a CPU decodes a 1B model's few layers at tens of tokens/s).
 DEFAULT_PROMPT_TOKENS: dict[str, Any] = {"dist": "uniform", "low": 16, "high": 128}
@@ -78,6 +78,9 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 
 ProgressFn = Callable[[str], None]
+
+# Timed runs of each point when a profile's points are re-measured alongside the real runs.
+ALONGSIDE_REPEATS = 40
 
 
 # -- the load -------------------------------------------------------------------------------------------
@@ -207,19 +210,22 @@ class MetricComparison:
         return float(self.simulated / m - 1.0) if m else float("nan")
 
 
-def iteration_error(runs: list[ServingRun] | tuple[ServingRun, ...], coefficients: dict[str, float],
-                    layers: int) -> dict[str, float]:
+def iteration_error(runs: list[ServingRun] | tuple[ServingRun, ...],
+                    coefficients: dict[str, float] | list[dict[str, float]], layers: int) -> dict[str, float]:
     """The profile's price of every iteration the real loop ran (from its recorded batch shape)
     against the measured iteration: the median relative error of decode-only and of iterations
     with a prefill chunk (predicted / measured − 1, measured = ``duration_s``), the error of the
     total busy time, and the share of measured busy time the loop spent outside the forward pass
-    (its overhead, which the harness's step timings do not contain)."""
-    tables = [r.iterations for r in runs]
-    col = {c: np.concatenate([t.column(c).to_numpy() for t in tables]).astype(np.float64)
-           for c in ("duration_s", "forward_s", "tokens", "sequences", "prefill_pairs", "decode_context",
-                     "prefill_context", "prefill_own_pairs", "prefill_seqs")}
-    pred = seconds_of(coefficients, layers, col["tokens"], col["sequences"], col["prefill_pairs"],
-                      col["decode_context"] + col["prefill_context"], own_pairs=col["prefill_own_pairs"])
+    (its overhead, which the harness's step timings do not contain). ``coefficients``: one set
+    for every run, or a list with each run's own."""
+    per_run = coefficients if isinstance(coefficients, list) else [coefficients] * len(runs)
+    names = ("duration_s", "forward_s", "tokens", "sequences", "prefill_pairs", "decode_context", "prefill_context",
+             "prefill_own_pairs", "prefill_seqs")
+    cols = [{c: r.iterations.column(c).to_numpy().astype(np.float64) for c in names} for r in runs]
+    col = {c: np.concatenate([t[c] for t in cols]) for c in names}
+    pred = np.concatenate([seconds_of(k, layers, t["tokens"], t["sequences"], t["prefill_pairs"],
+                                      t["decode_context"] + t["prefill_context"], own_pairs=t["prefill_own_pairs"])
+                           for k, t in zip(per_run, cols, strict=True)])
     dur = col["duration_s"]
     rel = pred / dur - 1.0
     dec = col["prefill_seqs"] == 0
@@ -240,6 +246,34 @@ def iteration_error(runs: list[ServingRun] | tuple[ServingRun, ...], coefficient
 # -- the result -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Remeasured:
+    """What :func:`validate` with ``alongside`` adds. The profile's points were re-measured in
+    bursts between the real runs' iterations; each real run's own bursts were fitted
+    (``coefficients``, with held-out error ``heldout_error``; ``measurements``: their timings) and
+    priced a simulation of that run (``simulations``), so that a run during which the machine ran
+    slower is compared with a simulation of that slower machine; the compared value is the mean
+    over the runs. ``given``: :func:`serving_metrics` of the simulation priced by the profile
+    given, and ``given_iterations`` its :func:`iteration_error`; ``account``: the bursts
+    (:class:`~calibration.harness.alongside.Alongside`); ``speed``: the median over the points of
+    their time in a burst of each just before the first run over the profile's, by which the
+    profile's steps were scaled to set the load."""
+
+    coefficients: tuple[dict[str, float], ...]
+    heldout_error: tuple[dict[str, dict[str, float]], ...]
+    measurements: tuple[pa.Table, ...]
+    simulations: tuple[SimResult, ...]
+    given: dict[str, float]
+    given_iterations: dict[str, float]
+    account: dict[str, Any]
+    speed: float = 1.0   # the points' time just before the runs over the profile's: the load was set for it
+
+    def before(self, result: ValidationResult, name: str) -> MetricComparison:
+        """The comparison of metric ``name`` had the profile given priced the simulation."""
+        m = result.metric(name)
+        return MetricComparison(m.name, m.unit, m.real, self.given[name])
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     """Real runs and one simulation of the same workload, and their comparison."""
 
@@ -248,16 +282,17 @@ class ValidationResult:
     layers: int
     hardware: str
     profile_path: Path
-    coefficients: dict[str, float]
+    coefficients: dict[str, float]           # the profile given's
     rate_per_s: float
     capacity: Capacity
     window: tuple[float, float]
     requests: pa.Table                       # the workload (a RequestTable)
     real: tuple[ServingRun, ...]
-    simulated: SimResult
+    simulated: SimResult                     # priced by the profile given
     metrics: tuple[MetricComparison, ...]
     iterations: dict[str, float]             # :func:`iteration_error` over the real runs
     notes: tuple[str, ...] = field(default=())
+    remeasured: Remeasured | None = None     # with ``alongside``: the profile given, and what it predicted
 
     @property
     def utilisation(self) -> float:
@@ -284,6 +319,13 @@ class ValidationResult:
             "iterations": dict(self.iterations),
             "real_runs": [dict(r.meta) for r in self.real],
             "notes": list(self.notes),
+            **({} if self.remeasured is None else {"remeasured_alongside": {
+                "account": self.remeasured.account, "coefficients": list(self.remeasured.coefficients),
+                "heldout_error": list(self.remeasured.heldout_error),
+                "profile_given": {"coefficients": self.coefficients, "iterations": self.remeasured.given_iterations,
+                                  "metrics": {m.name: {"simulated": self.remeasured.given[m.name],
+                                                       "error": self.remeasured.before(self, m.name).error}
+                                              for m in self.metrics}}}}),
         }
 
     def describe(self) -> str:
@@ -301,8 +343,24 @@ class ValidationResult:
                      f"busy time "
                      f"{it['busy_time']:+.1%} (vs forward passes alone {it['forward_busy_time']:+.1%}); loop overhead "
                      f"{it['loop_overhead_share']:.2%} of busy time")
+        if self.remeasured is not None:
+            lines.append(self.remeasured_line())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+    def remeasured_line(self) -> str:
+        """One line on the re-measured profile against the profile given (empty without it)."""
+        r = self.remeasured
+        if r is None:
+            return ""
+        a = r.account
+        errs = ", ".join(f"{n} {r.before(self, n).error:+.1%}" for n in ("ttft_p50", "tpot_p50", "output_tokens_per_s"))
+        return (f"each real run compared with a simulation priced by the profile's points re-measured during that "
+                f"run ({a['bursts']} bursts of {a['burst_repeats']} timed runs between iterations, the load set for "
+                f"their speed just before the runs, {r.speed - 1:+.1%} against the profile's, "
+                f"{a['bursts_after_the_host']} after the last); the profile given, measured before them, would have "
+                f"read {errs} (busy time {r.given_iterations['busy_time']:+.1%}, against "
+                f"{self.iterations['busy_time']:+.1%} re-measured)")
 
 
 # -- validate -------------------------------------------------------------------------------------------
@@ -361,11 +419,58 @@ def calibration_axes(model: str, *, layers: int = 2, num_requests: int = 200, pr
                         full_layers=arch.layers)
 
 
+def _scaled(coefficients: dict[str, float], factor: float) -> dict[str, float]:
+    """The step-time coefficients with every step ``factor`` times as long: each is seconds (or
+    seconds per unit of work) but ``knee``, the exponent that rounds the roofline's corner."""
+    return {k: v if k == "knee" else v * factor for k, v in coefficients.items()}
+
+
+def _measured_points(path: Path) -> pa.Table:
+    """The measurements a profile was fitted on (``NAME.parquet`` beside ``NAME.json``): the points
+    :func:`validate` re-measures alongside the real runs."""
+    import pyarrow.parquet as pq
+
+    raw = path.with_suffix(".parquet")
+    if not raw.is_file():
+        raise ValueError(f"profile {path}: no measurements beside it ({raw.name}); re-measuring alongside needs a "
+                         f"profile from `capsim calibrate`")
+    return pq.read_table(raw)
+
+
+def _remeasure(bursts: Any, ends: list[int], coef: dict[str, float], runs: list[ServingRun], sim: SimResult,
+               window: tuple[float, float], layers: int, seed: int, record: ProfileRecord, speed: float,
+               simulate_with: Callable[[ProfileRecord, str], tuple[SimResult, Any]]) -> Remeasured:
+    """Finish the bursts, fit each real run's own (those after the previous run's last iteration,
+    through its own last), and simulate each fit."""
+    from calibration.fit import fit_step_model
+
+    account = bursts.finish().meta["alongside"]
+    fits, tables, sims = [], [], []
+    for k, (after, through) in enumerate(zip([-1, *ends[:-1]], ends, strict=True)):
+        table = bursts.measurements(after, through)
+        try:
+            fit = fit_step_model(table, seed=seed)
+        except ValueError as e:
+            raise ValueError(f"real run {k + 1}'s bursts alongside: {e}; raise alongside_repeats") from None
+        again = dataclasses.replace(
+            record, coefficients=fit.coefficients, heldout_error=fit.heldout_error,
+            source=f"{record.source}; its {table.num_rows} points re-measured in bursts between real run {k + 1}'s "
+                   f"iterations and fitted again")
+        fits.append(fit)
+        tables.append(table)
+        sims.append(simulate_with(again, f"priced at the {layers} layers the real loop runs")[0])
+    return Remeasured(coefficients=tuple(f.coefficients for f in fits),
+                      heldout_error=tuple(f.heldout_error for f in fits), measurements=tuple(tables),
+                      simulations=tuple(sims), given=serving_metrics(sim.requests, sim.iterations, window),
+                      given_iterations=iteration_error(runs, coef, layers), account=account, speed=speed)
+
+
 def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Path, rate_per_s: float | None = None,
              utilisation: float = 0.7, num_requests: int = 200, prompt_tokens: Any = None, output_tokens: Any = None,
              repeats: int = 2, seed: int = 0, max_num_seqs: int = 8, max_num_batched_tokens: int = 512,
              warmup_s: float = 0.0, device: str = "cpu", hardware: str | None = None,
-             progress: ProgressFn | None = None) -> ValidationResult:
+             progress: ProgressFn | None = None, alongside: bool = False,
+             alongside_repeats: int = ALONGSIDE_REPEATS) -> ValidationResult:
     """Serve one Poisson workload for real ``repeats`` times and simulate it once with the
     profile at ``profile_path``; compare (see the module docstring).
 
@@ -376,11 +481,17 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     are built (as ``capsim calibrate --layers`` measured them). ``hardware`` defaults to the catalog
     entry profiles measured on ``device`` are filed under. ``progress(message)`` hears each stage.
 
+    ``alongside``: re-measure the profile's points (its Parquet of measurements) in bursts between
+    the real runs' iterations, ``alongside_repeats`` timed runs each in all
+    (:class:`~calibration.harness.alongside.Alongside`), fit each run's own bursts, simulate each
+    fit, and compare the mean of the real runs with the mean of their simulations (see
+    :class:`Remeasured`); the profile given still chooses the rate, and its own prediction is kept
+    in the result's ``remeasured``. On a machine whose speed drifts from one minute to the next,
+    both sides then see the same machine.
+
     Raises ValueError (one line) for a bad argument or a missing profile; the simulator's
     ScenarioError (a ValueError) for an impossible configuration."""
     from calibration.calibrate import default_hardware
-    from sim.config import load_scenario
-    from sim.engine import simulate
 
     say = progress or (lambda _msg: None)
     if repeats < 2:
@@ -402,15 +513,36 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     arch = model_arch(model)
     if not 1 <= layers <= arch.layers:
         raise ValueError(f"layers = {layers}: must be between 1 and the {arch.layers} layers of {model}")
+    if alongside and alongside_repeats < 1:
+        raise ValueError(f"alongside_repeats = {alongside_repeats}: must be >= 1")
+    points = _measured_points(path) if alongside else None
     # One draw of lengths: arrivals and lengths come from separate seed streams, so the table drawn
     # at rate 1 has the lengths of the one drawn at the chosen rate (checked below).
     max_context = arch.max_context
     unit = generate(_workload(1.0, num_requests, prompt, output), seed, max_context)
     p_len, o_len = unit.column("prompt_tokens").to_numpy(), unit.column("output_tokens").to_numpy()
-    capacity = service_capacity(coef, layers, p_len, o_len, max_num_seqs=max_num_seqs,
+
+    from calibration.harness.model import build_model
+    from calibration.harness.serving import serve
+
+    deepest = layers if points is None else max(layers, int(max(points.column("layers").to_pylist())))
+    say(f"building {model} ({quant}, {deepest} layers) on {device}")
+    decoder = build_model(model, quant, device, layers=deepest, seed=int(record.meta.get("seed", seed)))
+    bursts, speed = None, 1.0
+    if points is not None:
+        from calibration.harness.alongside import Alongside
+
+        bursts = Alongside(decoder, points, expected_iterations=1, repeats=alongside_repeats, seed=seed)
+        say(f"reading the machine's speed: a burst of each of the profile's {points.num_rows} points")
+        now = bursts.round()
+        speed = float(np.median(now.column("seconds").to_numpy() / points.column("seconds").to_numpy()))
+    # The load is set for the machine's speed now (with ``alongside``: the profile's steps scaled
+    # by how much slower or faster they run this minute than when it was calibrated).
+    pricing = _scaled(coef, speed)
+    capacity = service_capacity(pricing, layers, p_len, o_len, max_num_seqs=max_num_seqs,
                                 max_num_batched_tokens=max_num_batched_tokens)
     rate = rate_per_s if rate_per_s is not None else rate_for_utilisation(
-        utilisation, coef, layers, p_len, o_len, max_num_seqs=max_num_seqs,
+        utilisation, pricing, layers, p_len, o_len, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens)
     spec = _workload(rate, num_requests, prompt, output)
     table = generate(spec, seed, max_context)
@@ -420,43 +552,62 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     if window[1] <= window[0]:
         raise ValueError(f"warmup_s = {warmup_s}: the last request arrives at {window[1]:.1f} s; nothing is measured")
 
+    def simulate_with(rec: ProfileRecord, why: str) -> tuple[SimResult, Any]:
+        """The workload simulated with ``rec`` priced at ``layers``; refused where the real loop
+        could not follow (it never preempts)."""
+        from sim.config import load_scenario
+        from sim.engine import simulate
+
+        with tempfile.TemporaryDirectory(prefix="capsim-validate-") as tmp:
+            priced = dataclasses.replace(rec, layers=layers, source=f"{rec.source}; {why}")
+            stem = profile_name(priced.model, priced.quantization, priced.hardware, priced.tp)
+            (Path(tmp) / f"{stem}.json").write_text(priced.to_json() + "\n")
+            scenario = load_scenario({
+                "name": "validate", "seed": seed, "model": model, "quantization": quant, "hardware": hw, "tp": 1,
+                "profile": {"kind": "measured", "path": tmp},
+                "engine": {"scheduler": "continuous", "chunked_prefill": True, "max_num_seqs": max_num_seqs,
+                           "max_num_batched_tokens": max_num_batched_tokens},
+                "workload": spec.model_dump(mode="json", exclude_none=True),
+                "measurement": {"warmup_s": warmup_s},
+            })
+            sim = simulate(scenario, requests=table)
+            # The scenario reads its profile file again for this, so inside the block; past it the
+            # result's scenario names a directory that is gone (its summary keeps the provenance).
+            kv = (scenario.kv_capacity_tokens, scenario.engine.block_size)
+        req = sim.summary["requests"]
+        if req["completed"] != num_requests or req["preemptions"]:
+            raise ValueError(f"the simulation completed {req['completed']} of {num_requests} requests with "
+                             f"{req['preemptions']} preemptions: the real loop never preempts, so the two cannot be "
+                             f"compared; lower the load or the lengths")
+        return sim, kv
+
     # The simulation first: cheap, and it refuses an impossible configuration before the long real runs.
     say(f"simulating {num_requests} requests at {rate:.3f}/s with {path.name} priced at {layers} layers")
-    with tempfile.TemporaryDirectory(prefix="capsim-validate-") as tmp:
-        priced = dataclasses.replace(record, layers=layers,
-                                     source=f"{record.source}; priced at the {layers} layers the real loop runs")
-        stem = profile_name(priced.model, priced.quantization, priced.hardware, priced.tp)
-        (Path(tmp) / f"{stem}.json").write_text(priced.to_json() + "\n")
-        scenario = load_scenario({
-            "name": "validate", "seed": seed, "model": model, "quantization": quant, "hardware": hw, "tp": 1,
-            "profile": {"kind": "measured", "path": tmp},
-            "engine": {"scheduler": "continuous", "chunked_prefill": True, "max_num_seqs": max_num_seqs,
-                       "max_num_batched_tokens": max_num_batched_tokens},
-            "workload": spec.model_dump(mode="json", exclude_none=True),
-            "measurement": {"warmup_s": warmup_s},
-        })
-        sim = simulate(scenario, requests=table)
-        # The scenario reads its profile file again for this, so inside the block; past it the
-        # result's scenario names a directory that is gone (its summary keeps the provenance).
-        kv_capacity = scenario.kv_capacity_tokens
-    req = sim.summary["requests"]
-    if req["completed"] != num_requests or req["preemptions"]:
-        raise ValueError(f"the simulation completed {req['completed']} of {num_requests} requests with "
-                         f"{req['preemptions']} preemptions: the real loop never preempts, so the two cannot be "
-                         f"compared; lower the load or the lengths")
-
-    from calibration.harness.model import build_model
-    from calibration.harness.serving import serve
+    depth = f"priced at the {layers} layers the real loop runs"
+    sim, (kv_capacity, block_size) = simulate_with(record, depth)
 
     notes: list[str] = []
-    say(f"building {model} ({quant}, {layers} layers) on {device}")
-    decoder = build_model(model, quant, device, layers=layers, seed=int(record.meta.get("seed", seed)))
-    runs = []
+    if bursts is not None:
+        expected, _ = simulate_with(dataclasses.replace(record, coefficients=pricing), depth)
+        iterations = expected.iterations.num_rows
+        say(f"re-measuring the profile's {points.num_rows} points alongside: {bursts.bursts} bursts between the "
+            f"real runs' iterations (its steps run {speed - 1:+.1%} against the profile this minute)")
+    runs, ends = [], []
     for k in range(repeats):
         say(f"real run {k + 1} of {repeats} (about {arrival.max():.0f} s of arrivals)")
+        if bursts is not None:  # an equal share of the bursts (the round's in the first), over as many
+            # iterations as the simulation, then the run before, says a run takes
+            bursts.expect(iterations, bursts.bursts * (k + 1) // repeats - bursts.bursts_done)
         runs.append(serve(decoder, table, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                          layers=layers, kv_capacity_tokens=kv_capacity,
-                          block_size=scenario.engine.block_size, seed=seed + k))
+                          layers=layers, kv_capacity_tokens=kv_capacity, block_size=block_size, seed=seed + k,
+                          between=bursts))
+        if bursts is not None:
+            bursts.settle()
+            ends.append(bursts.calls)
+            iterations = runs[-1].iterations.num_rows
+    remeasured = None
+    if bursts is not None:
+        remeasured = _remeasure(bursts, ends, coef, runs, sim, window, layers, seed, record, speed, simulate_with)
     del decoder
     timed = record.meta.get("clock")
     if timed != runs[0].meta["clock"]:
@@ -466,10 +617,17 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
                      f"loop's on {runs[0].meta['clock']}")
 
     real = [serving_metrics(r.requests, r.iterations, window) for r in runs]
-    simulated = serving_metrics(sim.requests, sim.iterations, window)
+    if remeasured is None:
+        simulated = serving_metrics(sim.requests, sim.iterations, window)
+        prices: dict[str, float] | list[dict[str, float]] = coef
+    else:
+        each = [serving_metrics(s.requests, s.iterations, window) for s in remeasured.simulations]
+        simulated = {name: float(np.mean([m[name] for m in each])) for name, _ in METRICS}
+        prices = list(remeasured.coefficients)
     metrics = tuple(MetricComparison(name, unit_of, tuple(m[name] for m in real), simulated[name])
                     for name, unit_of in METRICS)
     return ValidationResult(model=model, quant=quant, layers=layers, hardware=hw, profile_path=path, coefficients=coef,
                             rate_per_s=float(rate), capacity=capacity, window=window, requests=table,
                             real=tuple(runs), simulated=sim, metrics=metrics,
-                            iterations=iteration_error(runs, coef, layers), notes=tuple(notes))
+                            iterations=iteration_error(runs, prices, layers), notes=tuple(notes),
+                            remeasured=remeasured)
