@@ -405,6 +405,39 @@ def test_metrics_are_computed_alike_for_both_sides():
     assert c.real_mean == pytest.approx(1.1) and c.spread == pytest.approx(0.2 / 1.1) and c.error == pytest.approx(0.2)
 
 
+def test_iteration_error_prices_each_run_with_its_own_profile_and_measures_the_jitter():
+    from calibration.harness.serving import ServingRun
+    from calibration.measured import seconds_of
+    from sim.fitting.validate import iteration_error
+
+    def run(factors: list[float], coef: dict[str, float]) -> ServingRun:
+        # Decode-only iterations of 1-4 sequences that took ``factors`` times the price of ``coef``.
+        n = len(factors)
+        seqs = np.arange(n) % 4 + 1.0
+        z = np.zeros(n)
+        price = seconds_of(coef, 2, seqs, seqs, z, seqs * 30, own_pairs=z)
+        dur = price * np.asarray(factors)
+        return ServingRun(requests=pa.table({"x": [0]}), iterations=pa.table({
+            "duration_s": dur, "forward_s": 0.99 * dur, "tokens": seqs, "sequences": seqs, "prefill_pairs": z,
+            "decode_context": seqs * 30, "prefill_context": z, "prefill_own_pairs": z, "prefill_seqs": z}))
+
+    slow = {k: v * 1.2 for k, v in COEF.items()}
+    factors = [1.0, 0.9, 1.1, 1.0, 0.8, 1.2, 1.0, 1.05, 0.95, 1.0]
+    a, b = run(factors, COEF), run(factors, slow)
+    own = iteration_error([a, b], [COEF, slow], 2)
+    ratio = 1.0 / np.asarray(factors * 2)  # priced over measured
+    assert own["decode_only_median"] == pytest.approx(np.median(ratio) - 1.0)
+    assert own["loop_overhead_share"] == pytest.approx(0.01)
+    measured = 1.0 / ratio
+    p10, p50, p90 = np.percentile(measured, [10, 50, 90])
+    assert own["jitter"] == pytest.approx((p90 - p10) / p50)
+    # One profile for both runs: the second run's iterations are priced 1/1.2 of what they took.
+    shared = iteration_error([a, b], COEF, 2)
+    assert shared["busy_time"] < own["busy_time"] - 0.05
+    with pytest.raises(ValueError):
+        iteration_error([a, b], [COEF], 2)  # one set of coefficients per run
+
+
 def test_validate_refuses_bad_arguments_before_serving(tmp_path):
     with pytest.raises(ValueError, match="repeats = 1: at least 2 real runs"):
         validate("llama-3.2-1b", "int8", profile_path=tmp_path, repeats=1)
@@ -506,58 +539,64 @@ SERVING: dict = {"layers": 1, "num_requests": 100, "seed": 0, "max_num_seqs": 4,
                  "output_tokens": {"dist": "uniform", "low": 8, "high": 24}}
 # p50 TTFT, p50 TPOT and throughput of the simulation against the real serving loop (the issue's 10%).
 TOLERANCE = 0.10
+# Why the real-loop acceptance is still expected to miss on the 2-core VM (issue 16 is open for it).
+XFAIL_REAL_LOOP = (
+    "beyond this VM's jitter: one decode step runs 55-88 ms from one second to the next on the thread's own CPU "
+    "time, two real runs of one workload at equal busy time moved p50 TTFT and TPOT 12-28% apart (a simulation runs "
+    "at constant step prices), and 70% load turns an error in the price of the loop's iterations into 3-4 times that "
+    "in p50 TTFT. Re-measured alongside the runs, the profile priced them -9.3% to +2.9% (busy time) in five runs of "
+    "2026-12-07/08, the profile given alone -22.5% to +24.2%; p50 TTFT/TPOT errors: -9.8%/-9.4% (met), -12.9%/-11.5%, "
+    "-9.7%/-13.8% (250 requests), +4.1%/+11.9% (~90% load), -37.7%/-33.8% (priced -9.3%)")
 
 
 @pytest.fixture(scope="module")
 def calibrated_for_serving(tmp_path_factory):
     """Llama-3.2-1B int8 calibrated on this CPU (1 and 2 layers) on the step shapes the
-    acceptance workload runs (12 shapes at 2 layer counts, 40 timed runs each: about 50 s of the
-    harness's clock). With 15 runs a shape (35 s) two calibrations back to back priced decode
-    steps 2-4% and prefill chunks 7-10% apart; with 40, 1-2% and 2-5%. 70% load amplifies a
-    step-price error about 3-4 fold in p50 TTFT and TPOT."""
+    acceptance workload runs (12 shapes at 2 layer counts, 15 timed runs each: about 30 s of the
+    harness's clock). The validation re-measures these points alongside its real runs, so this
+    calibration only chooses them and prices the workload's lengths."""
     from calibration.calibrate import calibrate
     from sim.fitting.validate import calibration_axes
 
     axes = calibration_axes("llama-3.2-1b", **SERVING)
-    return calibrate("llama-3.2-1b", "int8", layers=SERVING["layers"], budget_s=90,
-                     out_dir=tmp_path_factory.mktemp("profile"), seed=0, axes=axes, max_repeats=40)
+    return calibrate("llama-3.2-1b", "int8", layers=SERVING["layers"], budget_s=40,
+                     out_dir=tmp_path_factory.mktemp("profile"), seed=0, axes=axes)
 
 
 # raises=AssertionError: only a comparison that misses is expected (a crash is a failure).
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "beyond this VM's speed swings (issue 16 left open for it): 70% load turns an error in the profile's price of "
-    "the loop's iterations into about 3.6x that in p50 TTFT and 3.1x in p50 TPOT, so 10% needs the price within "
-    "~2.5%, and the same kernels here run up to 16% apart minutes apart on the thread's own CPU time (host "
-    "contention). On 2026-12-07, pinned to one core: with a busy loop on the other core p50 TTFT -4.0%, TPOT -3.9% "
-    "(iterations priced -1.5%; passed); beside a CI run -7.6%, -10.8% (-2.6%; missed); quiet, +15.7%, +13.5% "
-    "(+6.8%, the two real runs themselves 16% apart; missed). A speed probe timed beside the steps moved 7% where "
-    "two calibrations' prices moved 1-2%, so it was not used to rescale"))
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=XFAIL_REAL_LOOP)
 def test_simulation_of_a_calibrated_profile_predicts_the_real_serving_loop(calibrated_for_serving, capsys):
-    """Serve a Poisson workload at 70% of the capacity the calibrated profile predicts, twice for
-    real and once simulated: p50 TTFT, p50 TPOT and output throughput within 10%.
+    """Serve a Poisson workload at 70% of the capacity the calibrated profile predicts at the
+    machine's speed just before the runs, twice for real, with the profile's points re-measured in
+    bursts between the real runs' iterations; simulate each run with its own bursts' fit: p50
+    TTFT, p50 TPOT and output throughput of the simulations within 10% of the real runs'.
 
     It missed by 13-77% (and skipped itself when its two real runs differed) while both sides
     timed on the wall clock on a shared machine, the harness's LM head cost a staircase of batch
     sizes the step-time formula cannot follow, and the calibration spread its budget over shapes
     the loop never runs; see :meth:`calibration.harness.model.LlamaDecoder.lm_head` and
     :func:`sim.fitting.validate.calibration_axes`. Then, on thread CPU time, it still missed by up
-    to 16% in one run in three: the thread moved between a core it shared and one it had alone
-    (now pinned: :mod:`calibration.harness.clock`), the calibration's prices moved a few percent
-    from one run to the next (now 40 timed runs a shape), and p50s over 2-6 output tokens jumped
-    between the lumps of their distributions (see ``SERVING``). Slow: ~5 minutes of CPU time."""
+    to 16% in one run in three: the thread moved between cores (now pinned:
+    :mod:`calibration.harness.clock`), and the same kernels ran 5-33% slower or faster in the real
+    runs than in a calibration a minute before (now re-measured alongside:
+    :mod:`calibration.harness.alongside`; in one run the profile given alone read p50 TTFT -62%
+    where the re-measured one read +4%). Slow: ~7 minutes of CPU time."""
     from sim.cli.validate import _print_result
 
     run = calibrated_for_serving
-    result = validate("llama-3.2-1b", "int8", profile_path=run.path, utilisation=0.7, repeats=2, **SERVING)
+    result = validate("llama-3.2-1b", "int8", profile_path=run.path, utilisation=0.7, repeats=2, alongside=True,
+                      **SERVING)
     shares = ", ".join(f"{r.meta['clock_share']:.0%}" for r in result.real)
-    msg = (f"\n{result.describe()}\n(calibration: {run.measurements.num_rows} steps, {run.meta['elapsed_s']:.0f} s "
+    msg = (f"\n{result.describe()}\n(calibration before the runs: {run.measurements.num_rows} steps, "
+           f"{run.meta['elapsed_s']:.0f} s "
            f"on its clock, {run.meta['wall_s']:.0f} s wall; the real runs' clock counted {shares} of their busy "
            f"wall time)")
     with capsys.disabled():  # the comparison in the log (pytest -s), pass or fail
         print(msg)
     assert all(r.meta["clock"] == CPU_CLOCK for r in result.real) and run.meta["clock"] == CPU_CLOCK
     assert run.meta["axes"]["batches"] == [1, 2, 4]  # calibrated where the loop runs
+    assert result.remeasured is not None and len(result.remeasured.simulations) == 2
     assert not result.notes, msg
     for name in ("ttft_p50", "tpot_p50", "output_tokens_per_s"):
         m = result.metric(name)

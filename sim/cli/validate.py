@@ -274,7 +274,8 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
     con.print(f"per iteration, profile vs measured ({it['iterations']:.0f} iterations): decode-only median "
               f"{it['decode_only_median']:+.1%}, with a prefill chunk median {it['with_prefill_median']:+.1%}, busy "
               f"time {it['busy_time']:+.1%}; the loop's own overhead is {it['loop_overhead_share']:.2%} of its busy "
-              f"time")
+              f"time; decode-only iterations ran p10-p90 {it['jitter']:.0%} apart of their price (the machine's own "
+              f"jitter: the simulation runs at constant step prices)")
     if result.remeasured is not None:
         con.print(result.remeasured_line())
     for note in result.notes:

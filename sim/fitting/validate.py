@@ -216,8 +216,9 @@ def iteration_error(runs: list[ServingRun] | tuple[ServingRun, ...],
     against the measured iteration: the median relative error of decode-only and of iterations
     with a prefill chunk (predicted / measured − 1, measured = ``duration_s``), the error of the
     total busy time, and the share of measured busy time the loop spent outside the forward pass
-    (its overhead, which the harness's step timings do not contain). ``coefficients``: one set
-    for every run, or a list with each run's own."""
+    (its overhead, which the harness's step timings do not contain), and the ``jitter`` of
+    decode-only iterations (:func:`_jitter`). ``coefficients``: one set for every run, or a list
+    with each run's own."""
     per_run = coefficients if isinstance(coefficients, list) else [coefficients] * len(runs)
     names = ("duration_s", "forward_s", "tokens", "sequences", "prefill_pairs", "decode_context", "prefill_context",
              "prefill_own_pairs", "prefill_seqs")
@@ -240,7 +241,19 @@ def iteration_error(runs: list[ServingRun] | tuple[ServingRun, ...],
         "busy_time": float(pred.sum() / dur.sum() - 1.0),
         "forward_busy_time": float(pred.sum() / col["forward_s"].sum() - 1.0),
         "loop_overhead_share": float((dur - col["forward_s"]).sum() / dur.sum()),
+        "jitter": _jitter(dur[dec] / pred[dec]),
     }
+
+
+def _jitter(ratio: np.ndarray) -> float:
+    """How far apart iterations the profile prices alike ran: the p10-p90 spread of measured over
+    priced time, relative to its median (NaN without iterations). A shared VM's cores ran one
+    decode step 55-88 ms in thread CPU time within seconds (what the host's other tenants do to
+    the core), a variation of service time a simulation at constant step prices does not have."""
+    if ratio.size == 0:
+        return float("nan")
+    p10, p50, p90 = np.percentile(ratio, [10.0, 50.0, 90.0])
+    return float((p90 - p10) / p50)
 
 
 # -- the result -----------------------------------------------------------------------------------------
@@ -342,7 +355,8 @@ class ValidationResult:
                      f"{it['decode_only_median']:+.1%}, with prefill median {it['with_prefill_median']:+.1%}, "
                      f"busy time "
                      f"{it['busy_time']:+.1%} (vs forward passes alone {it['forward_busy_time']:+.1%}); loop overhead "
-                     f"{it['loop_overhead_share']:.2%} of busy time")
+                     f"{it['loop_overhead_share']:.2%} of busy time; decode-only iterations ran p10-p90 "
+                     f"{it['jitter']:.0%} apart of their price (the machine's jitter)")
         if self.remeasured is not None:
             lines.append(self.remeasured_line())
         lines.extend(f"note: {n}" for n in self.notes)
