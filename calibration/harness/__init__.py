@@ -8,7 +8,10 @@ decode steps over a grid designed for fitting the step-time model.
   one torch thread; CUDA: wall time after a synchronize);
 - :mod:`~calibration.harness.timing`: timing one step shape (median, p10, p90);
 - :mod:`~calibration.harness.grid`: which shapes, in what order, within a budget (no torch);
-- :mod:`~calibration.harness.run`: :func:`measure`, returning :class:`Measurements`.
+- :mod:`~calibration.harness.run`: :func:`measure`, returning :class:`Measurements`;
+- :mod:`~calibration.harness.serving`: the real serving loop the simulator is validated against;
+- :mod:`~calibration.harness.alongside`: a calibration's points timed again in bursts between
+  that loop's iterations, so that both see the same machine.
 
 Only this subpackage imports torch, and only when one of its torch-using modules is imported:
 ``import calibration.harness`` itself loads nothing heavy (names below resolve on first use).

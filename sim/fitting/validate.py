@@ -372,7 +372,8 @@ class ValidationResult:
         return (f"each real run compared with a simulation priced by the profile's points re-measured during that "
                 f"run ({a['bursts']} bursts of {a['burst_repeats']} timed runs between iterations, the load set for "
                 f"their speed just before the runs, {r.speed - 1:+.1%} against the profile's, "
-                f"{a['bursts_after_the_host']} after the last); the profile given, measured before them, would have "
+                f"{a['bursts_after_the_host']} after a run's last iteration); the profile given, measured before them, "
+                f"would have "
                 f"read {errs} (busy time {r.given_iterations['busy_time']:+.1%}, against "
                 f"{self.iterations['busy_time']:+.1%} re-measured)")
 
