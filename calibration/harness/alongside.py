@@ -15,8 +15,13 @@ each), each ``repeats`` times, in bursts of ``burst`` timed runs after one untim
 (the harness's own way of timing a shape: :func:`~calibration.harness.timing.time_step`), the
 points taken round-robin so that each point's bursts span the whole of the host loop. The host
 calls the object after each of its iterations; bursts fall due in proportion to the iterations
-it said to expect, and :meth:`Alongside.finish` runs any still owed and returns the
-:class:`~calibration.harness.run.Measurements`, which are fitted like any other calibration's.
+it said to expect (:meth:`Alongside.expect` plans again, for a share of the bursts;
+:meth:`Alongside.settle` runs what a plan still owes when the host stopped short);
+:meth:`Alongside.round` times one burst of every point at once (a reading of the machine's speed
+before the host starts); :meth:`Alongside.measurements` gives the timings of the bursts run in a
+span of host iterations (one run's own), and :meth:`Alongside.finish` runs any still owed and
+returns the :class:`~calibration.harness.run.Measurements` of them all, which are fitted like any
+other calibration's.
 """
 
 from __future__ import annotations
@@ -108,11 +113,11 @@ class Alongside:
     def settle(self) -> int:
         """Run now what the plan still owes (a host that ran fewer iterations than it said);
         return how many bursts that was."""
-        owed = self._plan[3] - len(self._log)
+        owed = max(0, self._plan[3] - len(self._log))
         for _ in range(owed):
             self._run_burst()
-        self._settled += max(owed, 0)
-        return max(owed, 0)
+        self._settled += owed
+        return owed
 
     def round(self) -> pa.Table:
         """Time the next burst of every point now, before the host's next iteration, and return
@@ -163,9 +168,8 @@ class Alongside:
 
     def finish(self, meta: dict[str, Any] | None = None) -> Measurements:
         """Run the bursts still owed (stamped with the host's last iteration) and return every
-        point's timing over all bursts (``bursts_after_the_host`` in the account counts those run
-        by :meth:`settle` and here) (``meta``: provenance to carry, to which the bursts' own
-        account is added)."""
+        point's timing over all bursts, with ``meta`` (provenance to carry) and the bursts' own
+        account added to it (``bursts_after_the_host`` counts those run by :meth:`settle` and here)."""
         self.expect(1)
         self.settle()
         out = dict(meta or {})

@@ -69,7 +69,8 @@ def validate_command(
                                 "part of the answer).", rich_help_panel=_LOOP),
     alongside: bool = typer.Option(False, "--alongside", help="Also re-measure the profile's step shapes in short "
                                    "bursts between the real loop's iterations and price the simulation with that "
-                                   "fit (the profile given still sets the load, and what it would have predicted is "
+                                   "fit (the load is set by the profile given, scaled to the speed a burst of each "
+                                   "shape reads just before the runs; what the profile alone would have predicted is "
                                    "printed too): on a machine whose speed drifts from minute to minute, the profile "
                                    "and the real runs then see the same machine.", rich_help_panel=_LOOP),
     calibrate_budget: str = typer.Option("2m", "--calibrate-budget", help="Budget of the calibration run when no "

@@ -500,8 +500,9 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     the real runs' iterations, ``alongside_repeats`` timed runs each in all
     (:class:`~calibration.harness.alongside.Alongside`), fit each run's own bursts, simulate each
     fit, and compare the mean of the real runs with the mean of their simulations (see
-    :class:`Remeasured`); the profile given still chooses the rate, and its own prediction is kept
-    in the result's ``remeasured``. On a machine whose speed drifts from one minute to the next,
+    :class:`Remeasured`); the rate is set by the profile given scaled to the speed a burst of each
+    point reads just before the runs, and the profile's own prediction is kept in the result's
+    ``remeasured``. On a machine whose speed drifts from one minute to the next,
     both sides then see the same machine.
 
     Raises ValueError (one line) for a bad argument or a missing profile; the simulator's
@@ -540,9 +541,14 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     from calibration.harness.model import build_model
     from calibration.harness.serving import serve
 
-    deepest = layers if points is None else max(layers, int(max(points.column("layers").to_pylist())))
-    say(f"building {model} ({quant}, {deepest} layers) on {device}")
-    decoder = build_model(model, quant, device, layers=deepest, seed=int(record.meta.get("seed", seed)))
+    def build() -> Any:
+        deepest = layers if points is None else max(layers, int(max(points.column("layers").to_pylist())))
+        say(f"building {model} ({quant}, {deepest} layers) on {device}")
+        return build_model(model, quant, device, layers=deepest, seed=int(record.meta.get("seed", seed)))
+
+    # Alongside, the speed reading needs the decoder before the load is chosen; otherwise it is
+    # built once the cheap checks below (the window, the simulation) have passed.
+    decoder = build() if points is not None else None
     bursts, speed = None, 1.0
     if points is not None:
         from calibration.harness.alongside import Alongside
@@ -602,6 +608,8 @@ def validate(model: str, quant: str, *, layers: int = 2, profile_path: str | Pat
     sim, (kv_capacity, block_size) = simulate_with(record, depth)
 
     notes: list[str] = []
+    if decoder is None:
+        decoder = build()
     if bursts is not None:
         expected, _ = simulate_with(dataclasses.replace(record, coefficients=pricing), depth)
         iterations = expected.iterations.num_rows
